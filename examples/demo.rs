@@ -1,0 +1,170 @@
+//! A tour of nlock: three "replicas" (separate managers, separate NATS connections) share
+//! locks. Uses `NATS_URL` if set; otherwise starts its own nats-server on a random loopback
+//! port (binary from `NATS_SERVER_BIN`, or `nats-server` on PATH) and removes it on exit.
+//!
+//! Run it with `scripts/demo`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nlock::{Config, DoOutcome, LockError, LockManager, LockOptions};
+
+#[actix::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (url, _server) = match std::env::var("NATS_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let server = LocalServer::start()?;
+            (server.url.clone(), Some(server))
+        }
+    };
+    println!("NATS at {url}");
+
+    let config = Config::builder()
+        .bucket("nlock_demo")
+        .ttl(Duration::from_secs(3))
+        .build()?;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(LockManager::connect(&url, config.clone()).await?);
+    }
+    let caps = replicas[0].capabilities();
+    println!(
+        "server {}: per-lock TTL {}, expiry events {}\n",
+        caps.server_version, caps.per_lock_ttl, caps.expiry_events
+    );
+
+    println!("1. Three replicas take turns on one key; fencing tokens only go up.");
+    let mut turns = Vec::new();
+    for (i, m) in replicas.iter().enumerate() {
+        let m = m.clone();
+        turns.push(actix::spawn(async move {
+            for _ in 0..2 {
+                let lock = m
+                    .acquire("demo.report", Some(Duration::from_secs(10)))
+                    .await?;
+                println!("   replica {i} holds demo.report, token {}", lock.token());
+                tokio::time::sleep(Duration::from_millis(50)).await; // the "work"
+                lock.release().await?;
+            }
+            Ok::<(), LockError>(())
+        }));
+    }
+    for t in turns {
+        t.await??;
+    }
+
+    println!("\n2. A busy lock says who holds it.");
+    let opts = LockOptions {
+        description: Some("rebuilding the search index".into()),
+        ..Default::default()
+    };
+    let held = replicas[0].acquire_with("demo.index", None, opts).await?;
+    match replicas[1].try_acquire("demo.index").await {
+        Err(e) => println!("   replica 1: {e}"),
+        Ok(_) => println!("   replica 1 unexpectedly got it"),
+    }
+    held.release().await?;
+
+    println!("\n3. Go's Do: all three replicas try the nightly job; one runs it.");
+    let runs = futures::future::join_all(replicas.iter().enumerate().map(|(i, m)| async move {
+        let outcome = m
+            .run_if_free("demo.nightly", async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                i
+            })
+            .await;
+        (i, outcome)
+    }))
+    .await;
+    for (i, outcome) in runs {
+        match outcome? {
+            DoOutcome::Executed { .. } => println!("   replica {i}: ran the job"),
+            DoOutcome::Skipped { .. } => {
+                println!("   replica {i}: skipped, another replica runs it")
+            }
+        }
+    }
+
+    println!("\n4. A lock deleted behind its holder's back: the holder is told.");
+    let lock = replicas[2].acquire("demo.fragile", None).await?;
+    let raw = async_nats::connect(&url).await?;
+    let kv = async_nats::jetstream::new(raw)
+        .get_key_value("nlock_demo")
+        .await?;
+    kv.delete("demo.fragile").await?;
+    let lost = tokio::time::timeout(Duration::from_secs(5), lock.lost()).await?;
+    println!(
+        "   replica 2 lost {} (token {}): {}",
+        lost.key, lost.token, lost.reason
+    );
+
+    for m in &replicas {
+        m.shutdown().await;
+    }
+    println!("\ndone");
+    Ok(())
+}
+
+/// A nats-server child process with JetStream, on a random port, in a temp dir.
+struct LocalServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalServer {
+    fn start() -> Result<LocalServer, Box<dyn std::error::Error>> {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let dir = tempfile::tempdir()?;
+        let child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1"])
+            .arg("-sd")
+            .arg(dir.path().join("store"))
+            .arg("--ports_file_dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}; run scripts/demo, which installs it"))?;
+        let mut server = LocalServer {
+            child,
+            url: String::new(),
+            _dir: dir,
+        };
+        // The server writes its ports file once it listens; 10 s is ample on loopback.
+        let ports_file =
+            server
+                ._dir
+                .path()
+                .join(format!("{}_{}.ports", exe_name(&bin), server.child.id()));
+        let started = std::time::Instant::now();
+        while server.url.is_empty() {
+            if let Ok(text) = std::fs::read_to_string(&ports_file) {
+                let ports: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if let Some(url) = ports["nats"][0].as_str() {
+                    server.url = url.to_owned();
+                }
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("nats-server did not start within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+}
+
+fn exe_name(bin: &str) -> String {
+    std::path::Path::new(bin)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "nats-server".into())
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

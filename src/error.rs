@@ -1,0 +1,253 @@
+//! Errors: one enum for callers, with a `Copy` kind that tests and callers match on.
+//!
+//! A timeout is never folded into another kind: it means "the outcome is unknown" and is
+//! reported as [`ErrorKind::OutcomeUnknown`], never as success and never as a lost lock.
+
+use std::time::Duration;
+
+use crate::holder::Holder;
+
+/// Why a held lock stopped being held without the holder releasing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LossReason {
+    /// The key was deleted or purged behind the holder's back.
+    Deleted,
+    /// Another writer replaced the key; `holder` is who holds it now, when it could be read.
+    Taken {
+        /// The new holder, if its record could be read.
+        holder: Option<Box<Holder>>,
+    },
+    /// No compare-and-set was acknowledged before the local lease deadline. The server may
+    /// already have expired the key, so the lock is given up before anyone else can get it.
+    Expired,
+    /// The manager or the actor system stopped while the lock was held.
+    Shutdown,
+}
+
+impl std::fmt::Display for LossReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LossReason::Deleted => write!(f, "the key was deleted"),
+            LossReason::Taken { holder: Some(h) } => write!(f, "the key was taken by {h}"),
+            LossReason::Taken { holder: None } => write!(f, "the key was taken by another writer"),
+            LossReason::Expired => write!(f, "the lease expired before a refresh was confirmed"),
+            LossReason::Shutdown => write!(f, "the lock manager shut down"),
+        }
+    }
+}
+
+/// What a configuration value got wrong. Every variant is found before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Bucket names are `[A-Za-z0-9_-]+`.
+    #[error("invalid bucket name {0:?}: use letters, digits, '_' and '-'")]
+    BucketName(String),
+    /// TTLs are at least one second.
+    #[error("invalid TTL {0:?}: a TTL must be at least 1 s")]
+    TtlTooShort(Duration),
+    /// Per-message TTLs are sent in whole seconds; a fraction would be silently truncated.
+    #[error("invalid TTL {0:?}: a TTL must be a whole number of seconds")]
+    TtlNotWholeSeconds(Duration),
+    /// The keep-alive factor must leave time for at least one retry before the lease ends.
+    #[error("invalid keep-alive factor {0}: it must be 2 or greater")]
+    KeepAliveFactor(u32),
+    /// A retry interval of zero would spin.
+    #[error("invalid retry interval {0:?}: it must be greater than zero")]
+    RetryInterval(Duration),
+    /// Replicas must be 1 to 5 (the JetStream limit).
+    #[error("invalid replica count {0}: it must be between 1 and 5")]
+    Replicas(usize),
+    /// The request timeout must be non-zero and shorter than the TTL.
+    #[error("invalid request timeout {0:?}: it must be non-zero and shorter than the TTL")]
+    RequestTimeout(Duration),
+    /// The lease margin must be shorter than half the TTL.
+    #[error("invalid lease margin {0:?}: it must be shorter than half the TTL")]
+    LeaseMargin(Duration),
+    /// The description stored in the lock value is too long.
+    #[error("description is {0} bytes; at most {max} are allowed", max = crate::holder::MAX_DESCRIPTION)]
+    DescriptionTooLong(usize),
+    /// The bucket exists with settings that differ from the ones asked for. Nothing was changed.
+    #[error(
+        "bucket {bucket:?} exists with {setting} = {found}, but this manager wants {wanted}; \
+         nothing was changed"
+    )]
+    BucketMismatch {
+        /// The bucket name.
+        bucket: String,
+        /// Which setting differs.
+        setting: &'static str,
+        /// What this manager asked for.
+        wanted: String,
+        /// What the existing bucket has.
+        found: String,
+    },
+}
+
+/// A feature that needs a newer nats-server than the one connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// A TTL for one lock (`Nats-TTL`), server 2.11+.
+    PerLockTtl,
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Feature::PerLockTtl => write!(f, "per-lock TTL (needs nats-server 2.11+)"),
+        }
+    }
+}
+
+/// The error type of every nlock operation.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// `Acquire` waited for its whole timeout without getting the lock.
+    #[error("timed out after {waited:?} waiting for lock {key:?}")]
+    AcquireTimedOut {
+        /// The key.
+        key: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The key is held by someone else right now (`TryAcquire`, `Do`).
+    #[error("lock {key:?} is held{}", holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default())]
+    Busy {
+        /// The key.
+        key: String,
+        /// The holder's record, when it could be read.
+        holder: Option<Box<Holder>>,
+    },
+    /// The lock is not held (already released, lost, or never held).
+    #[error("lock {key:?} is not held")]
+    NotHeld {
+        /// The key.
+        key: String,
+    },
+    /// The lock was lost while held.
+    #[error("lock {key:?} was lost: {reason}")]
+    Lost {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: LossReason,
+    },
+    /// The key is not a valid NATS KV key.
+    #[error("invalid lock key {key:?}: {why}")]
+    InvalidKey {
+        /// The rejected key.
+        key: String,
+        /// Which rule it broke.
+        why: &'static str,
+    },
+    /// A configuration value or an existing bucket was rejected.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// The connected server is too old for a requested feature.
+    #[error("{feature} is not supported by nats-server {server_version}")]
+    Unsupported {
+        /// What was asked for.
+        feature: Feature,
+        /// The server's version string.
+        server_version: String,
+    },
+    /// NATS could not be reached or refused the request; nothing is known to have changed.
+    #[error("NATS unavailable: {source}")]
+    Unavailable {
+        /// The client error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A request timed out or was interrupted: it may or may not have taken effect.
+    #[error("outcome unknown for lock {key:?}: {source}")]
+    OutcomeUnknown {
+        /// The key.
+        key: String,
+        /// The client error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The server rejected the write for a reason that retrying will not fix.
+    #[error("the server rejected the write to {key:?} (JetStream error {code}): {description}")]
+    Rejected {
+        /// The key.
+        key: String,
+        /// The JetStream error code, 0 if none.
+        code: u64,
+        /// The server's own words.
+        description: String,
+    },
+    /// The future given to `Do` panicked; the lock was released.
+    #[error("the task run under lock {key:?} panicked; the lock was released")]
+    TaskPanicked {
+        /// The key.
+        key: String,
+    },
+    /// The manager or lock actor is no longer running.
+    #[error("the lock manager is gone")]
+    ManagerGone,
+}
+
+/// The kind of a [`LockError`], for matching in callers and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// See [`LockError::AcquireTimedOut`].
+    AcquireTimedOut,
+    /// See [`LockError::Busy`].
+    Busy,
+    /// See [`LockError::NotHeld`].
+    NotHeld,
+    /// See [`LockError::Lost`].
+    Lost,
+    /// See [`LockError::InvalidKey`].
+    InvalidKey,
+    /// See [`LockError::InvalidConfig`].
+    InvalidConfig,
+    /// See [`LockError::Unsupported`].
+    Unsupported,
+    /// See [`LockError::Unavailable`].
+    Unavailable,
+    /// See [`LockError::OutcomeUnknown`].
+    OutcomeUnknown,
+    /// See [`LockError::Rejected`].
+    Rejected,
+    /// See [`LockError::TaskPanicked`].
+    TaskPanicked,
+    /// See [`LockError::ManagerGone`].
+    ManagerGone,
+}
+
+impl LockError {
+    /// The kind of this error.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// match m.try_acquire("jobs.nightly").await {
+    ///     Err(e) if e.kind() == nlock::ErrorKind::Busy => println!("someone else runs it"),
+    ///     Err(e) => eprintln!("{e}"),
+    ///     Ok(lock) => { /* ... */ }
+    /// }
+    /// # }
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LockError::AcquireTimedOut { .. } => ErrorKind::AcquireTimedOut,
+            LockError::Busy { .. } => ErrorKind::Busy,
+            LockError::NotHeld { .. } => ErrorKind::NotHeld,
+            LockError::Lost { .. } => ErrorKind::Lost,
+            LockError::InvalidKey { .. } => ErrorKind::InvalidKey,
+            LockError::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            LockError::Unsupported { .. } => ErrorKind::Unsupported,
+            LockError::Unavailable { .. } => ErrorKind::Unavailable,
+            LockError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            LockError::Rejected { .. } => ErrorKind::Rejected,
+            LockError::TaskPanicked { .. } => ErrorKind::TaskPanicked,
+            LockError::ManagerGone => ErrorKind::ManagerGone,
+        }
+    }
+}
+
+impl From<actix::MailboxError> for LockError {
+    fn from(_: actix::MailboxError) -> Self {
+        LockError::ManagerGone
+    }
+}

@@ -1,0 +1,68 @@
+//! Distributed locks on NATS JetStream Key-Value, as actix actors.
+//!
+//! A lock is a KV key created with a compare-and-set, kept alive by compare-and-set
+//! refreshes every TTL/factor, and released by a delete that expects the holder's revision.
+//! The revision that created a tenure is its fencing token.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), nlock::LockError> {
+//!     let config = nlock::Config::builder().ttl(Duration::from_secs(10)).build()?;
+//!     let manager = nlock::LockManager::connect("nats://127.0.0.1:4222", config).await?;
+//!     let lock = manager.acquire("billing.close-day", Some(Duration::from_secs(30))).await?;
+//!     tokio::select! {
+//!         _ = close_day(lock.token()) => lock.release().await?,
+//!         lost = lock.lost() => eprintln!("lost the lock: {}", lost.reason),
+//!     }
+//!     Ok(())
+//! }
+//! # async fn close_day(_token: u64) {}
+//! ```
+//!
+//! # Layout
+//! - [`LockManager`] (`client.rs`): the handle callers share; wraps the manager actor.
+//! - [`LockManagerActor`] (`manager.rs`): one per bucket; per-key FIFO queues, one contender
+//!   per key, one [`LockActor`] per held key.
+//! - `contend.rs`: getting a lock: compare-and-set, watch, fallback poll.
+//! - [`LockActor`] (`lock_actor.rs`): one per held key; refresh timer, lease deadline, loss.
+//! - `lease.rs`: the refresh and release loops of one tenure.
+//! - [`LockHandle`] (`handle.rs`), [`PendingLock`] (`pending.rs`): what callers hold.
+//! - `store.rs`: the only module that talks to `async_nats`.
+//! - [`Config`] (`config.rs`), [`LockError`] (`error.rs`), [`Holder`] (`holder.rs`),
+//!   key rules (`key.rs`).
+
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod contend;
+mod error;
+mod handle;
+mod holder;
+mod key;
+mod lease;
+mod lock_actor;
+mod manager;
+mod pending;
+mod store;
+
+pub use client::{DoOutcome, LockManager};
+pub use config::{
+    Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
+    DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
+};
+pub use error::{ConfigError, ErrorKind, Feature, LockError, LossReason};
+pub use handle::LockHandle;
+pub use holder::{Holder, MAX_DESCRIPTION};
+pub use key::{validate_key, MAX_KEY_LEN};
+pub use lock_actor::{
+    GetState, LockActor, LockLost, LockState, LockStatus, Refresh, Release, Subscribe,
+};
+pub use manager::{
+    Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, SubscribeLosses,
+    TryAcquire,
+};
+pub use pending::PendingLock;
+pub use store::Capabilities;

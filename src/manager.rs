@@ -1,0 +1,433 @@
+//! `LockManagerActor`: one per bucket. It queues this process's requests per key (first in,
+//! first out), runs at most one contender per key, starts a `LockActor` for each lock it
+//! gets, and learns from each lock actor how its tenure ended.
+//!
+//! Shutdown: [`Shutdown`] releases every held lock, fails every waiter with `ManagerGone`,
+//! then stops the actor. If the manager stops any other way, waiting requests end with
+//! `ManagerGone` and held locks keep running until their handles are dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::config::{validate_ttl, Config};
+use crate::contend::{Contended, Contender};
+use crate::error::{ErrorKind, Feature, LockError};
+use crate::handle::LockHandle;
+use crate::holder::{unix_ms, Holder, MAX_DESCRIPTION};
+use crate::key::validate_key;
+use crate::lease::Tenure;
+use crate::lock_actor::{GetState, LockActor, LockEnded, LockLost, LockSetup, LockState, Release};
+use crate::pending::PendingLock;
+use crate::store::Store;
+
+/// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
+/// memory is dropped; a forgotten marker only costs one extra round-trip.
+const MAX_REMEMBERED_MARKERS: usize = 10_000;
+
+/// Waits for a lock. With a timeout, gives up after it with `AcquireTimedOut`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<PendingLock, LockError>")]
+pub struct Acquire {
+    /// The key.
+    pub key: String,
+    /// How long to wait; `None` waits until granted or the request is dropped.
+    pub timeout: Option<Duration>,
+    /// Options for this lock.
+    pub options: LockOptions,
+}
+
+/// Takes the lock only if it is free right now; `Busy` otherwise, naming the holder.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<PendingLock, LockError>")]
+pub struct TryAcquire {
+    /// The key.
+    pub key: String,
+    /// Options for this lock.
+    pub options: LockOptions,
+}
+
+/// Per-lock options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockOptions {
+    /// A TTL for this lock instead of the bucket's (server 2.11+; whole seconds, >= 1 s).
+    pub ttl: Option<Duration>,
+    /// Stored in the lock value, shown to anyone who finds the lock busy.
+    pub description: Option<String>,
+}
+
+/// Asks for every key this process holds or waits for.
+#[derive(Debug, Message)]
+#[rtype(result = "LocksReport")]
+pub struct ListLocks;
+
+/// What [`ListLocks`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct LocksReport {
+    /// States of the locks held by this process, by key.
+    pub held: Vec<LockState>,
+    /// Keys this process waits for, with how many local requests wait on each.
+    pub waiting: Vec<(String, usize)>,
+}
+
+/// Subscribes to every lock loss in this manager.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeLosses(pub Recipient<LockLost>);
+
+/// Releases every held lock, fails every waiter, and stops the manager.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Wait,
+    Try,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Result<LockHandle, LockError>>,
+    options: LockOptions,
+    mode: Mode,
+}
+
+enum KeyState {
+    Idle,
+    /// A contender runs for the waiter at the head of the queue (already popped).
+    Contending,
+    Held {
+        addr: Addr<LockActor>,
+        holder: Holder,
+    },
+}
+
+struct KeyQueue {
+    waiters: VecDeque<Waiter>,
+    state: KeyState,
+}
+
+/// The manager actor. Most code uses it through [`LockManager`](crate::LockManager).
+pub struct LockManagerActor {
+    store: Arc<Store>,
+    config: Config,
+    /// Unique per manager: tells this process's locks from others' in the lock values.
+    owner: String,
+    host: String,
+    queues: HashMap<String, KeyQueue>,
+    /// Revisions of delete markers this process wrote; a re-acquire expects them.
+    markers: HashMap<String, u64>,
+    loss_subscribers: Vec<Recipient<LockLost>>,
+    shutting_down: bool,
+}
+
+impl LockManagerActor {
+    pub(crate) fn new(store: Arc<Store>, config: Config, owner: String) -> Self {
+        LockManagerActor {
+            store,
+            config,
+            owner,
+            host: crate::holder::hostname(),
+            queues: HashMap::new(),
+            markers: HashMap::new(),
+            loss_subscribers: Vec::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Checks a request before anything is sent: key, TTL, description, server support.
+    fn validate(&self, key: &str, options: &LockOptions) -> Result<(), LockError> {
+        validate_key(key)?;
+        if let Some(ttl) = options.ttl {
+            validate_ttl(ttl)?;
+            let caps = self.store.capabilities();
+            if !caps.per_lock_ttl {
+                return Err(LockError::Unsupported {
+                    feature: Feature::PerLockTtl,
+                    server_version: caps.server_version.clone(),
+                });
+            }
+        }
+        if let Some(d) = &options.description {
+            if d.len() > MAX_DESCRIPTION {
+                return Err(crate::ConfigError::DescriptionTooLong(d.len()).into());
+            }
+        }
+        if self.shutting_down {
+            return Err(LockError::ManagerGone);
+        }
+        Ok(())
+    }
+
+    fn enqueue(
+        &mut self,
+        key: String,
+        options: LockOptions,
+        mode: Mode,
+        timeout: Option<Duration>,
+        ctx: &mut Context<Self>,
+    ) -> Result<PendingLock, LockError> {
+        self.validate(&key, &options)?;
+        let (tx, rx) = oneshot::channel();
+        let queue = self.queues.entry(key.clone()).or_insert_with(|| KeyQueue {
+            waiters: VecDeque::new(),
+            state: KeyState::Idle,
+        });
+        if mode == Mode::Try {
+            // Local waiters go first; a try never jumps the queue.
+            let busy = match &queue.state {
+                KeyState::Held { holder, .. } => Some(Some(Box::new(holder.clone()))),
+                KeyState::Contending => Some(None),
+                KeyState::Idle if !queue.waiters.is_empty() => Some(None),
+                KeyState::Idle => None,
+            };
+            if let Some(holder) = busy {
+                return Err(LockError::Busy { key, holder });
+            }
+        }
+        queue.waiters.push_back(Waiter { tx, options, mode });
+        self.pump(&key, ctx);
+        Ok(PendingLock::new(key, rx, timeout))
+    }
+
+    /// Starts a contender for the first live waiter of `key`, if the key is idle here.
+    fn pump(&mut self, key: &str, ctx: &mut Context<Self>) {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return;
+        };
+        if !matches!(queue.state, KeyState::Idle) {
+            return;
+        }
+        while let Some(waiter) = queue.waiters.pop_front() {
+            if waiter.tx.is_closed() {
+                continue;
+            }
+            queue.state = KeyState::Contending;
+            self.contend(key.to_owned(), waiter, ctx);
+            return;
+        }
+        self.queues.remove(key);
+    }
+
+    fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
+        let ttl = waiter.options.ttl.unwrap_or(self.config.ttl);
+        let tenure_id = crate::holder::random_id();
+        let holder = Holder {
+            owner: self.owner.clone(),
+            host: self.host.clone(),
+            pid: std::process::id(),
+            acquired_at_ms: unix_ms(SystemTime::now()),
+            description: waiter.options.description.clone(),
+            tenure: tenure_id.clone(),
+        };
+        let tenure = Tenure {
+            key: key.clone(),
+            value: holder.encode(),
+            tenure_id,
+            ttl,
+            send_ttl: self.store.capabilities().per_lock_ttl,
+        };
+        let hint = self.markers.remove(&key);
+        let store = self.store.clone();
+        let (retry_interval, resolve_for) =
+            (self.config.retry_interval, self.config.request_timeout);
+        let span = tracing::info_span!("lock", key = %key, owner = %self.owner);
+        let work = async move {
+            let contender = Contender {
+                store: &store,
+                tenure: &tenure,
+                retry_interval,
+                resolve_for,
+            };
+            let outcome = match waiter.mode {
+                Mode::Try => contender.try_once(hint).await,
+                Mode::Wait => {
+                    let stop = waiter.tx.closed();
+                    contender.wait(hint, stop).await
+                }
+            };
+            (waiter, tenure, outcome)
+        }
+        .instrument(span);
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |(waiter, tenure, outcome), act, ctx| {
+                    act.on_contended(holder, waiter, tenure, outcome, ctx)
+                }),
+        );
+    }
+
+    fn on_contended(
+        &mut self,
+        holder: Holder,
+        waiter: Waiter,
+        tenure: Tenure,
+        outcome: Contended,
+        ctx: &mut Context<Self>,
+    ) {
+        let key = tenure.key.clone();
+        let next_state = match outcome {
+            Contended::Acquired(grant) => {
+                let setup = LockSetup {
+                    store: self.store.clone(),
+                    tenure,
+                    holder: holder.clone(),
+                    token: grant.token,
+                    confirmed: grant.confirmed,
+                    keep_alive: self.config.keep_alive,
+                    refresh_interval: self
+                        .config
+                        .refresh_interval(holder_ttl(&self.config, &waiter)),
+                    margin: self.config.lease_margin(holder_ttl(&self.config, &waiter)),
+                    request_timeout: self.config.request_timeout,
+                    manager: ctx.address().recipient(),
+                };
+                let (actor, lost_rx) = LockActor::new(setup);
+                let addr = actor.start();
+                let handle = LockHandle::new(key.clone(), grant.token, addr.clone(), lost_rx);
+                // If the caller is gone, the handle comes back and its drop releases the lock.
+                if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
+                    drop(handle);
+                }
+                KeyState::Held { addr, holder }
+            }
+            Contended::Busy(h) => {
+                let _ = waiter.tx.send(Err(LockError::Busy {
+                    key: key.clone(),
+                    holder: h.map(Box::new),
+                }));
+                KeyState::Idle
+            }
+            Contended::Stopped => KeyState::Idle,
+            Contended::Failed(e) => {
+                let _ = waiter.tx.send(Err(e));
+                KeyState::Idle
+            }
+        };
+        if let Some(q) = self.queues.get_mut(&key) {
+            q.state = next_state;
+        }
+        self.pump(&key, ctx);
+    }
+}
+
+fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
+    waiter.options.ttl.unwrap_or(config.ttl)
+}
+
+impl Actor for LockManagerActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Dropping the queues drops every waiter's sender: their PendingLock ends ManagerGone.
+        self.queues.clear();
+    }
+}
+
+impl Handler<Acquire> for LockManagerActor {
+    type Result = Result<PendingLock, LockError>;
+
+    fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        self.enqueue(msg.key, msg.options, Mode::Wait, msg.timeout, ctx)
+    }
+}
+
+impl Handler<TryAcquire> for LockManagerActor {
+    type Result = Result<PendingLock, LockError>;
+
+    fn handle(&mut self, msg: TryAcquire, ctx: &mut Context<Self>) -> Self::Result {
+        self.enqueue(msg.key, msg.options, Mode::Try, None, ctx)
+    }
+}
+
+impl Handler<LockEnded> for LockManagerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LockEnded, ctx: &mut Context<Self>) {
+        if let Some(marker) = msg.marker {
+            if self.markers.len() >= MAX_REMEMBERED_MARKERS {
+                self.markers.clear();
+            }
+            self.markers.insert(msg.key.clone(), marker);
+        }
+        if let Some(lost) = msg.lost {
+            self.loss_subscribers.retain(|s| s.connected());
+            for s in &self.loss_subscribers {
+                s.do_send(lost.clone());
+            }
+        }
+        if let Some(q) = self.queues.get_mut(&msg.key) {
+            // Only the tenure this queue is in may reset it.
+            if matches!(&q.state, KeyState::Held { .. }) {
+                q.state = KeyState::Idle;
+            }
+        }
+        tracing::debug!(key = %msg.key, token = msg.token, "tenure ended");
+        self.pump(&msg.key, ctx);
+    }
+}
+
+impl Handler<ListLocks> for LockManagerActor {
+    type Result = ResponseFuture<LocksReport>;
+
+    fn handle(&mut self, _: ListLocks, _: &mut Context<Self>) -> Self::Result {
+        let mut addrs = Vec::new();
+        let mut waiting = Vec::new();
+        for (key, q) in &self.queues {
+            if let KeyState::Held { addr, .. } = &q.state {
+                addrs.push(addr.clone());
+            }
+            let live = q.waiters.iter().filter(|w| !w.tx.is_closed()).count()
+                + usize::from(matches!(q.state, KeyState::Contending));
+            if live > 0 {
+                waiting.push((key.clone(), live));
+            }
+        }
+        waiting.sort();
+        Box::pin(async move {
+            let states = futures::future::join_all(addrs.iter().map(|a| a.send(GetState))).await;
+            let mut held: Vec<LockState> = states.into_iter().filter_map(Result::ok).collect();
+            held.sort_by(|a, b| a.key.cmp(&b.key));
+            LocksReport { held, waiting }
+        })
+    }
+}
+
+impl Handler<SubscribeLosses> for LockManagerActor {
+    type Result = ();
+
+    fn handle(&mut self, SubscribeLosses(who): SubscribeLosses, _: &mut Context<Self>) {
+        self.loss_subscribers.push(who);
+    }
+}
+
+impl Handler<Shutdown> for LockManagerActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let mut addrs = Vec::new();
+        for q in self.queues.values_mut() {
+            // Dropping the senders ends every pending acquire with ManagerGone.
+            q.waiters.clear();
+            if let KeyState::Held { addr, .. } = &q.state {
+                addrs.push(addr.clone());
+            }
+        }
+        let releases = async move {
+            let results = futures::future::join_all(addrs.iter().map(|a| a.send(Release))).await;
+            for r in results.into_iter().flatten() {
+                if let Err(e) = r {
+                    if e.kind() != ErrorKind::NotHeld {
+                        tracing::warn!(error = %e, "release at shutdown failed");
+                    }
+                }
+            }
+        };
+        Box::pin(releases.into_actor(self).map(|(), _, ctx| ctx.stop()))
+    }
+}

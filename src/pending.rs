@@ -1,0 +1,63 @@
+//! `PendingLock`: the future of an acquire that is queued at the manager.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+
+use crate::error::LockError;
+use crate::handle::LockHandle;
+
+/// Resolves to the lock, or to why it was not granted.
+///
+/// Dropping it withdraws the request: the manager stops contending for this caller, and a
+/// lock granted at that moment is released (its handle is dropped). So a caller that gives up,
+/// times out or is cancelled never leaves a lock behind.
+#[derive(Debug)]
+#[must_use = "an acquire does nothing unless awaited; dropping it withdraws the request"]
+pub struct PendingLock {
+    key: String,
+    rx: oneshot::Receiver<Result<LockHandle, LockError>>,
+    timeout: Option<(Duration, Pin<Box<Sleep>>)>,
+}
+
+impl PendingLock {
+    pub(crate) fn new(
+        key: String,
+        rx: oneshot::Receiver<Result<LockHandle, LockError>>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let timeout = timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
+        PendingLock { key, rx, timeout }
+    }
+}
+
+impl Future for PendingLock {
+    type Output = Result<LockHandle, LockError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(result) = Pin::new(&mut self.rx).poll(cx) {
+            return Poll::Ready(result.unwrap_or(Err(LockError::ManagerGone)));
+        }
+        let waited = match &mut self.timeout {
+            Some((waited, sleep)) => match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => *waited,
+                Poll::Pending => return Poll::Pending,
+            },
+            None => return Poll::Pending,
+        };
+        // Closing first means the contender sees the request withdrawn; a grant that raced
+        // in just before still counts.
+        self.rx.close();
+        match self.rx.try_recv() {
+            Ok(result) => Poll::Ready(result),
+            Err(_) => Poll::Ready(Err(LockError::AcquireTimedOut {
+                key: self.key.clone(),
+                waited,
+            })),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The only module that talks to `async_nats`: bucket setup, compare-and-set writes, delete
+//! markers, reads and watches of one lock bucket.
+//!
+//! Every write to a lock key carries `Nats-Expected-Last-Subject-Sequence`: there is no blind
+//! put here. Writes are JetStream publishes rather than `kv.update`, because `kv.update`
+//! cannot carry a `Nats-TTL` header and `kv.delete` does not return the delete marker's
+//! revision, which a later acquire by this process uses to take the key in one round-trip.
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, kv, ErrorCode};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use crate::config::{Config, Storage};
+use crate::error::{ConfigError, LockError};
+
+const KV_OPERATION: &str = "KV-Operation";
+
+/// What the connected server can do, read once when the manager starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The server's version string, e.g. `2.15.1`.
+    pub server_version: String,
+    /// Locks may carry their own TTL (`Nats-TTL`, server 2.11+).
+    pub per_lock_ttl: bool,
+    /// The server writes a marker when a lock expires, so waiters wake on expiry instead of
+    /// at the next fallback poll (limit markers, server 2.11+).
+    pub expiry_events: bool,
+}
+
+/// What one compare-and-set write can end in, from the lock's point of view.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The key's last revision was not the expected one (JetStream 10071): the write did not
+    /// happen. `actual` is what the server said the revision is, when it said.
+    Conflict,
+    /// The write may or may not have happened: an ack timeout, a broken connection, or a
+    /// retryable server answer after a leader change (10163, 10164).
+    Unknown(Box<dyn std::error::Error + Send + Sync>),
+    /// Nothing was written, and retrying later may work (no responders: no stream leader).
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// The server refused the write for good (bad TTL, too large, ...): nothing was written.
+    Rejected { code: u64, description: String },
+}
+
+impl WriteError {
+    /// Converts into the public error for `key`.
+    pub(crate) fn into_lock_error(self, key: &str) -> LockError {
+        match self {
+            WriteError::Conflict => LockError::Busy {
+                key: key.to_owned(),
+                holder: None,
+            },
+            WriteError::Unknown(source) => LockError::OutcomeUnknown {
+                key: key.to_owned(),
+                source,
+            },
+            WriteError::Unavailable(source) => LockError::Unavailable { source },
+            WriteError::Rejected { code, description } => LockError::Rejected {
+                key: key.to_owned(),
+                code,
+                description,
+            },
+        }
+    }
+}
+
+/// The kind of the last message on a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// A lock value.
+    Put,
+    /// A delete marker (release) or purge / expiry marker: the key is free.
+    Gone,
+}
+
+/// The last message on a key, as seen by a read or a watch.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyEvent {
+    pub revision: u64,
+    pub op: Op,
+    pub value: Bytes,
+}
+
+/// One lock bucket on one connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    js: jetstream::Context,
+    kv: kv::Store,
+    subject_prefix: String,
+    caps: Capabilities,
+}
+
+/// `(major, minor)` of a server version string like `2.15.1` or `v2.9.10-beta`.
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
+    LockError::Unavailable {
+        source: Box::new(e),
+    }
+}
+
+impl Store {
+    /// Connects to the bucket: creates it, or accepts an existing one whose settings match.
+    pub(crate) async fn open(
+        client: async_nats::Client,
+        config: &Config,
+    ) -> Result<Store, LockError> {
+        let version = client.server_info().version;
+        let modern = major_minor(&version) >= (2, 11);
+        // The request timeout bounds every JetStream request and publish ack; past it an
+        // outcome is "unknown" and the caller's own deadline decides what happens next.
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client);
+        let wanted = bucket_stream_config(config, modern);
+        let kv = match js.get_stream(&wanted.name).await {
+            Ok(stream) => {
+                check_matches(&config.bucket, &wanted, &stream.cached_info().config)?;
+                js.get_key_value(&config.bucket)
+                    .await
+                    .map_err(unavailable)?
+            }
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(js_err)
+                    if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    create_bucket(&js, &config.bucket, wanted).await?
+                }
+                _ => return Err(unavailable(e)),
+            },
+        };
+        let cfg = &kv.stream.cached_info().config;
+        let caps = Capabilities {
+            server_version: version,
+            per_lock_ttl: modern && cfg.allow_message_ttl,
+            expiry_events: modern && cfg.subject_delete_marker_ttl.is_some(),
+        };
+        Ok(Store {
+            js,
+            kv,
+            subject_prefix: format!("$KV.{}.", config.bucket),
+            caps,
+        })
+    }
+
+    /// What the server and bucket support.
+    pub(crate) fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Writes `value` to `key` if its last revision is `expected` (0: no message at all).
+    /// `ttl` is sent as `Nats-TTL` when given. Returns the new revision.
+    pub(crate) async fn write(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+        ttl: Option<Duration>,
+    ) -> Result<u64, WriteError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        if let Some(ttl) = ttl {
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_TTL,
+                format!("{}s", ttl.as_secs()).as_str(),
+            );
+        }
+        self.publish(key, headers, value).await
+    }
+
+    /// Writes a delete marker on `key` if its last revision is `expected`. Returns the
+    /// marker's revision.
+    pub(crate) async fn delete(&self, key: &str, expected: u64) -> Result<u64, WriteError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(KV_OPERATION, "DEL");
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        self.publish(key, headers, Bytes::new()).await
+    }
+
+    async fn publish(
+        &self,
+        key: &str,
+        headers: async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Result<u64, WriteError> {
+        let subject = format!("{}{}", self.subject_prefix, key);
+        let ack = match self
+            .js
+            .publish_with_headers(subject, headers, payload)
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        ack.map(|a| a.sequence).map_err(classify_publish)
+    }
+
+    /// Reads the last message on `key`. Used to choose an expected revision or to explain a
+    /// conflict, never to decide who holds a lock: only a compare-and-set decides that.
+    pub(crate) async fn read(&self, key: &str) -> Result<Option<KeyEvent>, WriteError> {
+        match self.kv.entry(key).await {
+            Ok(entry) => Ok(entry.map(to_event)),
+            Err(e) if e.kind() == kv::EntryErrorKind::TimedOut => {
+                Err(WriteError::Unknown(Box::new(e)))
+            }
+            Err(e) => Err(WriteError::Unavailable(Box::new(e))),
+        }
+    }
+
+    /// Watches `key`: first its last message (if any), then every change.
+    pub(crate) async fn watch(&self, key: &str) -> Result<KeyWatch, WriteError> {
+        match self.kv.watch(key).await {
+            Ok(inner) => Ok(KeyWatch { inner }),
+            Err(e) => Err(WriteError::Unavailable(Box::new(e))),
+        }
+    }
+}
+
+/// The stream behind a lock bucket, as NATS KV lays it out (ADR-8), with history 1 and
+/// `max_age` = TTL. Built here rather than by `create_key_value`, because that first queries
+/// the account, and async-nats 0.51 cannot parse the account info of servers before 2.10.
+fn bucket_stream_config(config: &Config, modern: bool) -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: format!("KV_{}", config.bucket),
+        description: Some(config.description.clone()),
+        subjects: vec![format!("$KV.{}.>", config.bucket)],
+        max_messages_per_subject: 1,
+        max_age: config.ttl,
+        storage: match config.storage {
+            Storage::Memory => jetstream::stream::StorageType::Memory,
+            Storage::File => jetstream::stream::StorageType::File,
+        },
+        num_replicas: config.replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        // Per-message TTL and limit markers (2.11+). A marker lives as long as a lock would:
+        // long enough for any poller to see it.
+        allow_message_ttl: modern,
+        subject_delete_marker_ttl: modern.then_some(config.ttl),
+        ..Default::default()
+    }
+}
+
+async fn create_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    wanted: jetstream::stream::Config,
+) -> Result<kv::Store, LockError> {
+    match js.create_stream(wanted.clone()).await {
+        Ok(_) => js.get_key_value(bucket).await.map_err(unavailable),
+        Err(e) => {
+            // Two managers may race to create the bucket; the loser re-reads and compares.
+            if let Ok(stream) = js.get_stream(&wanted.name).await {
+                check_matches(bucket, &wanted, &stream.cached_info().config)?;
+                return js.get_key_value(bucket).await.map_err(unavailable);
+            }
+            Err(bucket_rejected(bucket, e))
+        }
+    }
+}
+
+/// A bucket the server refused to create (too many replicas for the cluster, for one) is a
+/// configuration problem; anything else means the server could not be asked.
+fn bucket_rejected(bucket: &str, e: jetstream::context::CreateStreamError) -> LockError {
+    match e.kind() {
+        jetstream::context::CreateStreamErrorKind::JetStream(j) => LockError::Rejected {
+            key: bucket.to_owned(),
+            code: j.error_code().0,
+            description: j.to_string(),
+        },
+        _ => unavailable(e),
+    }
+}
+
+fn check_matches(
+    bucket: &str,
+    wanted: &jetstream::stream::Config,
+    found: &jetstream::stream::Config,
+) -> Result<(), LockError> {
+    let mismatch = |setting: &'static str, w: String, f: String| {
+        Err(LockError::InvalidConfig(ConfigError::BucketMismatch {
+            bucket: bucket.to_owned(),
+            setting,
+            wanted: w,
+            found: f,
+        }))
+    };
+    if found.max_age != wanted.max_age {
+        return mismatch(
+            "ttl (max_age)",
+            format!("{:?}", wanted.max_age),
+            format!("{:?}", found.max_age),
+        );
+    }
+    if found.max_messages_per_subject != wanted.max_messages_per_subject {
+        return mismatch(
+            "history",
+            wanted.max_messages_per_subject.to_string(),
+            found.max_messages_per_subject.to_string(),
+        );
+    }
+    if found.storage != wanted.storage {
+        return mismatch(
+            "storage",
+            format!("{:?}", wanted.storage),
+            format!("{:?}", found.storage),
+        );
+    }
+    if found.num_replicas != wanted.num_replicas {
+        return mismatch(
+            "replicas",
+            wanted.num_replicas.to_string(),
+            found.num_replicas.to_string(),
+        );
+    }
+    let markers = found.subject_delete_marker_ttl;
+    if markers.is_some() != wanted.subject_delete_marker_ttl.is_some() {
+        return mismatch(
+            "limit markers",
+            format!("{:?}", wanted.subject_delete_marker_ttl),
+            format!("{markers:?}"),
+        );
+    }
+    Ok(())
+}
+
+fn classify_publish(e: jetstream::context::PublishError) -> WriteError {
+    use std::error::Error as _;
+    match e.kind() {
+        PublishErrorKind::WrongLastSequence => WriteError::Conflict,
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+            WriteError::Unknown(Box::new(e))
+        }
+        // No responders: the request reached no stream (no leader right now); nothing written.
+        PublishErrorKind::StreamNotFound => WriteError::Unavailable(Box::new(e)),
+        PublishErrorKind::MaxPayloadExceeded => WriteError::Rejected {
+            code: 0,
+            description: e.to_string(),
+        },
+        _ => {
+            let js = e
+                .source()
+                .and_then(|s| s.downcast_ref::<jetstream::Error>());
+            match js.map(|j| j.error_code()) {
+                // After a stream leader change the new leader may not yet know the last
+                // sequence per subject (10163), or another write to the key is in flight
+                // (10164): the answer is "not now", and the lock may still be ours.
+                Some(ErrorCode::STREAM_EXPECTED_LAST_SEQ_PER_SUBJECT_NOT_READY)
+                | Some(ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT) => {
+                    WriteError::Unknown(Box::new(e))
+                }
+                Some(code) => WriteError::Rejected {
+                    code: code.0,
+                    description: js.map(|j| j.to_string()).unwrap_or_default(),
+                },
+                None => WriteError::Unknown(Box::new(e)),
+            }
+        }
+    }
+}
+
+fn to_event(entry: kv::Entry) -> KeyEvent {
+    KeyEvent {
+        revision: entry.revision,
+        op: match entry.operation {
+            kv::Operation::Put => Op::Put,
+            kv::Operation::Delete | kv::Operation::Purge => Op::Gone,
+        },
+        value: entry.value,
+    }
+}
+
+/// A stream of [`KeyEvent`]s for one key. Ends when the watch breaks; the caller then falls
+/// back to polling.
+pub(crate) struct KeyWatch {
+    inner: kv::Watch,
+}
+
+impl Stream for KeyWatch {
+    type Item = KeyEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<KeyEvent>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(entry))) => Poll::Ready(Some(to_event(entry))),
+            // A broken watch ends the stream: the waiter's fallback poll takes over.
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Connects a NATS client to `url`.
+pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, LockError> {
+    async_nats::connect(url).await.map_err(unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::major_minor;
+
+    #[test]
+    fn parses_server_versions() {
+        assert_eq!(major_minor("2.15.1"), (2, 15));
+        assert_eq!(major_minor("2.9.10"), (2, 9));
+        assert_eq!(major_minor("v2.11.0-RC.1"), (2, 11));
+        assert!(major_minor("2.9.10") < (2, 11));
+        assert_eq!(major_minor("garbage"), (0, 0));
+    }
+}

@@ -1,0 +1,130 @@
+//! Bad input: each row gets its typed error, and nothing is written.
+
+use std::time::Duration;
+
+use nlock::{Config, ConfigError, ErrorKind, LockError, LockManager, LockOptions};
+
+use crate::fixture::{Env, PATIENCE};
+
+#[actix::test]
+async fn bad_keys_are_rejected_before_anything_is_written() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let before = env.stream_messages().await;
+    for key in ["", ".a", "a.", "a..b", "a b", "a*", "a>", "_kv.x"] {
+        let err = m.acquire(key, Some(PATIENCE)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}");
+        let err = m.try_acquire(key).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}");
+    }
+    assert_eq!(env.stream_messages().await, before);
+    assert_eq!(before, Some(0));
+}
+
+#[actix::test]
+async fn bad_per_lock_options_are_rejected_before_anything_is_written() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let ttl = |d| LockOptions {
+        ttl: Some(d),
+        ..Default::default()
+    };
+    let cases = [
+        (ttl(Duration::ZERO), ErrorKind::InvalidConfig),
+        (ttl(Duration::from_millis(500)), ErrorKind::InvalidConfig),
+        (ttl(Duration::from_millis(1500)), ErrorKind::InvalidConfig),
+        (
+            LockOptions {
+                description: Some("x".repeat(nlock::MAX_DESCRIPTION + 1)),
+                ..Default::default()
+            },
+            ErrorKind::InvalidConfig,
+        ),
+    ];
+    for (opts, kind) in cases {
+        let err = m
+            .acquire_with("k", Some(PATIENCE), opts.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{opts:?}");
+    }
+    assert_eq!(env.stream_messages().await, Some(0));
+}
+
+#[actix::test]
+async fn per_lock_ttl_on_an_old_server_is_unsupported() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let opts = LockOptions {
+        ttl: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let result = m.acquire_with("k", Some(PATIENCE), opts).await;
+    if env.modern() {
+        assert!(result.is_ok());
+    } else {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(env.stream_messages().await, Some(0));
+    }
+}
+
+#[actix::test]
+async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
+    let env = Env::start().await;
+    let _first = env.manager(env.config().ttl(Duration::from_secs(3))).await;
+    let config = env.config().ttl(Duration::from_secs(10)).build().unwrap();
+    let err = LockManager::connect(&env.server.url(), config)
+        .await
+        .unwrap_err();
+    match err {
+        LockError::InvalidConfig(ConfigError::BucketMismatch { setting, .. }) => {
+            assert_eq!(setting, "ttl (max_age)")
+        }
+        other => panic!("expected BucketMismatch, got {other:?}"),
+    }
+    let js = async_nats::jetstream::new(env.raw().await);
+    let mut stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().config.max_age,
+        Duration::from_secs(3)
+    );
+
+    let config = env.config().storage(nlock::Storage::File).build().unwrap();
+    let err = LockManager::connect(&env.server.url(), config)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LockError::InvalidConfig(ConfigError::BucketMismatch {
+            setting: "storage",
+            ..
+        })
+    ));
+}
+
+#[actix::test]
+async fn replicas_above_the_cluster_size_are_refused() {
+    let env = Env::start().await;
+    let config = env.config().replicas(3).build().unwrap();
+    let err = LockManager::connect(&env.server.url(), config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert_eq!(env.stream_messages().await, None, "no bucket was created");
+}
+
+#[test]
+fn bad_config_values_never_reach_the_server() {
+    let cases = [
+        Config::builder().ttl(Duration::ZERO).build(),
+        Config::builder().ttl(Duration::from_millis(1500)).build(),
+        Config::builder().keep_alive_factor(1).build(),
+        Config::builder().bucket("bad.name").build(),
+        Config::builder().bucket("").build(),
+        Config::builder().replicas(0).build(),
+    ];
+    for c in cases {
+        assert!(c.is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of nlock against real nats-server processes.
+#![allow(dead_code)]
+
+mod harness;
+mod harness_selftest;
+
+mod acquire;
+mod exclusion;
+mod fixture;
+mod input;
+mod loss;
+mod waiting;

@@ -1,0 +1,190 @@
+//! Waiting without polling: watch-driven handoff, expiry events, cancellation.
+
+use std::time::Duration;
+
+use nlock::{ErrorKind, LockOptions};
+
+use crate::fixture::{Env, PATIENCE};
+
+/// Far longer than any test: a waiter that gets the lock did not get it by polling.
+const NEVER_POLL: Duration = Duration::from_secs(600);
+
+#[actix::test]
+async fn handoff_wakes_the_waiter_by_watch_not_by_polling() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let b = env.manager(env.config().retry_interval(NEVER_POLL)).await;
+    let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let waiter = {
+        let b = b.clone();
+        actix::spawn(async move { b.acquire("k", Some(PATIENCE)).await })
+    };
+    crate::harness::must_eventually(PATIENCE, "b waits", || {
+        let b = b.clone();
+        async move { !b.locks().await.unwrap().waiting.is_empty() }
+    })
+    .await;
+    held.release().await.unwrap();
+    let got = waiter
+        .await
+        .unwrap()
+        .expect("woken by the watch within the test");
+    assert!(got.token() > held.token());
+}
+
+/// Writes a lock value the way a holder that then crashed would have: nobody refreshes or
+/// deletes it, so only the server's expiry frees the key.
+async fn crashed_holder_writes(env: &Env, key: &str, ttl: Option<&str>) {
+    let js = async_nats::jetstream::new(env.raw().await);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+    if let Some(ttl) = ttl {
+        headers.insert("Nats-TTL", ttl);
+    }
+    let subject = format!("$KV.{}.{key}", env.bucket);
+    js.publish_with_headers(subject, headers, "crashed holder".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[actix::test]
+async fn expiry_wakes_the_waiter_with_limit_markers() {
+    let env = Env::start().await;
+    if !env.modern() {
+        eprintln!(
+            "skipped: nats-server {:?} has no limit markers",
+            env.server.version()
+        );
+        return;
+    }
+    let b = env.manager(env.config().retry_interval(NEVER_POLL)).await;
+    crashed_holder_writes(&env, "k", Some("1s")).await;
+    assert_eq!(
+        b.try_acquire("k").await.unwrap_err().kind(),
+        ErrorKind::Busy
+    );
+    // Only the server's expiry marker can wake b: no poll runs within the test.
+    let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
+    assert_eq!(got.state().await.unwrap().holder.owner, b.owner());
+}
+
+#[actix::test]
+async fn a_crashed_holders_key_is_taken_after_it_expires() {
+    // On 2.11+ the expiry marker wakes the waiter; on older servers the expiry is silent
+    // and the fallback poll (every 100 ms here) finds the key free.
+    let env = Env::start().await;
+    let cfg = env.config().ttl(Duration::from_secs(1));
+    let b = env
+        .manager(cfg.retry_interval(Duration::from_millis(100)))
+        .await;
+    crashed_holder_writes(&env, "k", None).await;
+    assert_eq!(
+        b.try_acquire("k").await.unwrap_err().kind(),
+        ErrorKind::Busy
+    );
+    let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
+    assert_eq!(got.state().await.unwrap().holder.owner, b.owner());
+}
+
+#[actix::test]
+async fn an_expired_holder_is_told_before_the_next_holder_gets_the_key() {
+    let env = Env::start().await;
+    let cfg = env.config().ttl(Duration::from_secs(1)).keep_alive(false);
+    let a = env.manager(cfg.clone()).await;
+    let b = env
+        .manager(cfg.retry_interval(Duration::from_millis(100)))
+        .await;
+    let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
+    assert!(got.token() > held.token());
+    assert!(
+        !held.is_held(),
+        "the old holder was told before the new one got it"
+    );
+}
+
+#[actix::test]
+async fn per_lock_ttl_is_kept_on_every_refresh() {
+    let env = Env::start().await;
+    if !env.modern() {
+        return;
+    }
+    // Bucket TTL 3 s, this lock 5 s: refreshes every 5/3 s must carry the 5 s TTL, or
+    // the server would expire the key while its holder still believes it holds it.
+    let a = env.manager(env.config()).await;
+    let b = env.manager(env.config()).await;
+    let opts = LockOptions {
+        ttl: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let lock = a.acquire_with("k", Some(PATIENCE), opts).await.unwrap();
+    assert_eq!(lock.state().await.unwrap().ttl, Duration::from_secs(5));
+    crate::harness::must_eventually(PATIENCE, "two refreshes", || async {
+        lock.state().await.unwrap().revision >= lock.token() + 2
+    })
+    .await;
+    assert_eq!(
+        b.try_acquire("k").await.unwrap_err().kind(),
+        ErrorKind::Busy
+    );
+    assert!(lock.is_held());
+}
+
+#[actix::test]
+async fn a_cancelled_acquire_leaves_nothing_behind() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let b = env.manager(env.config()).await;
+    let c = env.manager(env.config()).await;
+    let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
+
+    // One caller times out, another is dropped mid-wait.
+    let err = b
+        .acquire("k", Some(Duration::from_millis(200)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AcquireTimedOut);
+    let dropped = tokio::time::timeout(Duration::from_millis(200), b.acquire("k", None)).await;
+    assert!(dropped.is_err(), "still waiting when dropped");
+
+    crate::harness::must_eventually(PATIENCE, "b stops waiting", || {
+        let b = b.clone();
+        async move { b.locks().await.unwrap().waiting.is_empty() }
+    })
+    .await;
+    held.release().await.unwrap();
+    // Nobody in b took the key: c gets it at once, and b holds nothing.
+    c.try_acquire("k").await.expect("the key is free");
+    let report = b.locks().await.unwrap();
+    assert!(report.held.is_empty() && report.waiting.is_empty());
+}
+
+#[actix::test]
+async fn a_cancelled_acquire_after_the_grant_releases_it() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    // The request is withdrawn right after being sent: whether or not the grant raced in,
+    // nothing may stay held.
+    let pending = a
+        .actor()
+        .send(nlock::Acquire {
+            key: "k".into(),
+            timeout: None,
+            options: Default::default(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    drop(pending);
+    crate::harness::must_eventually(PATIENCE, "a holds and waits for nothing", || {
+        let a = a.clone();
+        async move {
+            let r = a.locks().await.unwrap();
+            r.held.is_empty() && r.waiting.is_empty()
+        }
+    })
+    .await;
+    a.try_acquire("k").await.expect("the key is free");
+}
