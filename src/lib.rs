@@ -66,3 +66,8 @@ pub use manager::{
 };
 pub use pending::PendingLock;
 pub use store::Capabilities;
+
+/// Compiles the README's examples as doc tests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
