@@ -57,6 +57,17 @@ impl Contender<'_> {
     /// One write expecting `expected`; a conflict after an unknown outcome is checked
     /// against this tenure's own value, and confirmed with a second compare-and-set.
     async fn cas(&self, expected: u64) -> Cas {
+        match self.cas_once(expected).await {
+            // Nothing was written, and the bucket may be gone with a restarted memory
+            // server: bring it back so that waiting is not in vain.
+            Cas::Unknown(WriteError::Unavailable(_)) if self.store.recreate_if_missing().await => {
+                self.cas_once(expected).await
+            }
+            other => other,
+        }
+    }
+
+    async fn cas_once(&self, expected: u64) -> Cas {
         let t = self.tenure;
         let sent_at = Instant::now();
         match self

@@ -121,7 +121,19 @@ pub(crate) async fn refresh(
                 None => return Err(LossReason::Taken { holder: None }),
             },
             // Unknown, unavailable, or rejected: retry until the deadline decides.
-            Ok(Err(_)) | Err(_) => back_off(&mut backoff, deadline).await,
+            // No stream answers: if the server says the bucket is gone (a memory-storage
+            // restart), so is the lock, and there is no point waiting for the deadline.
+            Ok(Err(WriteError::Unavailable(_))) if store.bucket_missing().await => {
+                return Err(LossReason::Deleted)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = ?e, "refresh outcome unknown; retrying");
+                back_off(&mut backoff, deadline).await
+            }
+            Err(_) => {
+                tracing::debug!("refresh timed out; retrying");
+                back_off(&mut backoff, deadline).await
+            }
         }
     }
 }

@@ -92,6 +92,9 @@ pub(crate) struct Store {
     kv: kv::Store,
     subject_prefix: String,
     caps: Capabilities,
+    /// The bucket's stream settings, to re-create it if it vanishes (a memory-storage server
+    /// restarts without its streams).
+    wanted: jetstream::stream::Config,
 }
 
 /// `(major, minor)` of a server version string like `2.15.1` or `v2.9.10-beta`.
@@ -133,7 +136,7 @@ impl Store {
                 jetstream::context::GetStreamErrorKind::JetStream(js_err)
                     if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
                 {
-                    create_bucket(&js, &config.bucket, wanted).await?
+                    create_bucket(&js, &config.bucket, wanted.clone()).await?
                 }
                 _ => return Err(unavailable(e)),
             },
@@ -149,12 +152,37 @@ impl Store {
             kv,
             subject_prefix: format!("$KV.{}.", config.bucket),
             caps,
+            wanted,
         })
     }
 
     /// What the server and bucket support.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// Whether the server says the bucket's stream does not exist. Only that answer counts:
+    /// a timeout or a leaderless cluster is not "missing".
+    pub(crate) async fn bucket_missing(&self) -> bool {
+        match self.js.get_stream(&self.wanted.name).await {
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND
+            ),
+        }
+    }
+
+    /// Re-creates the bucket if it is missing (after a memory-storage server restart), with
+    /// the settings it was opened with. Returns whether it was missing.
+    pub(crate) async fn recreate_if_missing(&self) -> bool {
+        if !self.bucket_missing().await {
+            return false;
+        }
+        let created = self.js.create_stream(self.wanted.clone()).await;
+        tracing::info!(bucket = %self.wanted.name, ok = created.is_ok(), "re-created the missing bucket");
+        true
     }
 
     /// Writes `value` to `key` if its last revision is `expected` (0: no message at all).

@@ -23,8 +23,13 @@ static BUCKETS: AtomicU64 = AtomicU64::new(0);
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with(NatsServer::builder()).await
+    }
+
+    /// An env whose server is started from `builder` (config text, extra args).
+    pub async fn start_with(builder: crate::harness::NatsServerBuilder) -> Env {
         crate::harness::init_tracing();
-        let server = NatsServer::start().await;
+        let server = builder.start().await;
         let n = BUCKETS.fetch_add(1, Ordering::Relaxed);
         Env {
             server,

@@ -6,6 +6,7 @@ mod harness_selftest;
 
 mod acquire;
 mod exclusion;
+mod faults;
 mod fixture;
 mod input;
 mod loss;

@@ -165,6 +165,71 @@ impl NatsCluster {
         }
     }
 
+    /// Waits (bounded) until `stream` has a leader and every other replica reports itself
+    /// current. A node restarted after a fault must catch up before it can stand in for the
+    /// next faulty leader: faults a test injects one after another need this in between.
+    pub async fn wait_for_stream_current(
+        &self,
+        client: &async_nats::Client,
+        stream: &str,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let req = async_nats::Request::new().timeout(Some(API_TIMEOUT));
+            let info = client
+                .send_request(format!("$JS.API.STREAM.INFO.{stream}"), req)
+                .await
+                .ok()
+                .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok());
+            let current = info.as_ref().is_some_and(|i| {
+                let replicas = i["cluster"]["replicas"].as_array();
+                i["cluster"]["leader"].is_string()
+                    && replicas.is_some_and(|r| {
+                        r.len() + 1 == self.len() && r.iter().all(|p| p["current"] == true)
+                    })
+            });
+            if current {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {stream} replicas not current after {timeout:?}: {info:?}"
+            );
+            // Catch-up takes up to seconds; polling every 100 ms is plenty.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asks `stream`'s leader to step down until the leader is some node other than `avoid`
+    /// (bounded by `timeout`), and returns the new leader's index. Lets a test fault the
+    /// leader while its clients stay connected to a healthy node.
+    pub async fn move_leader_off(
+        &self,
+        client: &async_nats::Client,
+        stream: &str,
+        avoid: usize,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.wait_for_stream_leader(client, stream, timeout).await;
+            if leader != avoid {
+                return leader;
+            }
+            let req = async_nats::Request::new().timeout(Some(API_TIMEOUT));
+            let _ = client
+                .send_request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"), req)
+                .await;
+            assert!(
+                Instant::now() < deadline,
+                "stream {stream} leader stayed on n{avoid} for {timeout:?}"
+            );
+            // A step-down hands over within a second; check again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The last lines of every node's log, for failure messages.
     pub fn log_tails(&self) -> String {
         self.nodes

@@ -5,8 +5,11 @@
 //! ([`std::time::Instant`]), so a test that pauses tokio's clock cannot make a deadline pass
 //! early while a real server process is still starting.
 
+pub mod child;
 pub mod cluster;
+pub mod history;
 pub mod proxy;
+pub mod resource;
 pub mod server;
 
 use std::future::Future;
