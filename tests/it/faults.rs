@@ -181,10 +181,15 @@ async fn a_killed_holders_lock_is_taken_within_its_ttl() {
     })
     .await;
     holder.kill().await;
+    let killed = std::time::Instant::now();
     let lock = waiter
         .await
         .unwrap()
         .expect("taken within TTL + slack of the kill");
+    eprintln!(
+        "measured: killed holder (TTL 3 s) to takeover {:?}",
+        killed.elapsed()
+    );
     assert!(lock.token() > old_token);
 }
 
@@ -204,9 +209,12 @@ async fn a_blackholed_holder_is_told_before_the_next_holder_gets_the_key() {
     assert!(next.token() > held.token());
     assert!(!held.is_held());
     let events = history.events();
-    assert!(
-        events.iter().any(|e| e.op == Op::Lost && e.client == "a"),
-        "{events:?}"
+    let lost = events.iter().find(|e| e.op == Op::Lost && e.client == "a");
+    let lost_at = lost.expect("a's loss recorded").complete;
+    let granted = events.iter().find(|e| e.client == "b").unwrap().complete;
+    eprintln!(
+        "measured: blackholed holder told {:?} before the next grant",
+        granted - lost_at
     );
     check_all(&history, "k");
 }
@@ -327,6 +335,10 @@ async fn a_memory_restart_tells_every_holder_within_one_refresh_interval() {
         let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
         assert_eq!(lost.reason, LossReason::Deleted, "{:?}", lost.reason);
     }
+    eprintln!(
+        "measured: memory restart to last holder told {:?}",
+        restarted.elapsed()
+    );
     // Refresh interval 1 s, plus the client's reconnect.
     assert!(
         restarted.elapsed() < Duration::from_secs(2),
@@ -508,6 +520,7 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
             .await;
         let start = lock.state().await.unwrap().revision;
         tracing::info!(fault, leader, "faulting the stream leader");
+        let faulted = std::time::Instant::now();
         match fault {
             "kill" => cluster.node(leader).kill(),
             _ => cluster.node(leader).pause(),
@@ -523,15 +536,27 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
             },
         )
         .await;
+        eprintln!(
+            "measured: leader {fault}, two refreshes confirmed {:?} later",
+            faulted.elapsed()
+        );
         assert!(lock.is_held());
         assert!(
             losses.try_recv().is_err(),
             "no spurious loss after the {fault}"
         );
-        assert_eq!(
-            b.try_acquire("k").await.unwrap_err().kind(),
-            ErrorKind::Busy
-        );
+        // Never two holders. Right after a fault b's own request may go unanswered: that is
+        // "unknown", and still not a grant.
+        match b.try_acquire("k").await {
+            Ok(_) => panic!("b got a lock that a holds"),
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Busy | ErrorKind::OutcomeUnknown | ErrorKind::Unavailable
+                ),
+                "{e}"
+            ),
+        }
         match fault {
             "kill" => cluster.node(leader).restart().await,
             _ => cluster.node(leader).resume(),
