@@ -35,7 +35,7 @@ pub struct Capabilities {
 #[derive(Debug)]
 pub(crate) enum WriteError {
     /// The key's last revision was not the expected one (JetStream 10071): the write did not
-    /// happen. `actual` is what the server said the revision is, when it said.
+    /// happen.
     Conflict,
     /// The write may or may not have happened: an ack timeout, a broken connection, or a
     /// retryable server answer after a leader change (10163, 10164).
