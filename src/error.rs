@@ -63,6 +63,23 @@ pub enum ConfigError {
     /// The lease margin must be shorter than half the TTL.
     #[error("invalid lease margin {0:?}: it must be shorter than half the TTL")]
     LeaseMargin(Duration),
+    /// A per-lock TTL longer than the bucket's: the bucket's `max_age` would expire the key
+    /// first.
+    #[error("per-lock TTL {ttl:?} is longer than the bucket TTL {bucket_ttl:?}")]
+    LockTtlAboveBucketTtl {
+        /// The TTL asked for.
+        ttl: Duration,
+        /// The bucket's TTL (`max_age`).
+        bucket_ttl: Duration,
+    },
+    /// A per-lock TTL no longer than one request: the lease could end before the grant.
+    #[error("per-lock TTL {ttl:?} must be longer than the request timeout {request_timeout:?}")]
+    LockTtlNotAboveRequestTimeout {
+        /// The TTL asked for.
+        ttl: Duration,
+        /// The manager's request timeout.
+        request_timeout: Duration,
+    },
     /// The description stored in the lock value is too long.
     #[error("description is {0} bytes; at most {max} are allowed", max = crate::holder::MAX_DESCRIPTION)]
     DescriptionTooLong(usize),

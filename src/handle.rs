@@ -4,11 +4,15 @@
 //! waiting), like dropping a mutex guard. To learn whether the release succeeded, call
 //! [`LockHandle::release`] instead and await it.
 
+use std::sync::Arc;
+
 use actix::{Addr, Recipient};
 use tokio::sync::watch;
 
 use crate::error::LockError;
-use crate::lock_actor::{GetState, LockActor, LockLost, LockState, Refresh, Release, Subscribe};
+use crate::lock_actor::{
+    GetState, LockActor, LockLost, LockState, Refresh, Release, SharedDeadline, Subscribe,
+};
 
 /// A held lock. Not `Clone`: one handle, one holder; dropping it releases the lock.
 ///
@@ -29,6 +33,7 @@ pub struct LockHandle {
     token: u64,
     addr: Addr<LockActor>,
     lost_rx: watch::Receiver<Option<LockLost>>,
+    deadline: Arc<SharedDeadline>,
 }
 
 impl LockHandle {
@@ -37,12 +42,14 @@ impl LockHandle {
         token: u64,
         addr: Addr<LockActor>,
         lost_rx: watch::Receiver<Option<LockLost>>,
+        deadline: Arc<SharedDeadline>,
     ) -> Self {
         LockHandle {
             key,
             token,
             addr,
             lost_rx,
+            deadline,
         }
     }
 
@@ -86,9 +93,10 @@ impl LockHandle {
         self.addr.send(GetState).await.map_err(|_| self.not_held())
     }
 
-    /// Whether the lock is still held as far as this process knows.
+    /// Whether the lock is still held as far as this process knows: not lost, not released,
+    /// and its lease deadline still ahead (checked here, without waiting for the actor).
     pub fn is_held(&self) -> bool {
-        self.lost_rx.borrow().is_none() && self.addr.connected()
+        self.lost_rx.borrow().is_none() && self.addr.connected() && self.deadline.ahead()
     }
 
     /// Adds an actor (or any recipient) to be told with [`LockLost`] if the lock is lost.

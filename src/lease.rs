@@ -19,10 +19,13 @@ use crate::store::{Op, Store, WriteError};
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-/// What one tenure writes: the same value on acquire and on every refresh.
+/// What one tenure writes: the value that won the key, again on every refresh.
 #[derive(Debug, Clone)]
 pub(crate) struct Tenure {
     pub key: String,
+    /// The holder record; its `tenure` field is unique to this tenure.
+    pub holder: Holder,
+    /// `holder`, encoded as written by the winning compare-and-set.
     pub value: Bytes,
     pub tenure_id: String,
     pub ttl: Duration,
@@ -31,6 +34,15 @@ pub(crate) struct Tenure {
 }
 
 impl Tenure {
+    /// The holder record stamped with the current time, and its encoding: what an acquire
+    /// attempt writes, so the record says when the lock was taken, not when waiting began.
+    pub(crate) fn stamped(&self) -> (Holder, Bytes) {
+        let mut holder = self.holder.clone();
+        holder.acquired_at_ms = crate::holder::unix_ms(std::time::SystemTime::now());
+        let value = holder.encode();
+        (holder, value)
+    }
+
     pub(crate) fn header_ttl(&self) -> Option<Duration> {
         self.send_ttl.then_some(self.ttl)
     }
@@ -111,14 +123,23 @@ pub(crate) async fn refresh(
                 })
             }
             Ok(Err(WriteError::Conflict)) => match explain(store, tenure).await {
-                Some(Explained::Ours(r)) => revision = r,
+                // An earlier write of ours landed after all: carry on from it. (A follower
+                // may serve a stale read: back off so that does not spin.)
+                Some(Explained::Ours(r)) => {
+                    if r == revision {
+                        back_off(&mut backoff, deadline).await;
+                    }
+                    revision = r;
+                }
                 Some(Explained::Gone(_)) => return Err(LossReason::Deleted),
                 Some(Explained::Taken(h)) => {
                     return Err(LossReason::Taken {
                         holder: h.map(Box::new),
                     })
                 }
-                None => return Err(LossReason::Taken { holder: None }),
+                // The read failed: our own landed write cannot be ruled out, so the outcome
+                // is still unknown; retry until the deadline decides.
+                None => back_off(&mut backoff, deadline).await,
             },
             // Unknown, unavailable, or rejected: retry until the deadline decides.
             // No stream answers: if the server says the bucket is gone (a memory-storage
@@ -162,15 +183,18 @@ pub(crate) async fn release(
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Released::Unknown(WriteError::Unknown(
-                "no answer to the delete before the lease deadline".into(),
-            ));
+            return Released::Unknown(WriteError::Unknown(Box::new(DeadlinePassed)));
         }
         let budget = request_timeout.min(deadline - now);
         match tokio::time::timeout(budget, store.delete(&tenure.key, revision)).await {
             Ok(Ok(marker)) => return Released::Freed(marker),
             Ok(Err(WriteError::Conflict)) => match explain(store, tenure).await {
-                Some(Explained::Ours(r)) => revision = r,
+                Some(Explained::Ours(r)) => {
+                    if r == revision {
+                        back_off(&mut backoff, deadline).await;
+                    }
+                    revision = r;
+                }
                 // Our own earlier delete landed but its ack was lost.
                 Some(Explained::Gone(marker)) if had_unknown => return Released::Freed(marker),
                 Some(Explained::Gone(_)) => return Released::WasLost(LossReason::Deleted),
@@ -179,15 +203,32 @@ pub(crate) async fn release(
                         holder: h.map(Box::new),
                     })
                 }
-                None => return Released::WasLost(LossReason::Taken { holder: None }),
+                None => back_off(&mut backoff, deadline).await,
             },
-            Ok(Err(_)) | Err(_) => {
+            // Refused or unanswered: nothing written, retry.
+            Ok(Err(WriteError::Unavailable(_) | WriteError::Rejected { .. })) => {
+                back_off(&mut backoff, deadline).await;
+            }
+            // The delete may have landed: a later conflict may be our own marker.
+            Ok(Err(WriteError::Unknown(_))) | Err(_) => {
                 had_unknown = true;
                 back_off(&mut backoff, deadline).await;
             }
         }
     }
 }
+
+/// The lease deadline passed before a request was answered.
+#[derive(Debug)]
+pub(crate) struct DeadlinePassed;
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no answer before the lease deadline")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
 
 /// Best effort after a loss or an unresolved acquire: if the key still holds this tenure's
 /// value (a write whose answer never came may have landed), delete it so that nobody waits

@@ -7,6 +7,7 @@
 //! nothing is deleted (the key expires after its TTL) and the lock is reported lost with
 //! [`LossReason::Shutdown`](crate::LossReason::Shutdown).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -105,7 +106,6 @@ pub(crate) struct LockEnded {
 pub(crate) struct LockSetup {
     pub store: Arc<Store>,
     pub tenure: Tenure,
-    pub holder: Holder,
     pub token: u64,
     pub confirmed: Confirmed,
     pub keep_alive: bool,
@@ -121,7 +121,6 @@ type Reply = oneshot::Sender<Result<(), LockError>>;
 pub struct LockActor {
     store: Arc<Store>,
     tenure: Tenure,
-    holder: Holder,
     token: u64,
     /// The revision every compare-and-set must expect.
     revision: u64,
@@ -130,6 +129,9 @@ pub struct LockActor {
     /// Send time of the last acknowledged write + TTL - margin, on the monotonic clock. Past
     /// it the server may have expired the key, so the lock counts as lost.
     deadline: Instant,
+    /// The deadline again, readable by the handle without a message: `is_held()` turns false
+    /// at the deadline even if this actor's thread is too busy to run its timer.
+    shared_deadline: Arc<SharedDeadline>,
     keep_alive: bool,
     refresh_interval: Duration,
     margin: Duration,
@@ -148,24 +150,27 @@ pub struct LockActor {
 }
 
 impl LockActor {
-    pub(crate) fn new(setup: LockSetup) -> (Self, watch::Receiver<Option<LockLost>>) {
+    pub(crate) fn new(
+        setup: LockSetup,
+    ) -> (Self, watch::Receiver<Option<LockLost>>, Arc<SharedDeadline>) {
         let (lost_tx, lost_rx) = watch::channel(None);
         let span = tracing::info_span!(
             "lock",
             key = %setup.tenure.key,
             token = setup.token,
-            owner = %setup.holder.owner,
+            owner = %setup.tenure.holder.owner,
             ttl_s = setup.tenure.ttl.as_secs(),
         );
         let deadline = setup.confirmed.sent_at + setup.tenure.ttl - setup.margin;
+        let shared_deadline = Arc::new(SharedDeadline::new(deadline));
         let actor = LockActor {
             store: setup.store,
-            holder: setup.holder,
             token: setup.token,
             revision: setup.confirmed.revision,
             acquired_at: SystemTime::now(),
             last_refresh: None,
             deadline,
+            shared_deadline: shared_deadline.clone(),
             keep_alive: setup.keep_alive,
             refresh_interval: setup.refresh_interval,
             margin: setup.margin,
@@ -181,7 +186,7 @@ impl LockActor {
             span,
             tenure: setup.tenure,
         };
-        (actor, lost_rx)
+        (actor, lost_rx, shared_deadline)
     }
 
     fn arm_deadline(&mut self, ctx: &mut Context<Self>) {
@@ -217,6 +222,7 @@ impl LockActor {
             Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
                 self.revision = c.revision;
                 self.deadline = c.sent_at + self.tenure.ttl - self.margin;
+                self.shared_deadline.set(self.deadline);
                 self.last_refresh = Some(SystemTime::now());
                 tracing::trace!(revision = c.revision, "refreshed");
                 self.arm_deadline(ctx);
@@ -227,14 +233,9 @@ impl LockActor {
                     self.start_release(ctx);
                 }
             }
-            Ok(c) => {
-                // A refresh confirmed after the lock was given up: undo it so the key does
-                // not stay held by a tenure nobody refreshes.
-                let (store, key) = (self.store.clone(), self.tenure.key.clone());
-                actix::spawn(async move {
-                    let _ = store.delete(&key, c.revision).await;
-                });
-            }
+            // The tenure already ended. (The actor stops when it ends, which drops this
+            // future, so this is only a guard.)
+            Ok(_) => {}
             Err(reason) => self.declare_lost(reason, ctx),
         }
     }
@@ -269,20 +270,29 @@ impl LockActor {
         release_result: Result<(), LockError>,
         ctx: &mut Context<Self>,
     ) {
-        let lost = match &status {
-            LockStatus::Lost(reason) => Some(self.lost_message(reason.clone())),
+        let reason = match &status {
+            LockStatus::Lost(reason) => Some(reason.clone()),
             _ => None,
         };
+        let lost = reason.clone().map(|r| self.lost_message(r));
         self.status = status;
+        // Callers answered after the first release learn that it was lost (and why), or
+        // that it is not held.
+        let key = self.tenure.key.clone();
+        let later_error = || match &reason {
+            Some(reason) => LockError::Lost {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            None => LockError::NotHeld { key: key.clone() },
+        };
         let mut release_result = Some(release_result);
         for r in std::mem::take(&mut self.release_replies) {
-            let result = release_result
-                .take()
-                .unwrap_or_else(|| Err(self.not_held()));
+            let result = release_result.take().unwrap_or_else(|| Err(later_error()));
             let _ = r.send(result);
         }
         for r in std::mem::take(&mut self.refresh_replies) {
-            let _ = r.send(Err(self.not_held()));
+            let _ = r.send(Err(later_error()));
         }
         self.manager.do_send(LockEnded {
             key: self.tenure.key.clone(),
@@ -304,11 +314,10 @@ impl LockActor {
             s.do_send(msg.clone());
         }
         self.lost_tx.send_replace(Some(msg));
-        if reason == LossReason::Expired {
-            // A write whose answer never came may have landed after all.
-            let (store, tenure) = (self.store.clone(), self.tenure.clone());
-            actix::spawn(async move { lease::release_if_ours(&store, &tenure).await });
-        }
+        // A write whose answer never came may have landed after all: if the key still holds
+        // this tenure's value, delete it rather than leave it to expire.
+        let (store, tenure) = (self.store.clone(), self.tenure.clone());
+        actix::spawn(async move { lease::release_if_ours(&store, &tenure).await });
         let err = LockError::Lost {
             key: self.tenure.key.clone(),
             reason: reason.clone(),
@@ -402,7 +411,11 @@ impl Handler<Refresh> for LockActor {
 impl Handler<GetState> for LockActor {
     type Result = MessageResult<GetState>;
 
-    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetState, ctx: &mut Context<Self>) -> Self::Result {
+        if self.status == LockStatus::Held && Instant::now() >= self.deadline {
+            // The timer is due but has not run yet: never report a lease past its deadline.
+            self.declare_lost(LossReason::Expired, ctx);
+        }
         MessageResult(LockState {
             key: self.tenure.key.clone(),
             token: self.token,
@@ -412,7 +425,7 @@ impl Handler<GetState> for LockActor {
             last_refresh: self.last_refresh,
             time_left: self.deadline.saturating_duration_since(Instant::now()),
             status: self.status.clone(),
-            holder: self.holder.clone(),
+            holder: self.tenure.holder.clone(),
         })
     }
 }
@@ -426,5 +439,36 @@ impl Handler<Subscribe> for LockActor {
             LockStatus::Lost(reason) => who.do_send(self.lost_message(reason.clone())),
             _ => self.subscribers.push(who),
         }
+    }
+}
+
+/// A lock's lease deadline, shared between its actor (which moves it) and its handle (which
+/// reads it). Nanoseconds after `base` in an atomic: no lock, nothing to await.
+#[derive(Debug)]
+pub(crate) struct SharedDeadline {
+    base: Instant,
+    nanos: AtomicU64,
+}
+
+impl SharedDeadline {
+    fn new(deadline: Instant) -> Self {
+        let d = SharedDeadline {
+            base: Instant::now(),
+            nanos: AtomicU64::new(0),
+        };
+        d.set(deadline);
+        d
+    }
+
+    fn set(&self, deadline: Instant) {
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        self.nanos.store(nanos, Ordering::Release);
+    }
+
+    /// Whether the deadline is still ahead.
+    pub(crate) fn ahead(&self) -> bool {
+        let nanos = self.nanos.load(Ordering::Acquire);
+        Instant::now() < self.base + Duration::from_nanos(nanos)
     }
 }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::config::{validate_ttl, Config};
 use crate::contend::{Contended, Contender};
-use crate::error::{ErrorKind, Feature, LockError};
+use crate::error::{ConfigError, ErrorKind, Feature, LockError};
 use crate::handle::LockHandle;
 use crate::holder::{unix_ms, Holder, MAX_DESCRIPTION};
 use crate::key::validate_key;
@@ -103,6 +103,8 @@ enum KeyState {
     Held {
         addr: Addr<LockActor>,
         holder: Holder,
+        /// Which tenure: a `LockEnded` for another one must not reset this state.
+        token: u64,
     },
 }
 
@@ -123,6 +125,11 @@ pub struct LockManagerActor {
     markers: HashMap<String, u64>,
     loss_subscribers: Vec<Recipient<LockLost>>,
     shutting_down: bool,
+    /// Contenders running. Shutdown waits for them to end before it releases what is held,
+    /// so that a lock won during shutdown is released too, never left behind.
+    contending: usize,
+    /// Told when `contending` drops to zero during shutdown.
+    idle_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl LockManagerActor {
@@ -136,6 +143,8 @@ impl LockManagerActor {
             markers: HashMap::new(),
             loss_subscribers: Vec::new(),
             shutting_down: false,
+            contending: 0,
+            idle_waiters: Vec::new(),
         }
     }
 
@@ -144,6 +153,24 @@ impl LockManagerActor {
         validate_key(key)?;
         if let Some(ttl) = options.ttl {
             validate_ttl(ttl)?;
+            // The bucket's max_age removes a message whatever its own TTL says: a longer
+            // per-lock TTL would let the server free the key under a holder that thinks
+            // it still holds it.
+            if ttl > self.config.ttl {
+                return Err(ConfigError::LockTtlAboveBucketTtl {
+                    ttl,
+                    bucket_ttl: self.config.ttl,
+                }
+                .into());
+            }
+            // A lease shorter than one request could be over before its grant is answered.
+            if ttl <= self.config.request_timeout {
+                return Err(ConfigError::LockTtlNotAboveRequestTimeout {
+                    ttl,
+                    request_timeout: self.config.request_timeout,
+                }
+                .into());
+            }
             let caps = self.store.capabilities();
             if !caps.per_lock_ttl {
                 return Err(LockError::Unsupported {
@@ -154,7 +181,7 @@ impl LockManagerActor {
         }
         if let Some(d) = &options.description {
             if d.len() > MAX_DESCRIPTION {
-                return Err(crate::ConfigError::DescriptionTooLong(d.len()).into());
+                return Err(ConfigError::DescriptionTooLong(d.len()).into());
             }
         }
         if self.shutting_down {
@@ -199,7 +226,7 @@ impl LockManagerActor {
         let Some(queue) = self.queues.get_mut(key) else {
             return;
         };
-        if !matches!(queue.state, KeyState::Idle) {
+        if !matches!(queue.state, KeyState::Idle) || self.shutting_down {
             return;
         }
         while let Some(waiter) = queue.waiters.pop_front() {
@@ -214,6 +241,7 @@ impl LockManagerActor {
     }
 
     fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
+        self.contending += 1;
         let ttl = waiter.options.ttl.unwrap_or(self.config.ttl);
         let tenure_id = crate::holder::random_id();
         let holder = Holder {
@@ -227,6 +255,7 @@ impl LockManagerActor {
         let tenure = Tenure {
             key: key.clone(),
             value: holder.encode(),
+            holder,
             tenure_id,
             ttl,
             send_ttl: self.store.capabilities().per_lock_ttl,
@@ -256,26 +285,28 @@ impl LockManagerActor {
         ctx.spawn(
             work.into_actor(self)
                 .map(move |(waiter, tenure, outcome), act, ctx| {
-                    act.on_contended(holder, waiter, tenure, outcome, ctx)
+                    act.on_contended(waiter, tenure, outcome, ctx)
                 }),
         );
     }
 
     fn on_contended(
         &mut self,
-        holder: Holder,
         waiter: Waiter,
-        tenure: Tenure,
+        mut tenure: Tenure,
         outcome: Contended,
         ctx: &mut Context<Self>,
     ) {
+        self.contending -= 1;
         let key = tenure.key.clone();
         let next_state = match outcome {
             Contended::Acquired(grant) => {
+                let holder = grant.holder.clone();
+                tenure.holder = grant.holder;
+                tenure.value = grant.value;
                 let setup = LockSetup {
                     store: self.store.clone(),
                     tenure,
-                    holder: holder.clone(),
                     token: grant.token,
                     confirmed: grant.confirmed,
                     keep_alive: self.config.keep_alive,
@@ -286,14 +317,24 @@ impl LockManagerActor {
                     request_timeout: self.config.request_timeout,
                     manager: ctx.address().recipient(),
                 };
-                let (actor, lost_rx) = LockActor::new(setup);
+                let (actor, lost_rx, deadline) = LockActor::new(setup);
                 let addr = actor.start();
-                let handle = LockHandle::new(key.clone(), grant.token, addr.clone(), lost_rx);
-                // If the caller is gone, the handle comes back and its drop releases the lock.
-                if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
-                    drop(handle);
+                if self.shutting_down {
+                    // Won while shutting down: kept as held so that shutdown releases it.
+                    let _ = waiter.tx.send(Err(LockError::ManagerGone));
+                } else {
+                    let handle =
+                        LockHandle::new(key.clone(), grant.token, addr.clone(), lost_rx, deadline);
+                    // If the caller is gone, the handle comes back and its drop releases it.
+                    if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
+                        drop(handle);
+                    }
                 }
-                KeyState::Held { addr, holder }
+                KeyState::Held {
+                    addr,
+                    holder,
+                    token: grant.token,
+                }
             }
             Contended::Busy(h) => {
                 let _ = waiter.tx.send(Err(LockError::Busy {
@@ -311,7 +352,22 @@ impl LockManagerActor {
         if let Some(q) = self.queues.get_mut(&key) {
             q.state = next_state;
         }
+        if self.shutting_down && self.contending == 0 {
+            for tx in self.idle_waiters.drain(..) {
+                let _ = tx.send(());
+            }
+        }
         self.pump(&key, ctx);
+    }
+
+    fn held_addrs(&self) -> Vec<Addr<LockActor>> {
+        self.queues
+            .values()
+            .filter_map(|q| match &q.state {
+                KeyState::Held { addr, .. } => Some(addr.clone()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -362,7 +418,7 @@ impl Handler<LockEnded> for LockManagerActor {
         }
         if let Some(q) = self.queues.get_mut(&msg.key) {
             // Only the tenure this queue is in may reset it.
-            if matches!(&q.state, KeyState::Held { .. }) {
+            if matches!(&q.state, KeyState::Held { token, .. } if *token == msg.token) {
                 q.state = KeyState::Idle;
             }
         }
@@ -410,24 +466,39 @@ impl Handler<Shutdown> for LockManagerActor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
-        let mut addrs = Vec::new();
         for q in self.queues.values_mut() {
-            // Dropping the senders ends every pending acquire with ManagerGone.
+            // Dropping the senders ends every queued acquire with ManagerGone, and makes the
+            // waiting contenders stop.
             q.waiters.clear();
-            if let KeyState::Held { addr, .. } = &q.state {
-                addrs.push(addr.clone());
-            }
         }
-        let releases = async move {
-            let results = futures::future::join_all(addrs.iter().map(|a| a.send(Release))).await;
-            for r in results.into_iter().flatten() {
-                if let Err(e) = r {
-                    if e.kind() != ErrorKind::NotHeld {
-                        tracing::warn!(error = %e, "release at shutdown failed");
-                    }
-                }
+        // First let running contenders finish (a lock they win now is kept as held), then
+        // release everything held.
+        let idle = (self.contending > 0).then(|| {
+            let (tx, rx) = oneshot::channel();
+            self.idle_waiters.push(tx);
+            rx
+        });
+        let contenders_done = async move {
+            if let Some(rx) = idle {
+                let _ = rx.await;
             }
         };
-        Box::pin(releases.into_actor(self).map(|(), _, ctx| ctx.stop()))
+        Box::pin(
+            contenders_done
+                .into_actor(self)
+                .then(|(), act, _| release_all(act.held_addrs()).into_actor(act))
+                .map(|(), _, ctx| ctx.stop()),
+        )
+    }
+}
+
+async fn release_all(addrs: Vec<Addr<LockActor>>) {
+    let results = futures::future::join_all(addrs.iter().map(|a| a.send(Release))).await;
+    for r in results.into_iter().flatten() {
+        if let Err(e) = r {
+            if e.kind() != ErrorKind::NotHeld {
+                tracing::warn!(error = %e, "release at shutdown failed");
+            }
+        }
     }
 }

@@ -40,7 +40,9 @@ pub(crate) enum WriteError {
     /// The write may or may not have happened: an ack timeout, a broken connection, or a
     /// retryable server answer after a leader change (10163, 10164).
     Unknown(Box<dyn std::error::Error + Send + Sync>),
-    /// Nothing was written, and retrying later may work (no responders: no stream leader).
+    /// Nothing was written, and retrying later may work: no responders (no stream leader),
+    /// or the leader refused for now (10163 after a leader change, 10164 while another write
+    /// to the key is in flight).
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// The server refused the write for good (bad TTL, too large, ...): nothing was written.
     Rejected { code: u64, description: String },
@@ -175,14 +177,21 @@ impl Store {
     }
 
     /// Re-creates the bucket if it is missing (after a memory-storage server restart), with
-    /// the settings it was opened with. Returns whether it was missing.
+    /// the settings it was opened with and a first sequence above every revision the lost
+    /// bucket can have used. Returns whether the bucket exists again.
     pub(crate) async fn recreate_if_missing(&self) -> bool {
         if !self.bucket_missing().await {
             return false;
         }
-        let created = self.js.create_stream(self.wanted.clone()).await;
-        tracing::info!(bucket = %self.wanted.name, ok = created.is_ok(), "re-created the missing bucket");
-        true
+        let mut wanted = self.wanted.clone();
+        wanted.first_sequence = first_sequence();
+        let created = self.js.create_stream(wanted).await;
+        tracing::warn!(
+            bucket = %self.wanted.name,
+            ok = created.is_ok(),
+            "the lock bucket was missing (a memory-storage server restart?); re-created it"
+        );
+        created.is_ok()
     }
 
     /// Writes `value` to `key` if its last revision is `expected` (0: no message at all).
@@ -252,7 +261,9 @@ impl Store {
 
     /// Watches `key`: first its last message (if any), then every change.
     pub(crate) async fn watch(&self, key: &str) -> Result<KeyWatch, WriteError> {
-        match self.kv.watch(key).await {
+        // With history: the key's current last message comes first, so a delete marker
+        // written before the watch started still wakes the waiter.
+        match self.kv.watch_with_history(key).await {
             Ok(inner) => Ok(KeyWatch { inner }),
             Err(e) => Err(WriteError::Unavailable(Box::new(e))),
         }
@@ -282,8 +293,24 @@ fn bucket_stream_config(config: &Config, modern: bool) -> jetstream::stream::Con
         // long enough for any poller to see it.
         allow_message_ttl: modern,
         subject_delete_marker_ttl: modern.then_some(config.ttl),
+        first_sequence: first_sequence(),
         ..Default::default()
     }
+}
+
+/// The first revision of a new bucket: this host's clock in microseconds since the epoch.
+///
+/// Revisions are fencing tokens, and a bucket that is lost (memory storage on a restart) and
+/// created again would otherwise count from 1 again: old holders' revisions would point into
+/// the new bucket, and tokens would go backwards. Starting at the clock keeps every revision
+/// of a re-created bucket above those of the lost one, as long as the lost one made fewer
+/// writes than microseconds passed since it was created (and clocks agree to within that).
+fn first_sequence() -> Option<u64> {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    (micros > 0).then_some(micros)
 }
 
 async fn create_bucket(
@@ -358,6 +385,23 @@ fn check_matches(
             found.num_replicas.to_string(),
         );
     }
+    if found.allow_message_ttl != wanted.allow_message_ttl {
+        return mismatch(
+            "per-message TTL",
+            wanted.allow_message_ttl.to_string(),
+            found.allow_message_ttl.to_string(),
+        );
+    }
+    if found.discard != wanted.discard || !found.deny_delete || !found.allow_direct {
+        return mismatch(
+            "KV layout (discard new, deny delete, direct get)",
+            "a NATS KV bucket".into(),
+            format!(
+                "discard {:?}, deny_delete {}, allow_direct {}",
+                found.discard, found.deny_delete, found.allow_direct
+            ),
+        );
+    }
     let markers = found.subject_delete_marker_ttl;
     if markers.is_some() != wanted.subject_delete_marker_ttl.is_some() {
         return mismatch(
@@ -377,7 +421,9 @@ fn classify_publish(e: jetstream::context::PublishError) -> WriteError {
             WriteError::Unknown(Box::new(e))
         }
         // No responders: the request reached no stream (no leader right now); nothing written.
-        PublishErrorKind::StreamNotFound => WriteError::Unavailable(Box::new(e)),
+        PublishErrorKind::StreamNotFound | PublishErrorKind::MaxAckPending => {
+            WriteError::Unavailable(Box::new(e))
+        }
         PublishErrorKind::MaxPayloadExceeded => WriteError::Rejected {
             code: 0,
             description: e.to_string(),
@@ -389,10 +435,11 @@ fn classify_publish(e: jetstream::context::PublishError) -> WriteError {
             match js.map(|j| j.error_code()) {
                 // After a stream leader change the new leader may not yet know the last
                 // sequence per subject (10163), or another write to the key is in flight
-                // (10164): the answer is "not now", and the lock may still be ours.
+                // (10164): the leader refused this write for now; nothing was written, and
+                // the lock may still be ours.
                 Some(ErrorCode::STREAM_EXPECTED_LAST_SEQ_PER_SUBJECT_NOT_READY)
                 | Some(ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT) => {
-                    WriteError::Unknown(Box::new(e))
+                    WriteError::Unavailable(Box::new(e))
                 }
                 Some(code) => WriteError::Rejected {
                     code: code.0,

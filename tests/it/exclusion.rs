@@ -37,8 +37,8 @@ async fn eight_contenders_never_overlap_and_tokens_increase() {
                     r.inside = Some(id);
                     r.tokens.push(lock.token());
                 }
-                // Give other tasks a chance to run while the lock is held.
-                tokio::task::yield_now().await;
+                // The work: long enough that a second holder would be caught inside.
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 register.lock().unwrap().inside = None;
                 lock.release().await.unwrap();
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlock::{Config, ConfigError, ErrorKind, LockError, LockManager, LockOptions};
+use nlock::{ConfigError, ErrorKind, LockError, LockManager, LockOptions};
 
 use crate::fixture::{Env, PATIENCE};
 
@@ -56,7 +56,7 @@ async fn per_lock_ttl_on_an_old_server_is_unsupported() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
     let opts = LockOptions {
-        ttl: Some(Duration::from_secs(5)),
+        ttl: Some(Duration::from_secs(2)),
         ..Default::default()
     };
     let result = m.acquire_with("k", Some(PATIENCE), opts).await;
@@ -114,17 +114,40 @@ async fn replicas_above_the_cluster_size_are_refused() {
     assert_eq!(env.stream_messages().await, None, "no bucket was created");
 }
 
-#[test]
-fn bad_config_values_never_reach_the_server() {
-    let cases = [
-        Config::builder().ttl(Duration::ZERO).build(),
-        Config::builder().ttl(Duration::from_millis(1500)).build(),
-        Config::builder().keep_alive_factor(1).build(),
-        Config::builder().bucket("bad.name").build(),
-        Config::builder().bucket("").build(),
-        Config::builder().replicas(0).build(),
-    ];
-    for c in cases {
-        assert!(c.is_err());
+#[actix::test]
+async fn a_per_lock_ttl_the_bucket_would_cut_short_is_refused() {
+    let env = Env::start().await;
+    // Bucket TTL 3 s; request timeout 1.5 s.
+    let m = env
+        .manager(env.config().request_timeout(Duration::from_millis(1500)))
+        .await;
+    let with_ttl = |s| LockOptions {
+        ttl: Some(Duration::from_secs(s)),
+        ..Default::default()
+    };
+    match m
+        .acquire_with("k", Some(PATIENCE), with_ttl(4))
+        .await
+        .unwrap_err()
+    {
+        LockError::InvalidConfig(ConfigError::LockTtlAboveBucketTtl { ttl, bucket_ttl }) => {
+            assert_eq!(
+                (ttl, bucket_ttl),
+                (Duration::from_secs(4), Duration::from_secs(3))
+            );
+        }
+        other => panic!("expected LockTtlAboveBucketTtl, got {other:?}"),
     }
+    let err = m
+        .acquire_with("k", Some(PATIENCE), with_ttl(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::InvalidConfig(ConfigError::LockTtlNotAboveRequestTimeout { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(env.stream_messages().await, Some(0));
 }

@@ -106,30 +106,63 @@ async fn an_expired_holder_is_told_before_the_next_holder_gets_the_key() {
 }
 
 #[actix::test]
-async fn per_lock_ttl_is_kept_on_every_refresh() {
+async fn per_lock_ttl_is_sent_on_every_write() {
     let env = Env::start().await;
     if !env.modern() {
         return;
     }
-    // Bucket TTL 3 s, this lock 5 s: refreshes every 5/3 s must carry the 5 s TTL, or
-    // the server would expire the key while its holder still believes it holds it.
-    let a = env.manager(env.config()).await;
-    let b = env.manager(env.config()).await;
+    // Bucket TTL 10 s, this lock 2 s: only a `Nats-TTL` header on every write makes the
+    // server expire it after 2 s; the header is what is checked, write after write.
+    let cfg = env.config().ttl(Duration::from_secs(10));
+    let a = env.manager(cfg).await;
     let opts = LockOptions {
-        ttl: Some(Duration::from_secs(5)),
+        ttl: Some(Duration::from_secs(2)),
         ..Default::default()
     };
     let lock = a.acquire_with("k", Some(PATIENCE), opts).await.unwrap();
-    assert_eq!(lock.state().await.unwrap().ttl, Duration::from_secs(5));
-    crate::harness::must_eventually(PATIENCE, "two refreshes", || async {
-        lock.state().await.unwrap().revision >= lock.token() + 2
-    })
-    .await;
-    assert_eq!(
-        b.try_acquire("k").await.unwrap_err().kind(),
-        ErrorKind::Busy
-    );
+    assert_eq!(lock.state().await.unwrap().ttl, Duration::from_secs(2));
+    let js = async_nats::jetstream::new(env.raw().await);
+    let stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
+    let subject = format!("$KV.{}.k", env.bucket);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let msg = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        if seen.last() != Some(&msg.sequence) {
+            let ttl = msg.headers.get("Nats-TTL").map(|v| v.as_str().to_owned());
+            assert_eq!(
+                ttl.as_deref(),
+                Some("2s"),
+                "write {} carries the lock's TTL",
+                msg.sequence
+            );
+            seen.push(msg.sequence);
+        }
+        // Refreshes come every 2/3 s; look again a little later.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen[0], lock.token());
     assert!(lock.is_held());
+}
+
+#[actix::test]
+async fn a_free_key_released_by_another_process_is_taken_at_once() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    // b knows nothing of a's delete marker and never polls within the test.
+    let b = env.manager(env.config().retry_interval(NEVER_POLL)).await;
+    for _ in 0..3 {
+        let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
+        held.release().await.unwrap();
+        let got = b
+            .acquire("k", Some(PATIENCE))
+            .await
+            .expect("taken over the marker");
+        assert!(got.token() > held.token());
+        got.release().await.unwrap();
+    }
 }
 
 #[actix::test]

@@ -114,6 +114,7 @@ impl ChildClient {
     /// SIGSTOP: the whole process, its timers and its refreshes, stand still.
     pub fn pause(&self) {
         signal(self.pid(), "-STOP");
+        super::wait_process_state(self.pid(), true);
     }
 
     /// SIGCONT.

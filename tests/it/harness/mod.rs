@@ -89,3 +89,27 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Waits (bounded, 5 s) until process `pid` is stopped (`T` in /proc/<pid>/stat) or, with
+/// `stopped` false, running again. `kill -STOP` returns before every thread of the target has
+/// stopped; a test that checks "nothing answers now" must wait for the stop to take effect.
+pub fn wait_process_state(pid: u32, stopped: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state is the first field after the parenthesised command name.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next());
+        let is_stopped = matches!(state, Some("T") | Some("t"));
+        if is_stopped == stopped || state.is_none() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} did not reach stopped={stopped}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -313,7 +313,9 @@ impl NatsServer {
     /// Freezes the process with SIGSTOP: sockets stay open but nothing answers, as with a
     /// hung server or a long GC pause. Panics if the server is not running.
     pub fn pause(&self) {
-        signal(self.expect_pid("pause"), "STOP");
+        let pid = self.expect_pid("pause");
+        signal(pid, "STOP");
+        super::wait_process_state(pid, true);
     }
 
     /// Undoes [`Self::pause`] with SIGCONT.
