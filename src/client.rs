@@ -95,6 +95,21 @@ impl LockManager {
     }
 
     /// [`acquire`](LockManager::acquire) with a per-lock TTL or description.
+    ///
+    /// The TTL must be whole seconds, no longer than the bucket's and longer than the request
+    /// timeout; it needs nats-server 2.11+ ([`ErrorKind::Unsupported`](crate::ErrorKind)
+    /// before).
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let options = nlock::LockOptions {
+    ///     ttl: Some(Duration::from_secs(5)),
+    ///     description: Some("compacting segment 42".into()),
+    /// };
+    /// let lock = m.acquire_with("segments.42", Some(Duration::from_secs(1)), options).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn acquire_with(
         &self,
         key: &str,
@@ -159,11 +174,38 @@ impl LockManager {
     }
 
     /// Every key this process holds or waits for.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let report = m.locks().await?;
+    /// for lock in &report.held {
+    ///     println!("{} token {} ({:?} left)", lock.key, lock.token, lock.time_left);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn locks(&self) -> Result<LocksReport, LockError> {
         Ok(self.addr.send(ListLocks).await?)
     }
 
     /// Subscribes `recipient` to every lock loss in this manager.
+    ///
+    /// ```no_run
+    /// use actix::prelude::*;
+    ///
+    /// struct Alarm;
+    /// impl Actor for Alarm {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<nlock::LockLost> for Alarm {
+    ///     type Result = ();
+    ///     fn handle(&mut self, lost: nlock::LockLost, _: &mut Context<Self>) {
+    ///         eprintln!("lost {}: {}", lost.key, lost.reason);
+    ///     }
+    /// }
+    /// # fn f(m: nlock::LockManager) {
+    /// m.subscribe_losses(Alarm.start().recipient());
+    /// # }
+    /// ```
     pub fn subscribe_losses(&self, recipient: Recipient<LockLost>) {
         self.addr.do_send(SubscribeLosses(recipient));
     }

@@ -100,6 +100,38 @@ pub enum ConfigError {
     },
 }
 
+/// The key rule a rejected key broke (see [`validate_key`](crate::validate_key)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRule {
+    /// A key must not be empty.
+    Empty,
+    /// A key is at most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes.
+    TooLong,
+    /// A key must not start or end with '.'.
+    DotAtEdge,
+    /// A key must not contain an empty token ("..").
+    EmptyToken,
+    /// Keys starting with `_kv` are reserved by NATS KV.
+    Reserved,
+    /// Only letters, digits, '-', '/', '_', '=' and '.' are allowed.
+    Character,
+}
+
+impl std::fmt::Display for KeyRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyRule::Empty => "a key must not be empty",
+            KeyRule::TooLong => "a key must be at most 1024 bytes",
+            KeyRule::DotAtEdge => "a key must not start or end with '.'",
+            KeyRule::EmptyToken => "a key must not contain an empty token ('..')",
+            KeyRule::Reserved => "keys starting with '_kv' are reserved by NATS KV",
+            KeyRule::Character => {
+                "a key may only contain letters, digits, '-', '/', '_', '=' and '.'"
+            }
+        })
+    }
+}
+
 /// A feature that needs a newer nats-server than the one connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {
@@ -149,12 +181,12 @@ pub enum LockError {
         reason: LossReason,
     },
     /// The key is not a valid NATS KV key.
-    #[error("invalid lock key {key:?}: {why}")]
+    #[error("invalid lock key {key:?}: {rule}")]
     InvalidKey {
         /// The rejected key.
         key: String,
         /// Which rule it broke.
-        why: &'static str,
+        rule: KeyRule,
     },
     /// A configuration value or an existing bucket was rejected.
     #[error(transparent)]

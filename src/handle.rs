@@ -80,7 +80,17 @@ impl LockHandle {
             .unwrap_or_else(|_| Err(self.not_held()))
     }
 
-    /// Refreshes the lock now; needed when keep-alive is off.
+    /// Refreshes the lock now; needed when keep-alive is off. A refresh that finds the lock
+    /// gone answers [`ErrorKind::Lost`](crate::ErrorKind::Lost) with the reason.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
+    /// for chunk in 0..10 {
+    ///     // ... one chunk of work, shorter than the TTL ...
+    ///     lock.refresh().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn refresh(&self) -> Result<(), LockError> {
         self.addr
             .send(Refresh)
@@ -89,6 +99,13 @@ impl LockHandle {
     }
 
     /// The lock's state, or `NotHeld` once its actor has stopped.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
+    /// let state = lock.state().await?;
+    /// println!("{} held by {}, revision {}, {:?} left", state.key, state.holder, state.revision, state.time_left);
+    /// # Ok(()) }
+    /// ```
     pub async fn state(&self) -> Result<LockState, LockError> {
         self.addr.send(GetState).await.map_err(|_| self.not_held())
     }

@@ -5,7 +5,7 @@
 //! by NATS KV clients, and a key longer than [`MAX_KEY_LEN`] is refused so that the subject
 //! stays well under the server's limits.
 
-use crate::error::{ConfigError, LockError};
+use crate::error::{ConfigError, KeyRule, LockError};
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -20,32 +20,29 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// );
 /// ```
 pub fn validate_key(key: &str) -> Result<(), LockError> {
-    let fail = |why| {
-        Err(LockError::InvalidKey {
-            key: key.to_owned(),
-            why,
-        })
-    };
-    if key.is_empty() {
-        return fail("a key must not be empty");
-    }
-    if key.len() > MAX_KEY_LEN {
-        return fail("a key must be at most 1024 bytes");
-    }
-    if key.starts_with('.') || key.ends_with('.') {
-        return fail("a key must not start or end with '.'");
-    }
-    if key.contains("..") {
-        return fail("a key must not contain an empty token ('..')");
-    }
-    if key.starts_with("_kv") {
-        return fail("keys starting with '_kv' are reserved by NATS KV");
-    }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '=' | '.');
-    if !key.chars().all(allowed) {
-        return fail("a key may only contain letters, digits, '-', '/', '_', '=' and '.'");
+    let broken = if key.is_empty() {
+        Some(KeyRule::Empty)
+    } else if key.len() > MAX_KEY_LEN {
+        Some(KeyRule::TooLong)
+    } else if key.starts_with('.') || key.ends_with('.') {
+        Some(KeyRule::DotAtEdge)
+    } else if key.contains("..") {
+        Some(KeyRule::EmptyToken)
+    } else if key.starts_with("_kv") {
+        Some(KeyRule::Reserved)
+    } else if !key.chars().all(allowed) {
+        Some(KeyRule::Character)
+    } else {
+        None
+    };
+    match broken {
+        None => Ok(()),
+        Some(rule) => Err(LockError::InvalidKey {
+            key: key.to_owned(),
+            rule,
+        }),
     }
-    Ok(())
 }
 
 /// Checks a bucket name: `[A-Za-z0-9_-]+`.
@@ -65,7 +62,6 @@ pub(crate) fn validate_bucket(name: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
 
     #[test]
     fn accepts_nats_kv_keys() {
@@ -77,20 +73,23 @@ mod tests {
     #[test]
     fn rejects_each_rule() {
         let long = "k".repeat(MAX_KEY_LEN + 1);
-        for key in [
-            "",
-            ".a",
-            "a.",
-            "a..b",
-            "a b",
-            "a*",
-            "a>",
-            "_kv.x",
-            "é",
-            long.as_str(),
-        ] {
-            let err = validate_key(key).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key}");
+        let cases = [
+            ("", KeyRule::Empty),
+            (".a", KeyRule::DotAtEdge),
+            ("a.", KeyRule::DotAtEdge),
+            ("a..b", KeyRule::EmptyToken),
+            ("a b", KeyRule::Character),
+            ("a*", KeyRule::Character),
+            ("a>", KeyRule::Character),
+            ("é", KeyRule::Character),
+            ("_kv.x", KeyRule::Reserved),
+            (long.as_str(), KeyRule::TooLong),
+        ];
+        for (key, want) in cases {
+            match validate_key(key) {
+                Err(LockError::InvalidKey { rule, .. }) => assert_eq!(rule, want, "{key}"),
+                other => panic!("{key}: expected InvalidKey, got {other:?}"),
+            }
         }
     }
 

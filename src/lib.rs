@@ -53,7 +53,7 @@ pub use config::{
     Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
     DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
 };
-pub use error::{ConfigError, ErrorKind, Feature, LockError, LossReason};
+pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
 pub use holder::{Holder, MAX_DESCRIPTION};
 pub use key::{validate_key, MAX_KEY_LEN};
