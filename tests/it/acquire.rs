@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nlock::{DoOutcome, ErrorKind, LockOptions, LockStatus, Storage};
 
-use crate::fixture::{Env, PATIENCE};
+use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
 #[actix::test]
 async fn acquire_then_release_frees_the_key() {
@@ -38,16 +38,8 @@ async fn acquire_waits_until_the_holder_releases() {
     let a = env.manager(env.config()).await;
     let b = env.manager(env.config()).await;
     let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    let waiter = {
-        let b = b.clone();
-        actix::spawn(async move { b.acquire("k", Some(PATIENCE)).await })
-    };
     // The waiter is queued at its manager before the release, so it must wait for it.
-    crate::harness::must_eventually(PATIENCE, "b waits for k", || {
-        let b = b.clone();
-        async move { b.locks().await.unwrap().waiting == vec![("k".to_string(), 1)] }
-    })
-    .await;
+    let waiter = spawn_waiter(&b, "k", PATIENCE).await;
     held.release().await.unwrap();
     let got = waiter.await.unwrap().unwrap();
     assert!(got.token() > held.token());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use nlock::{ErrorKind, LockLost, LockManager, LossReason};
 
-use crate::fixture::{Env, LossProbe, PATIENCE};
+use crate::fixture::{spawn_waiter, Env, LossProbe, PATIENCE};
 use crate::harness::child::ChildClient;
 use crate::harness::history::{History, Op, Outcome};
 use crate::harness::resource::Resource;
@@ -171,15 +171,7 @@ async fn a_killed_holders_lock_is_taken_within_its_ttl() {
         Duration::from_millis(100)
     };
     let b = env.manager(env.config().retry_interval(retry)).await;
-    let waiter = {
-        let b = b.clone();
-        actix::spawn(async move { b.acquire("k", Some(Duration::from_secs(3) + SLACK)).await })
-    };
-    must_eventually(PATIENCE, "b waits", || {
-        let b = b.clone();
-        async move { !b.locks().await.unwrap().waiting.is_empty() }
-    })
-    .await;
+    let waiter = spawn_waiter(&b, "k", Duration::from_secs(3) + SLACK).await;
     holder.kill().await;
     let killed = std::time::Instant::now();
     let lock = waiter

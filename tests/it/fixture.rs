@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
-use nlock::{Config, ConfigBuilder, LockLost, LockManager};
+use nlock::{Config, ConfigBuilder, LockError, LockHandle, LockLost, LockManager};
 use tokio::sync::mpsc;
 
 use crate::harness::NatsServer;
@@ -77,6 +77,35 @@ impl Env {
         let mut stream = js.get_stream(format!("KV_{}", self.bucket)).await.ok()?;
         Some(stream.info().await.ok()?.state.messages)
     }
+}
+
+/// Starts `m.acquire(key, timeout)` in the background and returns once the request is queued
+/// at `m`, so that a release that follows must be noticed by the waiter, not raced by it.
+pub async fn spawn_waiter(
+    m: &LockManager,
+    key: &str,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<LockHandle, LockError>> {
+    let before = waiting_on(m, key).await;
+    let task = {
+        let (m, key) = (m.clone(), key.to_owned());
+        actix::spawn(async move { m.acquire(&key, Some(timeout)).await })
+    };
+    crate::harness::must_eventually(PATIENCE, "the waiter is queued", || async {
+        waiting_on(m, key).await > before
+    })
+    .await;
+    task
+}
+
+/// How many local requests wait for `key` at `m`.
+pub async fn waiting_on(m: &LockManager, key: &str) -> usize {
+    let report = m.locks().await.unwrap();
+    report
+        .waiting
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// An actor that forwards every `LockLost` it gets into a channel the test reads.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nlock::{ErrorKind, LossReason};
 
-use crate::fixture::{Env, LossProbe, PATIENCE};
+use crate::fixture::{spawn_waiter, Env, LossProbe, PATIENCE};
 
 #[actix::test]
 async fn deleting_the_key_tells_subscribers_within_one_refresh_interval() {
@@ -127,15 +127,7 @@ async fn shutdown_while_waiting_leaves_nothing_held() {
     for _ in 0..10 {
         let b = env.manager(env.config()).await;
         let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
-        let waiter = {
-            let b = b.clone();
-            actix::spawn(async move { b.acquire("k", Some(PATIENCE)).await })
-        };
-        crate::harness::must_eventually(PATIENCE, "b waits", || {
-            let b = b.clone();
-            async move { !b.locks().await.unwrap().waiting.is_empty() }
-        })
-        .await;
+        let waiter = spawn_waiter(&b, "k", PATIENCE).await;
         // The release and the shutdown race: b may win the key while shutting down.
         let (released, ()) = futures::join!(held.release(), b.shutdown());
         released.unwrap();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nlock::{ErrorKind, LockOptions};
 
-use crate::fixture::{Env, PATIENCE};
+use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
 /// Far longer than any test: a waiter that gets the lock did not get it by polling.
 const NEVER_POLL: Duration = Duration::from_secs(600);
@@ -15,15 +15,7 @@ async fn handoff_wakes_the_waiter_by_watch_not_by_polling() {
     let a = env.manager(env.config()).await;
     let b = env.manager(env.config().retry_interval(NEVER_POLL)).await;
     let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    let waiter = {
-        let b = b.clone();
-        actix::spawn(async move { b.acquire("k", Some(PATIENCE)).await })
-    };
-    crate::harness::must_eventually(PATIENCE, "b waits", || {
-        let b = b.clone();
-        async move { !b.locks().await.unwrap().waiting.is_empty() }
-    })
-    .await;
+    let waiter = spawn_waiter(&b, "k", PATIENCE).await;
     held.release().await.unwrap();
     let got = waiter
         .await
@@ -86,23 +78,6 @@ async fn a_crashed_holders_key_is_taken_after_it_expires() {
     );
     let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
     assert_eq!(got.state().await.unwrap().holder.owner, b.owner());
-}
-
-#[actix::test]
-async fn an_expired_holder_is_told_before_the_next_holder_gets_the_key() {
-    let env = Env::start().await;
-    let cfg = env.config().ttl(Duration::from_secs(1)).keep_alive(false);
-    let a = env.manager(cfg.clone()).await;
-    let b = env
-        .manager(cfg.retry_interval(Duration::from_millis(100)))
-        .await;
-    let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
-    assert!(got.token() > held.token());
-    assert!(
-        !held.is_held(),
-        "the old holder was told before the new one got it"
-    );
 }
 
 #[actix::test]
