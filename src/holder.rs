@@ -40,7 +40,10 @@ impl Holder {
     pub(crate) fn encode(&self) -> bytes::Bytes {
         // Serialising a struct of strings and integers cannot fail; an empty value would
         // still be a valid lock, only without a readable holder.
-        serde_json::to_vec(self).map(Into::into).unwrap_or_default()
+        // Shrunk: the value lives as long as the tenure, and serde's buffer is twice its size.
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.shrink_to_fit();
+        v.into()
     }
 
     /// Decodes a lock value; `None` for values not written by nlock.

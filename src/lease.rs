@@ -86,6 +86,22 @@ pub(crate) async fn explain(store: &Store, tenure: &Tenure) -> Option<Explained>
     }
 }
 
+/// Runs one request, cut at the lease deadline when that comes before the request timeout:
+/// an answer after the deadline changes nothing. Otherwise the JetStream context's own
+/// timeout (the request timeout) bounds it, and a second timer would only cost a wake-up.
+async fn before_deadline<T>(
+    request: impl std::future::Future<Output = T>,
+    deadline: Instant,
+    request_timeout: Duration,
+) -> Result<T, tokio::time::error::Elapsed> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < request_timeout {
+        tokio::time::timeout(left, request).await
+    } else {
+        Ok(request.await)
+    }
+}
+
 /// Sleeps for the current backoff (never past `deadline`) and doubles it.
 async fn back_off(backoff: &mut Duration, deadline: Instant) {
     let until = (Instant::now() + *backoff).min(deadline);
@@ -107,15 +123,13 @@ pub(crate) async fn refresh(
         if sent_at >= deadline {
             return Err(LossReason::Expired);
         }
-        // Each attempt is also cut at the deadline: an answer after it changes nothing.
-        let budget = request_timeout.min(deadline - sent_at);
         let write = store.write(
             &tenure.key,
             tenure.value.clone(),
             revision,
             tenure.header_ttl(),
         );
-        match tokio::time::timeout(budget, write).await {
+        match before_deadline(write, deadline, request_timeout).await {
             Ok(Ok(new)) => {
                 return Ok(Confirmed {
                     revision: new,
@@ -185,8 +199,8 @@ pub(crate) async fn release(
         if now >= deadline {
             return Released::Unknown(WriteError::Unknown(Box::new(DeadlinePassed)));
         }
-        let budget = request_timeout.min(deadline - now);
-        match tokio::time::timeout(budget, store.delete(&tenure.key, revision)).await {
+        let delete = store.delete(&tenure.key, revision);
+        match before_deadline(delete, deadline, request_timeout).await {
             Ok(Ok(marker)) => return Released::Freed(marker),
             Ok(Err(WriteError::Conflict)) => match explain(store, tenure).await {
                 Some(Explained::Ours(r)) => {

@@ -141,7 +141,11 @@ pub struct LockActor {
     refreshing: bool,
     release_replies: Vec<Reply>,
     refresh_replies: Vec<Reply>,
-    deadline_timer: Option<SpawnHandle>,
+    /// The one timer of this lock, due at the earlier of the next refresh and the lease
+    /// deadline (one timer rather than two: a held lock's memory is mostly fixed costs).
+    timer: Option<SpawnHandle>,
+    /// When keep-alive refreshes next; `None` with keep-alive off.
+    next_refresh: Option<Instant>,
     subscribers: Vec<Recipient<LockLost>>,
     /// Feeds `LockHandle::lost()`; a watch channel so a late reader still sees the loss.
     lost_tx: watch::Sender<Option<LockLost>>,
@@ -179,7 +183,8 @@ impl LockActor {
             refreshing: false,
             release_replies: Vec::new(),
             refresh_replies: Vec::new(),
-            deadline_timer: None,
+            timer: None,
+            next_refresh: None,
             subscribers: Vec::new(),
             lost_tx,
             manager: setup.manager,
@@ -189,15 +194,31 @@ impl LockActor {
         (actor, lost_rx, shared_deadline)
     }
 
-    fn arm_deadline(&mut self, ctx: &mut Context<Self>) {
-        if let Some(h) = self.deadline_timer.take() {
+    /// (Re)arms the timer for the earlier of the next refresh and the lease deadline.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
-        let wait = self.deadline.saturating_duration_since(Instant::now());
-        // Fires even if NATS never answers: the holder is told before the server could hand
-        // the key to anyone else.
-        self.deadline_timer =
-            Some(ctx.run_later(wait, |act, ctx| act.declare_lost(LossReason::Expired, ctx)));
+        let wake = self
+            .next_refresh
+            .map_or(self.deadline, |r| r.min(self.deadline));
+        let wait = wake.saturating_duration_since(Instant::now());
+        self.timer = Some(ctx.run_later(wait, |act, ctx| act.on_timer(ctx)));
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<Self>) {
+        self.timer = None;
+        let now = Instant::now();
+        if now >= self.deadline {
+            // Fires even if NATS never answers: the holder is told before the server could
+            // hand the key to anyone else.
+            return self.declare_lost(LossReason::Expired, ctx);
+        }
+        if self.next_refresh.is_some_and(|r| now >= r) {
+            self.next_refresh = Some(now + self.refresh_interval);
+            self.start_refresh(ctx);
+        }
+        self.arm(ctx);
     }
 
     fn start_refresh(&mut self, ctx: &mut Context<Self>) {
@@ -225,7 +246,7 @@ impl LockActor {
                 self.shared_deadline.set(self.deadline);
                 self.last_refresh = Some(SystemTime::now());
                 tracing::trace!(revision = c.revision, "refreshed");
-                self.arm_deadline(ctx);
+                self.arm(ctx);
                 for r in self.refresh_replies.drain(..) {
                     let _ = r.send(Ok(()));
                 }
@@ -353,12 +374,12 @@ impl Actor for LockActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let _e = self.span.clone().entered();
         tracing::debug!(revision = self.revision, "acquired");
-        self.arm_deadline(ctx);
         if self.keep_alive {
             // TTL/factor: with the default factor 3, two refreshes can fail before the lease
             // deadline is near.
-            ctx.run_interval(self.refresh_interval, |act, ctx| act.start_refresh(ctx));
+            self.next_refresh = Some(Instant::now() + self.refresh_interval);
         }
+        self.arm(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

@@ -234,6 +234,11 @@ impl LockManagerActor {
                 continue;
             }
             queue.state = KeyState::Contending;
+            if queue.waiters.is_empty() {
+                // Nobody else waits: give the buffer back rather than keep it for the whole
+                // time the key is held.
+                queue.waiters = VecDeque::new();
+            }
             self.contend(key.to_owned(), waiter, ctx);
             return;
         }
@@ -258,7 +263,10 @@ impl LockManagerActor {
             holder,
             tenure_id,
             ttl,
-            send_ttl: self.store.capabilities().per_lock_ttl,
+            // Only a TTL other than the bucket's needs the header: the bucket's max_age
+            // expires the key at the same moment, and the server then tracks no
+            // per-message TTL on every acquire and refresh.
+            send_ttl: self.store.capabilities().per_lock_ttl && ttl != self.config.ttl,
         };
         let hint = self.markers.remove(&key);
         let store = self.store.clone();
