@@ -106,6 +106,27 @@ async fn proxied_manager(proxy: &TcpProxy, config: nlock::ConfigBuilder) -> Lock
         .unwrap()
 }
 
+/// The set-up of the connection-fault rows: manager "a" behind a proxy holds "k" (recorded),
+/// "b" connects directly and polls every 100 ms. Returns a too, to keep it alive.
+async fn holder_behind_a_proxy(
+    env: &Env,
+) -> (
+    TcpProxy,
+    Arc<History>,
+    LockManager,
+    LockManager,
+    nlock::LockHandle,
+) {
+    let history = Arc::new(History::default());
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    let a = proxied_manager(&proxy, env.config()).await;
+    let b = env
+        .manager(env.config().retry_interval(Duration::from_millis(100)))
+        .await;
+    let held = recorded_acquire(&history, "a", &a, "k", PATIENCE).await;
+    (proxy, history, a, b, held)
+}
+
 /// Asks a resource to take `value` under `token`, as a holder in this process would.
 async fn write_resource(env: &Env, resource: &Resource, token: u64, value: i64) -> bool {
     let body = serde_json::json!({"token": token, "value": value}).to_string();
@@ -188,13 +209,7 @@ async fn a_killed_holders_lock_is_taken_within_its_ttl() {
 #[actix::test]
 async fn a_blackholed_holder_is_told_before_the_next_holder_gets_the_key() {
     let env = Env::start().await;
-    let history = Arc::new(History::default());
-    let proxy = TcpProxy::start(env.server.addr()).await;
-    let a = proxied_manager(&proxy, env.config()).await;
-    let b = env
-        .manager(env.config().retry_interval(Duration::from_millis(100)))
-        .await;
-    let held = recorded_acquire(&history, "a", &a, "k", PATIENCE).await;
+    let (proxy, history, _a, b, held) = holder_behind_a_proxy(&env).await;
 
     proxy.set_mode(ProxyMode::Blackhole);
     let next = recorded_acquire(&history, "b", &b, "k", Duration::from_secs(3) + SLACK).await;
@@ -239,13 +254,7 @@ async fn a_lost_acquire_reply_is_unknown_and_never_leaves_the_key_held_past_its_
 #[actix::test]
 async fn lost_refresh_replies_end_in_a_loss_before_anyone_else_holds_the_key() {
     let env = Env::start().await;
-    let history = Arc::new(History::default());
-    let proxy = TcpProxy::start(env.server.addr()).await;
-    let a = proxied_manager(&proxy, env.config()).await;
-    let b = env
-        .manager(env.config().retry_interval(Duration::from_millis(100)))
-        .await;
-    let held = recorded_acquire(&history, "a", &a, "k", PATIENCE).await;
+    let (proxy, history, _a, b, held) = holder_behind_a_proxy(&env).await;
     // Refreshes land on the server (extending the key) but are never acknowledged.
     proxy.set_mode(ProxyMode::DropReplies);
     let next = recorded_acquire(&history, "b", &b, "k", PATIENCE).await;
