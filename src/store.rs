@@ -7,6 +7,7 @@
 //! revision, which a later acquire by this process uses to take the key in one round-trip.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -97,7 +98,16 @@ pub(crate) struct Store {
     /// The bucket's stream settings, to re-create it if it vanishes (a memory-storage server
     /// restarts without its streams).
     wanted: jetstream::stream::Config,
+    /// The last answer of [`Store::bucket_missing`] and when it came. A std mutex: nothing
+    /// awaits while holding it. Shared so that during a leader election, when every held
+    /// lock's refresh finds no responders, they share one stream-info request per interval
+    /// instead of sending one each.
+    missing_check: Arc<Mutex<Option<(std::time::Instant, bool)>>>,
 }
+
+/// How long one answer of [`Store::bucket_missing`] is reused: short against a lease, long
+/// against a burst of refreshes that all met "no responders" at once.
+const MISSING_CHECK_REUSE: Duration = Duration::from_millis(250);
 
 /// `(major, minor)` of a server version string like `2.15.1` or `v2.9.10-beta`.
 fn major_minor(version: &str) -> (u32, u32) {
@@ -155,6 +165,7 @@ impl Store {
             subject_prefix: format!("$KV.{}.", config.bucket),
             caps,
             wanted,
+            missing_check: Arc::default(),
         })
     }
 
@@ -166,14 +177,27 @@ impl Store {
     /// Whether the server says the bucket's stream does not exist. Only that answer counts:
     /// a timeout or a leaderless cluster is not "missing".
     pub(crate) async fn bucket_missing(&self) -> bool {
-        match self.js.get_stream(&self.wanted.name).await {
+        let recent = self
+            .missing_check
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .filter(|(at, _)| at.elapsed() < MISSING_CHECK_REUSE);
+        if let Some((_, missing)) = recent {
+            return missing;
+        }
+        let missing = match self.js.get_stream(&self.wanted.name).await {
             Ok(_) => false,
             Err(e) => matches!(
                 e.kind(),
                 jetstream::context::GetStreamErrorKind::JetStream(j)
                     if j.error_code() == ErrorCode::STREAM_NOT_FOUND
             ),
+        };
+        if let Ok(mut c) = self.missing_check.lock() {
+            *c = Some((std::time::Instant::now(), missing));
         }
+        missing
     }
 
     /// Re-creates the bucket if it is missing (after a memory-storage server restart), with
@@ -186,6 +210,9 @@ impl Store {
         let mut wanted = self.wanted.clone();
         wanted.first_sequence = first_sequence();
         let created = self.js.create_stream(wanted).await;
+        if let Ok(mut c) = self.missing_check.lock() {
+            *c = None;
+        }
         tracing::warn!(
             bucket = %self.wanted.name,
             ok = created.is_ok(),
