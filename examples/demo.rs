@@ -69,9 +69,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n3. Go's Do: all three replicas try the nightly job; one runs it.");
     let runs = futures::future::join_all(replicas.iter().enumerate().map(|(i, m)| async move {
         let outcome = m
-            .run_if_free("demo.nightly", async move {
+            .run_if_free("demo.nightly", |lease| async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                i
+                lease.token()
             })
             .await;
         (i, outcome)
@@ -79,10 +79,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     for (i, outcome) in runs {
         match outcome? {
-            DoOutcome::Executed { .. } => println!("   replica {i}: ran the job"),
+            DoOutcome::Executed { value, .. } => {
+                println!("   replica {i}: ran the job with fencing token {value}")
+            }
+            DoOutcome::Lost { reason, .. } => println!("   replica {i}: lost the lock: {reason}"),
             DoOutcome::Skipped { .. } => {
                 println!("   replica {i}: skipped, another replica runs it")
             }
+            _ => println!("   replica {i}: an outcome this demo does not know"),
         }
     }
 

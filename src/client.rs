@@ -4,36 +4,61 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Recipient};
+use actix::{Addr, Recipient};
 use futures::FutureExt;
 
 use crate::config::Config;
 use crate::error::LockError;
+use crate::error::LossReason;
 use crate::handle::LockHandle;
 use crate::holder::{random_id, Holder};
-use crate::lock_actor::LockLost;
+use crate::lease::{Lease, LeaseEnd};
+use crate::lock_state::LockLost;
 use crate::manager::{
-    Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, SubscribeLosses,
-    TryAcquire,
+    Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, TryAcquire,
 };
-use crate::store::{Capabilities, Store};
+use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
+use crate::store::{Capabilities, ChangesFrom, Store};
+use crate::subscribers::{Subscribers, SubscriptionId};
 
 /// What [`LockManager::run_if_free`] did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DoOutcome<T> {
-    /// The lock was free: the future ran and the lock was released after it.
+    /// The lock was free: the work ran while it was held and the lock was released after it.
     Executed {
-        /// What the future returned.
+        /// What the work returned.
         value: T,
-        /// How the release went: an error here means the future ran at least partly after
-        /// the lock was lost.
+        /// How the release went (an unknown outcome here means the delete was not confirmed
+        /// before the lease deadline; the key then expires with its TTL).
         released: Result<(), LockError>,
     },
-    /// The lock was held by someone else; the future did not run.
+    /// The lock was lost while the work ran.
+    Lost {
+        /// What the work returned: `None` when it was cancelled at the loss
+        /// ([`OnLoss::Cancel`], the default).
+        value: Option<T>,
+        /// Why the lock was lost.
+        reason: LossReason,
+    },
+    /// The lock was held by someone else; the work did not run.
     Skipped {
         /// The holder, when it could be read.
         holder: Option<Box<Holder>>,
     },
+}
+
+/// What [`LockManager::run_if_free_with`] does with work whose lock is lost while it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnLoss {
+    /// Drop the work's future at the loss (the default): the lock protects the work, and
+    /// work that runs on after a loss is what it exists to prevent.
+    #[default]
+    Cancel,
+    /// Let the work finish; the outcome says the lock was lost. For work that must not stop
+    /// half-way and fences its writes with the lease's token instead.
+    Finish,
 }
 
 /// A handle to a running lock manager. Clones share one manager actor.
@@ -55,17 +80,24 @@ pub struct LockManager {
     addr: Addr<LockManagerActor>,
     caps: Arc<Capabilities>,
     owner: Arc<str>,
+    /// The manager's loss subscribers, shared with its lock actors: subscribing needs no
+    /// message, so it works even after the manager stopped.
+    losses: Arc<Subscribers>,
+    /// For the read-only views of the whole bucket (`holders`, `events`).
+    store: Arc<Store>,
 }
 
 impl LockManager {
-    /// Connects to NATS at `url` and starts a manager. Must run inside an actix system.
+    /// Connects to NATS at `url` and starts a manager. Works inside an actix system and from
+    /// plain tokio alike (see the crate docs on runtimes).
     pub async fn connect(url: &str, config: Config) -> Result<LockManager, LockError> {
         let client = crate::store::connect(url).await?;
         LockManager::start(client, config).await
     }
 
     /// Ensures the bucket (creating it, or checking that an existing one matches `config`)
-    /// and starts a manager on `client`. Must run inside an actix system.
+    /// and starts a manager on `client`. Inside an actix system the actors run on the
+    /// current arbiter; elsewhere on an actix system of nlock's own, on its own thread.
     pub async fn start(
         client: async_nats::Client,
         config: Config,
@@ -79,8 +111,23 @@ impl LockManager {
                 "no limit markers: waiters notice an expired lock at the next fallback poll"
             );
         }
-        let addr = LockManagerActor::new(Arc::new(store), config, owner.to_string()).start();
-        Ok(LockManager { addr, caps, owner })
+        let store = Arc::new(store);
+        let feed = store.changes(">", ChangesFrom::Now);
+        let losses = Arc::new(Subscribers::default());
+        let actor = {
+            let (owner, losses, store) = (owner.to_string(), losses.clone(), store.clone());
+            move |_: &mut actix::Context<LockManagerActor>| {
+                LockManagerActor::new(store, config, owner, feed, losses)
+            }
+        };
+        let addr = crate::runtime::start(actor)?;
+        Ok(LockManager {
+            addr,
+            caps,
+            owner,
+            losses,
+            store,
+        })
     }
 
     /// Waits for `key` until acquired, or until `timeout` passes (`None`: no limit). Dropping
@@ -144,32 +191,77 @@ impl LockManager {
 
     /// Go nlock's `Do`: runs `work` only if `key` is free right now, holding the lock while it
     /// runs, and releases it afterwards, also when `work` fails or panics (a panic is
-    /// returned as [`ErrorKind::TaskPanicked`]).
+    /// returned as [`ErrorKind::TaskPanicked`](crate::ErrorKind)). The work gets the
+    /// tenure's [`Lease`] (token included, to fence its writes). If the lock is lost while
+    /// the work runs, the work is cancelled and the outcome says why
+    /// ([`run_if_free_with`](LockManager::run_if_free_with) can let it finish instead).
     ///
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
-    /// match m.run_if_free("cron.cleanup", async { 42 }).await? {
-    ///     nlock::DoOutcome::Executed { value, .. } => println!("ran: {value}"),
+    /// match m.run_if_free("cron.cleanup", |lease| async move { lease.token() }).await? {
+    ///     nlock::DoOutcome::Executed { value, .. } => println!("ran with token {value}"),
+    ///     nlock::DoOutcome::Lost { reason, .. } => eprintln!("lost the lock: {reason}"),
     ///     nlock::DoOutcome::Skipped { .. } => println!("another replica runs it"),
+    ///     _ => {}
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn run_if_free<F, T>(&self, key: &str, work: F) -> Result<DoOutcome<T>, LockError>
+    pub async fn run_if_free<W, F, T>(&self, key: &str, work: W) -> Result<DoOutcome<T>, LockError>
     where
+        W: FnOnce(Lease) -> F,
         F: std::future::Future<Output = T>,
     {
-        let lock = match self.try_acquire(key).await {
+        self.run_if_free_with(key, LockOptions::default(), OnLoss::Cancel, work)
+            .await
+    }
+
+    /// [`run_if_free`](LockManager::run_if_free) with lock options and a choice of what
+    /// happens to the work when the lock is lost while it runs.
+    pub async fn run_if_free_with<W, F, T>(
+        &self,
+        key: &str,
+        options: LockOptions,
+        on_loss: OnLoss,
+        work: W,
+    ) -> Result<DoOutcome<T>, LockError>
+    where
+        W: FnOnce(Lease) -> F,
+        F: std::future::Future<Output = T>,
+    {
+        let lock = match self.try_acquire_with(key, options).await {
             Ok(lock) => lock,
             Err(LockError::Busy { holder, .. }) => return Ok(DoOutcome::Skipped { holder }),
             Err(e) => return Err(e),
         };
-        let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+        let lease = lock.lease().clone();
+        let work = std::panic::AssertUnwindSafe(work(lease.clone())).catch_unwind();
+        let outcome = match on_loss {
+            OnLoss::Cancel => {
+                tokio::select! {
+                    biased;
+                    lost = lease.lost() => {
+                        return Ok(DoOutcome::Lost { value: None, reason: lost.reason });
+                    }
+                    outcome = work => outcome,
+                }
+            }
+            OnLoss::Finish => work.await,
+        };
         let released = lock.release().await;
-        match outcome {
-            Ok(value) => Ok(DoOutcome::Executed { value, released }),
-            Err(_) => Err(LockError::TaskPanicked {
-                key: key.to_owned(),
+        let value = match outcome {
+            Ok(value) => value,
+            Err(_) => {
+                return Err(LockError::TaskPanicked {
+                    key: key.to_owned(),
+                })
+            }
+        };
+        match (lease.end(), released) {
+            (Some(LeaseEnd::Lost { reason }), _) => Ok(DoOutcome::Lost {
+                value: Some(value),
+                reason,
             }),
+            (_, released) => Ok(DoOutcome::Executed { value, released }),
         }
     }
 
@@ -187,7 +279,8 @@ impl LockManager {
         Ok(self.addr.send(ListLocks).await?)
     }
 
-    /// Subscribes `recipient` to every lock loss in this manager.
+    /// Subscribes `recipient` to every lock loss in this manager. Weak: the subscription does
+    /// not keep the subscriber alive.
     ///
     /// ```no_run
     /// use actix::prelude::*;
@@ -206,15 +299,74 @@ impl LockManager {
     /// m.subscribe_losses(Alarm.start().recipient());
     /// # }
     /// ```
-    pub fn subscribe_losses(&self, recipient: Recipient<LockLost>) {
-        self.addr.do_send(SubscribeLosses(recipient));
+    pub fn subscribe_losses(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
+        self.losses.subscribe(recipient)
     }
 
-    /// Releases every held lock, ends every waiting acquire with `ManagerGone`, and stops the
-    /// manager. Returns when the releases are answered.
+    /// Ends a subscription made by [`subscribe_losses`](LockManager::subscribe_losses).
+    pub fn unsubscribe_losses(&self, id: SubscriptionId) {
+        self.losses.unsubscribe(id)
+    }
+
+    /// Ends every waiting acquire with `ManagerGone` (queued or already contending), tells
+    /// every holder `LockLost { reason: Shutdown }` before its delete is sent, releases every
+    /// held lock, and stops the manager. Returns when the releases are answered: about one
+    /// round-trip for a contender in the middle of a write, plus the deletes.
     pub async fn shutdown(&self) {
         // A manager already gone has nothing left to release.
         let _ = self.addr.send(Shutdown).await;
+    }
+
+    /// Every key held in the bucket right now, by any process, sorted by key. A read, for
+    /// display: by the time it returns, locks may have changed hands.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// for h in m.holders().await? {
+    ///     println!("{} token {} held by {:?}", h.key, h.token, h.holder.map(|h| h.owner));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn holders(&self) -> Result<Vec<KeyHolder>, LockError> {
+        let mut held: Vec<KeyHolder> = self
+            .store
+            .snapshot(">")
+            .await?
+            .into_iter()
+            .filter_map(key_holder)
+            .collect();
+        held.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(held)
+    }
+
+    /// Who holds `key` right now, by any process; `None` when it is free. A read, for
+    /// display: only a compare-and-set decides ownership.
+    pub async fn holder(&self, key: &str) -> Result<Option<KeyHolder>, LockError> {
+        crate::key::validate_key(key)?;
+        let changes = self.store.snapshot(key).await?;
+        Ok(changes.into_iter().find_map(key_holder))
+    }
+
+    /// What happens to the keys matching `filter` (a key, or a NATS wildcard such as `>`,
+    /// `jobs.>` or `*.nightly`), in order: first each key's last change, then every change
+    /// as it lands: acquired, refreshed, released, deleted, expired (expiries only with limit
+    /// markers, see [`Capabilities::expiry_events`]). One JetStream consumer per stream, not
+    /// one per key.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use futures::StreamExt;
+    /// let mut events = m.events("jobs.>")?;
+    /// while let Some(e) = events.next().await {
+    ///     println!("{} {:?} token {:?}", e.key, e.kind, e.token);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self, filter: &str) -> Result<LockEvents, LockError> {
+        validate_filter(filter)?;
+        Ok(LockEvents::new(
+            self.store.changes(filter, ChangesFrom::Current),
+        ))
     }
 
     /// What the server supports (per-lock TTL, expiry events).

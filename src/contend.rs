@@ -10,15 +10,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use rand::Rng;
 use tokio::time::Instant;
 
 use crate::error::LockError;
 use crate::holder::Holder;
-use crate::lease::{explain, release_if_ours, Confirmed, Explained, Tenure};
 use crate::store::{KeyWatch, Op, Store, WriteError};
+use crate::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
 
 /// A lock just taken: its fencing token and the write that proved it.
 #[derive(Debug, Clone)]
@@ -27,9 +26,8 @@ pub(crate) struct Grant {
     pub token: u64,
     /// The last acknowledged write (the create, or the confirmation after an unknown one).
     pub confirmed: Confirmed,
-    /// The holder record that write stored, and its encoding.
+    /// The holder record that write stored.
     pub holder: Holder,
-    pub value: Bytes,
 }
 
 /// How a contention ended.
@@ -96,7 +94,6 @@ impl Contender<'_> {
                 token: revision,
                 confirmed: Confirmed { revision, sent_at },
                 holder,
-                value,
             }),
             Err(WriteError::Conflict) => Cas::Conflict,
             Err(WriteError::Rejected { code, description }) => Cas::Fatal(LockError::Rejected {

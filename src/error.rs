@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::holder::Holder;
 
 /// Why a held lock stopped being held without the holder releasing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LossReason {
     /// The key was deleted or purged behind the holder's back.
     Deleted,

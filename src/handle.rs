@@ -2,17 +2,16 @@
 //!
 //! Dropping a handle releases the lock (a `Release` message to its actor, sent without
 //! waiting), like dropping a mutex guard. To learn whether the release succeeded, call
-//! [`LockHandle::release`] instead and await it.
-
-use std::sync::Arc;
+//! [`LockHandle::release`] instead and await it. The handle's [`Lease`] can be cloned and
+//! given to the code that does the protected work; it does not keep the lock.
 
 use actix::{Addr, Recipient};
-use tokio::sync::watch;
 
 use crate::error::LockError;
-use crate::lock_actor::{
-    GetState, LockActor, LockLost, LockState, Refresh, Release, SharedDeadline, Subscribe,
-};
+use crate::lease::{Lease, LeaseEnd};
+use crate::lock_actor::LockActor;
+use crate::lock_state::{ended_error, GetState, LockLost, LockState, Refresh, Release};
+use crate::subscribers::SubscriptionId;
 
 /// A held lock. Not `Clone`: one handle, one holder; dropping it releases the lock.
 ///
@@ -29,40 +28,31 @@ use crate::lock_actor::{
 /// ```
 #[derive(Debug)]
 pub struct LockHandle {
-    key: String,
-    token: u64,
+    lease: Lease,
     addr: Addr<LockActor>,
-    lost_rx: watch::Receiver<Option<LockLost>>,
-    deadline: Arc<SharedDeadline>,
 }
 
 impl LockHandle {
-    pub(crate) fn new(
-        key: String,
-        token: u64,
-        addr: Addr<LockActor>,
-        lost_rx: watch::Receiver<Option<LockLost>>,
-        deadline: Arc<SharedDeadline>,
-    ) -> Self {
-        LockHandle {
-            key,
-            token,
-            addr,
-            lost_rx,
-            deadline,
-        }
+    pub(crate) fn new(lease: Lease, addr: Addr<LockActor>) -> Self {
+        LockHandle { lease, addr }
     }
 
     /// The lock key.
     pub fn key(&self) -> &str {
-        &self.key
+        self.lease.key()
     }
 
     /// The fencing token: the revision that created this tenure. Tokens of later tenures of
     /// the same key are strictly greater, so a resource that remembers the highest token it
     /// has seen can refuse writes from a holder that lost the lock without knowing it.
     pub fn token(&self) -> u64 {
-        self.token
+        self.lease.token()
+    }
+
+    /// A view of this tenure for the code doing the work: key, token, `is_held()`, `lost()`,
+    /// `ended()`. Clone it freely; it does not keep the lock.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// The lock actor's address, for sending it messages directly.
@@ -70,14 +60,18 @@ impl LockHandle {
         &self.addr
     }
 
-    /// Releases the lock and waits for the delete to be acknowledged. A second release, or
-    /// one after a loss, answers [`ErrorKind::NotHeld`](crate::ErrorKind::NotHeld) or
-    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost); it never touches another holder's lock.
+    /// Releases the lock and waits for the delete to be acknowledged. A second release
+    /// answers [`ErrorKind::NotHeld`](crate::ErrorKind::NotHeld); one after a loss answers
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) with the reason. It never touches another
+    /// holder's lock.
     pub async fn release(&self) -> Result<(), LockError> {
+        if let Some(end) = self.lease.end() {
+            return Err(self.end_error(Some(end)));
+        }
         self.addr
             .send(Release)
             .await
-            .unwrap_or_else(|_| Err(self.not_held()))
+            .unwrap_or_else(|_| Err(self.gone()))
     }
 
     /// Refreshes the lock now; needed when keep-alive is off. A refresh that finds the lock
@@ -95,10 +89,11 @@ impl LockHandle {
         self.addr
             .send(Refresh)
             .await
-            .unwrap_or_else(|_| Err(self.not_held()))
+            .unwrap_or_else(|_| Err(self.gone()))
     }
 
-    /// The lock's state, or `NotHeld` once its actor has stopped.
+    /// The lock's state while its actor runs; after the tenure ended, `Lost` with the reason
+    /// or `NotHeld` after a release.
     ///
     /// ```no_run
     /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
@@ -107,46 +102,55 @@ impl LockHandle {
     /// # Ok(()) }
     /// ```
     pub async fn state(&self) -> Result<LockState, LockError> {
-        self.addr.send(GetState).await.map_err(|_| self.not_held())
+        self.addr.send(GetState).await.map_err(|_| self.gone())
     }
 
     /// Whether the lock is still held as far as this process knows: not lost, not released,
     /// and its lease deadline still ahead (checked here, without waiting for the actor).
     pub fn is_held(&self) -> bool {
-        self.lost_rx.borrow().is_none() && self.addr.connected() && self.deadline.ahead()
+        self.lease.is_held()
     }
 
-    /// Adds an actor (or any recipient) to be told with [`LockLost`] if the lock is lost.
-    pub fn subscribe(&self, recipient: Recipient<LockLost>) {
-        self.addr.do_send(Subscribe(recipient));
+    /// Tells `recipient` with [`LockLost`] if the lock is lost: once, also if the loss came
+    /// before this call. Weak: it does not keep the subscriber alive. See
+    /// [`Lease::subscribe`].
+    pub fn subscribe(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
+        self.lease.subscribe(recipient)
+    }
+
+    /// Ends a subscription made by [`subscribe`](LockHandle::subscribe).
+    pub fn unsubscribe(&self, id: SubscriptionId) {
+        self.lease.unsubscribe(id)
     }
 
     /// Resolves when the lock is lost; never resolves if it is released normally. Meant for
     /// `tokio::select!` next to the work the lock protects.
     pub async fn lost(&self) -> LockLost {
-        let mut rx = self.lost_rx.clone();
-        loop {
-            if let Some(lost) = rx.borrow_and_update().clone() {
-                return lost;
-            }
-            if rx.changed().await.is_err() {
-                // The actor ended without a loss: a normal release.
-                return std::future::pending().await;
-            }
+        self.lease.lost().await
+    }
+
+    /// Resolves when the tenure ends: released, or lost with the reason.
+    pub async fn ended(&self) -> LeaseEnd {
+        self.lease.ended().await
+    }
+
+    /// The error for a tenure that ended (or whose actor is gone without saying how).
+    fn end_error(&self, end: Option<LeaseEnd>) -> LockError {
+        match end {
+            Some(LeaseEnd::Lost { reason }) => ended_error(self.key(), Some(&reason)),
+            _ => ended_error(self.key(), None),
         }
     }
 
-    fn not_held(&self) -> LockError {
-        LockError::NotHeld {
-            key: self.key.clone(),
-        }
+    fn gone(&self) -> LockError {
+        self.end_error(self.lease.end())
     }
 }
 
 impl Drop for LockHandle {
     /// Releases the lock without waiting. Harmless if it was already released or lost.
     fn drop(&mut self) {
-        if self.addr.connected() {
+        if self.lease.end().is_none() && self.addr.connected() {
             self.addr.do_send(Release);
         }
     }

@@ -9,6 +9,7 @@ pub const MAX_DESCRIPTION: usize = 512;
 
 /// Who holds a lock: stored as JSON in the lock's KV value, shown by busy errors and state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Holder {
     /// The holding manager's owner id (unique per `LockManager`).
     pub owner: String,
@@ -23,6 +24,10 @@ pub struct Holder {
     pub description: Option<String>,
     /// Unique per tenure: lets a holder recognise its own write after an unknown outcome.
     pub tenure: String,
+    /// The tenure's fencing token, written from the first refresh on (the acquiring write
+    /// cannot know its own revision; there, the token is that write's revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<u64>,
 }
 
 impl std::fmt::Display for Holder {
@@ -50,6 +55,15 @@ impl Holder {
     pub(crate) fn decode(value: &[u8]) -> Option<Holder> {
         serde_json::from_slice(value).ok()
     }
+}
+
+/// How every lock value written by manager `owner` begins. `Holder` serialises its fields
+/// in declaration order with `owner` first, so this is a prefix of each of its values; a unit
+/// test keeps that true.
+pub(crate) fn value_prefix(owner: &str) -> Vec<u8> {
+    let mut prefix = b"{\"owner\":".to_vec();
+    prefix.extend(serde_json::to_vec(owner).unwrap_or_default());
+    prefix
 }
 
 /// Milliseconds since the Unix epoch on this machine's wall clock (0 if before it).
@@ -90,8 +104,11 @@ mod tests {
             acquired_at_ms: 1,
             description: Some("d".into()),
             tenure: "t".into(),
+            token: None,
         };
-        assert_eq!(Holder::decode(&h.encode()), Some(h));
+        assert_eq!(Holder::decode(&h.encode()), Some(h.clone()));
+        assert!(h.encode().starts_with(&value_prefix("o")));
+        assert!(!h.encode().starts_with(&value_prefix("other")));
         assert_eq!(Holder::decode(b"not json"), None);
     }
 }

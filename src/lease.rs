@@ -1,255 +1,229 @@
-//! Keeping and giving up a held lock: the refresh and release loops of one tenure.
+//! `Lease`: a cheap, cloneable view of one tenure for the code that does the protected work.
 //!
-//! Both loops retry an unknown outcome (a timeout, a broken connection, a retryable server
-//! error) until the local lease deadline and no further: past the deadline the server may
-//! already have expired the key, so the lock is treated as lost whatever NATS says later.
+//! The lock actor owns the tenure and writes to the shared state behind every `Lease`: the
+//! local lease deadline (moved by each refresh) and, once, how the tenure ended. Readers need
+//! no message and no actor: `is_held()` reads an atomic and a watch channel, so it answers
+//! even while the actor's thread is busy, and it turns false at the deadline by itself.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use actix::Recipient;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::LossReason;
-use crate::holder::Holder;
-use crate::store::{Op, Store, WriteError};
+use crate::lock_state::LockLost;
+use crate::subscribers::{Subscribers, SubscriptionId};
 
-/// Backoff between attempts whose outcome was unknown: short first, because a stream leader
-/// change usually settles within a few hundred milliseconds, and capped so a lock with a
-/// short TTL still gets several attempts before its deadline.
-const FIRST_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
-
-/// What one tenure writes: the value that won the key, again on every refresh.
-#[derive(Debug, Clone)]
-pub(crate) struct Tenure {
-    pub key: String,
-    /// The holder record; its `tenure` field is unique to this tenure.
-    pub holder: Holder,
-    /// `holder`, encoded as written by the winning compare-and-set.
-    pub value: Bytes,
-    pub tenure_id: String,
-    pub ttl: Duration,
-    /// Whether writes carry `Nats-TTL` (servers 2.11+ with a per-message TTL bucket).
-    pub send_ttl: bool,
+/// How a tenure ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LeaseEnd {
+    /// The holder released the lock.
+    Released,
+    /// The lock was lost; see the reason.
+    Lost {
+        /// Why.
+        reason: LossReason,
+    },
 }
 
-impl Tenure {
-    /// The holder record stamped with the current time, and its encoding: what an acquire
-    /// attempt writes, so the record says when the lock was taken, not when waiting began.
-    pub(crate) fn stamped(&self) -> (Holder, Bytes) {
-        let mut holder = self.holder.clone();
-        holder.acquired_at_ms = crate::holder::unix_ms(std::time::SystemTime::now());
-        let value = holder.encode();
-        (holder, value)
-    }
-
-    pub(crate) fn header_ttl(&self) -> Option<Duration> {
-        self.send_ttl.then_some(self.ttl)
-    }
-
-    /// Whether a stored value was written by this tenure.
-    pub(crate) fn is_ours(&self, value: &[u8]) -> bool {
-        Holder::decode(value).is_some_and(|h| h.tenure == self.tenure_id)
-    }
+/// A view of one held lock, for the code that does the work the lock protects.
+///
+/// Clones share one state; holding a `Lease` does not keep the lock (the
+/// [`LockHandle`](crate::LockHandle) does) and dropping one releases nothing.
+///
+/// ```no_run
+/// # async fn f(manager: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let lock = manager.acquire("reports.nightly", None).await?;
+/// let lease = lock.lease().clone();
+/// let worker = tokio::spawn(async move {
+///     for chunk in 0..100 {
+///         if !lease.is_held() {
+///             return; // stop before acting on a lock that is gone
+///         }
+///         write_chunk(chunk, lease.token()).await; // the resource checks the token
+///     }
+/// });
+/// worker.await.ok();
+/// lock.release().await?;
+/// # Ok(()) }
+/// # async fn write_chunk(_: u32, _: u64) {}
+/// ```
+#[derive(Clone, Debug)]
+pub struct Lease {
+    shared: Arc<LeaseState>,
 }
 
-/// A compare-and-set that the server acknowledged.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Confirmed {
-    /// The new revision.
-    pub revision: u64,
-    /// When the write was sent: the lease runs from here, not from the ack.
-    pub sent_at: Instant,
-}
-
-/// What a conflict turned out to mean, from one read.
-pub(crate) enum Explained {
-    /// The key holds this tenure's own value at `revision` (an earlier unknown write landed).
-    Ours(u64),
-    /// The key is free (deleted, purged, expired).
-    Gone(u64),
-    /// The key holds someone else's value.
-    Taken(Option<Holder>),
-}
-
-/// Reads the key after a conflict to say why. The conflict already decided that the expected
-/// revision is stale; the read only tells whose write replaced it.
-pub(crate) async fn explain(store: &Store, tenure: &Tenure) -> Option<Explained> {
-    match store.read(&tenure.key).await {
-        Ok(Some(ev)) if ev.op == Op::Put && tenure.is_ours(&ev.value) => {
-            Some(Explained::Ours(ev.revision))
-        }
-        Ok(Some(ev)) if ev.op == Op::Put => Some(Explained::Taken(Holder::decode(&ev.value))),
-        Ok(Some(ev)) => Some(Explained::Gone(ev.revision)),
-        Ok(None) => Some(Explained::Gone(0)),
-        Err(_) => None,
-    }
-}
-
-/// Runs one request, cut at the lease deadline when that comes before the request timeout:
-/// an answer after the deadline changes nothing. Otherwise the JetStream context's own
-/// timeout (the request timeout) bounds it, and a second timer would only cost a wake-up.
-async fn before_deadline<T>(
-    request: impl std::future::Future<Output = T>,
-    deadline: Instant,
-    request_timeout: Duration,
-) -> Result<T, tokio::time::error::Elapsed> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left < request_timeout {
-        tokio::time::timeout(left, request).await
-    } else {
-        Ok(request.await)
-    }
-}
-
-/// Sleeps for the current backoff (never past `deadline`) and doubles it.
-async fn back_off(backoff: &mut Duration, deadline: Instant) {
-    let until = (Instant::now() + *backoff).min(deadline);
-    tokio::time::sleep_until(until).await;
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-}
-
-/// Refreshes the lock held at `revision`, retrying unknown outcomes until `deadline`.
-pub(crate) async fn refresh(
-    store: &Store,
-    tenure: &Tenure,
-    mut revision: u64,
-    deadline: Instant,
-    request_timeout: Duration,
-) -> Result<Confirmed, LossReason> {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let sent_at = Instant::now();
-        if sent_at >= deadline {
-            return Err(LossReason::Expired);
-        }
-        let write = store.write(
-            &tenure.key,
-            tenure.value.clone(),
-            revision,
-            tenure.header_ttl(),
-        );
-        match before_deadline(write, deadline, request_timeout).await {
-            Ok(Ok(new)) => {
-                return Ok(Confirmed {
-                    revision: new,
-                    sent_at,
-                })
-            }
-            Ok(Err(WriteError::Conflict)) => match explain(store, tenure).await {
-                // An earlier write of ours landed after all: carry on from it. (A follower
-                // may serve a stale read: back off so that does not spin.)
-                Some(Explained::Ours(r)) => {
-                    if r == revision {
-                        back_off(&mut backoff, deadline).await;
-                    }
-                    revision = r;
-                }
-                Some(Explained::Gone(_)) => return Err(LossReason::Deleted),
-                Some(Explained::Taken(h)) => {
-                    return Err(LossReason::Taken {
-                        holder: h.map(Box::new),
-                    })
-                }
-                // The read failed: our own landed write cannot be ruled out, so the outcome
-                // is still unknown; retry until the deadline decides.
-                None => back_off(&mut backoff, deadline).await,
-            },
-            // Unknown, unavailable, or rejected: retry until the deadline decides.
-            // No stream answers: if the server says the bucket is gone (a memory-storage
-            // restart), so is the lock, and there is no point waiting for the deadline.
-            Ok(Err(WriteError::Unavailable(_))) if store.bucket_missing().await => {
-                return Err(LossReason::Deleted)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = ?e, "refresh outcome unknown; retrying");
-                back_off(&mut backoff, deadline).await
-            }
-            Err(_) => {
-                tracing::debug!("refresh timed out; retrying");
-                back_off(&mut backoff, deadline).await
-            }
-        }
-    }
-}
-
-/// How a release ended.
-pub(crate) enum Released {
-    /// The delete marker was written at this revision: the key is free.
-    Freed(u64),
-    /// The lock had already been lost.
-    WasLost(LossReason),
-    /// No answer before the deadline: the lock is not ours any more either way, but whether
-    /// the key is free now or only when the server expires it is unknown.
-    Unknown(WriteError),
-}
-
-/// Deletes the lock held at `revision`, retrying unknown outcomes until `deadline`.
-pub(crate) async fn release(
-    store: &Store,
-    tenure: &Tenure,
-    mut revision: u64,
-    deadline: Instant,
-    request_timeout: Duration,
-) -> Released {
-    let mut backoff = FIRST_BACKOFF;
-    let mut had_unknown = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Released::Unknown(WriteError::Unknown(Box::new(DeadlinePassed)));
-        }
-        let delete = store.delete(&tenure.key, revision);
-        match before_deadline(delete, deadline, request_timeout).await {
-            Ok(Ok(marker)) => return Released::Freed(marker),
-            Ok(Err(WriteError::Conflict)) => match explain(store, tenure).await {
-                Some(Explained::Ours(r)) => {
-                    if r == revision {
-                        back_off(&mut backoff, deadline).await;
-                    }
-                    revision = r;
-                }
-                // Our own earlier delete landed but its ack was lost.
-                Some(Explained::Gone(marker)) if had_unknown => return Released::Freed(marker),
-                Some(Explained::Gone(_)) => return Released::WasLost(LossReason::Deleted),
-                Some(Explained::Taken(h)) => {
-                    return Released::WasLost(LossReason::Taken {
-                        holder: h.map(Box::new),
-                    })
-                }
-                None => back_off(&mut backoff, deadline).await,
-            },
-            // Refused or unanswered: nothing written, retry.
-            Ok(Err(WriteError::Unavailable(_) | WriteError::Rejected { .. })) => {
-                back_off(&mut backoff, deadline).await;
-            }
-            // The delete may have landed: a later conflict may be our own marker.
-            Ok(Err(WriteError::Unknown(_))) | Err(_) => {
-                had_unknown = true;
-                back_off(&mut backoff, deadline).await;
-            }
-        }
-    }
-}
-
-/// The lease deadline passed before a request was answered.
+/// The state shared by a lock actor and every `Lease` of its tenure.
 #[derive(Debug)]
-pub(crate) struct DeadlinePassed;
+pub(crate) struct LeaseState {
+    key: String,
+    token: u64,
+    /// The local lease deadline as nanoseconds after `base`, in an atomic: the actor moves it
+    /// on every refresh, readers load it without a lock.
+    base: Instant,
+    deadline_nanos: AtomicU64,
+    /// Set once when the tenure ends; a watch channel so a late reader still sees it.
+    end: watch::Sender<Option<LeaseEnd>>,
+    subscribers: Subscribers,
+}
 
-impl std::fmt::Display for DeadlinePassed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no answer before the lease deadline")
+impl LeaseState {
+    pub(crate) fn new(key: String, token: u64, deadline: Instant) -> Arc<LeaseState> {
+        let state = LeaseState {
+            key,
+            token,
+            base: Instant::now(),
+            deadline_nanos: AtomicU64::new(0),
+            end: watch::channel(None).0,
+            subscribers: Subscribers::default(),
+        };
+        state.set_deadline(deadline);
+        Arc::new(state)
+    }
+
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        self.deadline_nanos.store(nanos, Ordering::Release);
+    }
+
+    fn deadline(&self) -> Instant {
+        self.base + Duration::from_nanos(self.deadline_nanos.load(Ordering::Acquire))
+    }
+
+    /// Ends the tenure with a loss: every reader and subscriber is told, now and later.
+    /// Returns false if it had already ended (nothing is told twice).
+    pub(crate) fn end_lost(&self, lost: &LockLost) -> bool {
+        let ended = self.end.send_if_modified(|end| {
+            if end.is_some() {
+                return false;
+            }
+            *end = Some(LeaseEnd::Lost {
+                reason: lost.reason.clone(),
+            });
+            true
+        });
+        if ended {
+            self.subscribers.end_with_loss(lost);
+        }
+        ended
+    }
+
+    /// Ends the tenure as released. Returns false if it had already ended.
+    pub(crate) fn end_released(&self) -> bool {
+        let ended = self.end.send_if_modified(|end| {
+            if end.is_some() {
+                return false;
+            }
+            *end = Some(LeaseEnd::Released);
+            true
+        });
+        if ended {
+            self.subscribers.end_released();
+        }
+        ended
+    }
+
+    pub(crate) fn ended(&self) -> Option<LeaseEnd> {
+        self.end.borrow().clone()
+    }
+
+    pub(crate) fn subscribers(&self) -> &Subscribers {
+        &self.subscribers
     }
 }
 
-impl std::error::Error for DeadlinePassed {}
+impl Lease {
+    pub(crate) fn new(shared: Arc<LeaseState>) -> Lease {
+        Lease { shared }
+    }
 
-/// Best effort after a loss or an unresolved acquire: if the key still holds this tenure's
-/// value (a write whose answer never came may have landed), delete it so that nobody waits
-/// for a lease no one will refresh. If this fails, the key expires with its TTL.
-pub(crate) async fn release_if_ours(store: &Store, tenure: &Tenure) {
-    if let Some(Explained::Ours(revision)) = explain(store, tenure).await {
-        let outcome = store.delete(&tenure.key, revision).await;
-        tracing::debug!(key = %tenure.key, revision, ok = outcome.is_ok(), "cleaned up own write");
+    /// The lock key.
+    pub fn key(&self) -> &str {
+        &self.shared.key
+    }
+
+    /// The fencing token: the revision that created this tenure. Later tenures of the same
+    /// key have strictly greater tokens, so a resource that remembers the highest token it
+    /// has seen can refuse writes from a holder that lost the lock without knowing it.
+    pub fn token(&self) -> u64 {
+        self.shared.token
+    }
+
+    /// Whether the lock is held as far as this process knows: not released, not lost, and
+    /// the local lease deadline still ahead. Checked here, without a message to the lock
+    /// actor, so it turns false at the deadline even if the actor's thread is stuck.
+    pub fn is_held(&self) -> bool {
+        self.shared.end.borrow().is_none() && Instant::now() < self.shared.deadline()
+    }
+
+    /// Time left until the local lease deadline; zero once the tenure ended or the deadline
+    /// passed. Refreshes move the deadline.
+    pub fn time_left(&self) -> Duration {
+        if self.shared.end.borrow().is_some() {
+            return Duration::ZERO;
+        }
+        self.shared
+            .deadline()
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// How the tenure ended, or `None` while it lasts.
+    pub fn end(&self) -> Option<LeaseEnd> {
+        self.shared.ended()
+    }
+
+    /// Resolves when the tenure ends, released or lost.
+    pub async fn ended(&self) -> LeaseEnd {
+        let mut rx = self.shared.end.subscribe();
+        loop {
+            if let Some(end) = rx.borrow_and_update().clone() {
+                return end;
+            }
+            // The sender lives in the shared state this lease holds: it cannot close first.
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Resolves when the lock is lost; never resolves if it is released. Meant for
+    /// `tokio::select!` next to the work the lock protects.
+    ///
+    /// ```no_run
+    /// # async fn f(lease: nlock::Lease) {
+    /// tokio::select! {
+    ///     _ = work(lease.token()) => {}
+    ///     lost = lease.lost() => eprintln!("stopped: {}", lost.reason),
+    /// }
+    /// # }
+    /// # async fn work(_: u64) {}
+    /// ```
+    pub async fn lost(&self) -> LockLost {
+        match self.ended().await {
+            LeaseEnd::Lost { reason } => LockLost {
+                key: self.shared.key.clone(),
+                token: self.shared.token,
+                reason,
+            },
+            LeaseEnd::Released => std::future::pending().await,
+        }
+    }
+
+    /// Tells `recipient` with [`LockLost`] if the lock is lost: once, also when the loss
+    /// happened before this call. The subscription is weak: it does not keep the subscriber
+    /// alive, and a subscriber that has stopped is skipped.
+    pub fn subscribe(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
+        self.shared.subscribers.subscribe(recipient)
+    }
+
+    /// Ends a subscription made by [`subscribe`](Lease::subscribe).
+    pub fn unsubscribe(&self, id: SubscriptionId) {
+        self.shared.subscribers.unsubscribe(id)
     }
 }

@@ -44,11 +44,21 @@ mod holder;
 mod key;
 mod lease;
 mod lock_actor;
+mod lock_state;
 mod manager;
+mod observe;
 mod pending;
+mod runtime;
+mod serde_util;
 mod store;
+mod subscribers;
+mod tenure;
 
-pub use client::{DoOutcome, LockManager};
+/// The async-nats crate nlock is built with: use it to build a client or connect options
+/// that [`LockManager::start`] accepts, without a second copy of the crate.
+pub use async_nats;
+
+pub use client::{DoOutcome, LockManager, OnLoss};
 pub use config::{
     Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
     DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
@@ -57,15 +67,17 @@ pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason}
 pub use handle::LockHandle;
 pub use holder::{Holder, MAX_DESCRIPTION};
 pub use key::{validate_key, MAX_KEY_LEN};
-pub use lock_actor::{
-    GetState, LockActor, LockLost, LockState, LockStatus, Refresh, Release, Subscribe,
-};
+pub use lease::{Lease, LeaseEnd};
+pub use lock_actor::LockActor;
+pub use lock_state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
 pub use manager::{
     Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, SubscribeLosses,
     TryAcquire,
 };
+pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};
 pub use pending::PendingLock;
 pub use store::Capabilities;
+pub use subscribers::SubscriptionId;
 
 /// Compiles the README's examples as doc tests, so they cannot rot.
 #[cfg(doctest)]

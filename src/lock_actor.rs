@@ -1,94 +1,30 @@
 //! `LockActor`: one per held key. It owns the revision, the refresh timer and the local lease
-//! deadline of one tenure, and tells its subscribers when the lock is lost.
+//! deadline of one tenure, and ends the tenure's [`Lease`](crate::Lease) when the lock is
+//! released or lost, which tells every subscriber of a loss.
 //!
 //! Shutdown: the actor stops after a release completes or the lock is lost. It is never
 //! restarted: a restarted actor could not know whether it still holds the lock, so the
-//! manager starts a fresh tenure instead. If the actix system stops while a lock is held,
-//! nothing is deleted (the key expires after its TTL) and the lock is reported lost with
-//! [`LossReason::Shutdown`](crate::LossReason::Shutdown).
+//! manager starts a fresh tenure instead. When the manager shuts down it first tells the
+//! holder (`LockLost { reason: Shutdown }`) and then deletes the key. If the actix system
+//! stops while a lock is held, nothing is deleted (the key expires after its TTL) and the lock
+//! is reported lost with [`LossReason::Shutdown`](crate::LossReason::Shutdown).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{LockError, LossReason};
-use crate::holder::Holder;
-use crate::lease::{self, Confirmed, Released, Tenure};
+use crate::lease::LeaseState;
+use crate::lock_state::{
+    ended_error, GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe,
+};
 use crate::store::Store;
-
-/// Sent to every subscriber, and to the manager, when a held lock is lost.
-#[derive(Debug, Clone, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub struct LockLost {
-    /// The key.
-    pub key: String,
-    /// The fencing token of the tenure that was lost.
-    pub token: u64,
-    /// Why it was lost.
-    pub reason: LossReason,
-}
-
-/// Releases the lock: a delete that expects the current revision. Answers `NotHeld` when the
-/// lock is already released, being released, or lost.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), LockError>")]
-pub struct Release;
-
-/// Refreshes the lock now (for keep-alive off, or to extend the lease early).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), LockError>")]
-pub struct Refresh;
-
-/// Asks for a [`LockState`].
-#[derive(Debug, Message)]
-#[rtype(result = "LockState")]
-pub struct GetState;
-
-/// Adds a subscriber that gets [`LockLost`] if the lock is lost.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Subscribe(pub Recipient<LockLost>);
-
-/// Where a lock is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockStatus {
-    /// Held and (with keep-alive) refreshed.
-    Held,
-    /// A release is under way.
-    Releasing,
-    /// Released by its holder.
-    Released,
-    /// Lost; see the reason.
-    Lost(LossReason),
-}
-
-/// A snapshot of one held lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockState {
-    /// The key.
-    pub key: String,
-    /// The fencing token: the revision that created this tenure.
-    pub token: u64,
-    /// The current revision (changes on every refresh).
-    pub revision: u64,
-    /// The lock's TTL.
-    pub ttl: Duration,
-    /// When it was acquired (this host's wall clock).
-    pub acquired_at: SystemTime,
-    /// When it was last refreshed, if ever.
-    pub last_refresh: Option<SystemTime>,
-    /// Time until the local lease deadline; zero once it has passed.
-    pub time_left: Duration,
-    /// Held, releasing, released or lost.
-    pub status: LockStatus,
-    /// The record stored in the key.
-    pub holder: Holder,
-}
+use crate::subscribers::Subscribers;
+use crate::tenure::{self, Confirmed, Released, Tenure};
 
 /// Told to the manager when a lock actor ends, however it ends.
 #[derive(Debug, Message)]
@@ -99,7 +35,21 @@ pub(crate) struct LockEnded {
     /// The delete marker's revision after a clean release: the next acquire by this process
     /// can take the key with one compare-and-set on it.
     pub marker: Option<u64>,
-    pub lost: Option<LockLost>,
+}
+
+/// The manager is shutting down: tell the holder the lock is lost (`Shutdown`) and then
+/// release it. Answers when the release is done.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LockError>")]
+pub(crate) struct ReleaseForShutdown;
+
+/// A write by someone else landed on this lock's key at `revision` (seen on the bucket's
+/// change stream). One after this tenure's revision means the key may no longer be ours, so
+/// the holder checks at once instead of at its next refresh.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ForeignWrite {
+    pub revision: u64,
 }
 
 /// Everything a lock actor is started with.
@@ -113,6 +63,8 @@ pub(crate) struct LockSetup {
     pub margin: Duration,
     pub request_timeout: Duration,
     pub manager: Recipient<LockEnded>,
+    /// The manager's list: told of this lock's loss along with the lock's own subscribers.
+    pub manager_subscribers: Arc<Subscribers>,
 }
 
 type Reply = oneshot::Sender<Result<(), LockError>>;
@@ -129,9 +81,11 @@ pub struct LockActor {
     /// Send time of the last acknowledged write + TTL - margin, on the monotonic clock. Past
     /// it the server may have expired the key, so the lock counts as lost.
     deadline: Instant,
-    /// The deadline again, readable by the handle without a message: `is_held()` turns false
-    /// at the deadline even if this actor's thread is too busy to run its timer.
-    shared_deadline: Arc<SharedDeadline>,
+    /// Shared with every `Lease` of this tenure: the deadline (readable without a message, so
+    /// `is_held()` turns false even if this actor's thread is too busy to run its timer), how
+    /// the tenure ended, and the lock's subscribers.
+    lease: Arc<LeaseState>,
+    manager_subscribers: Arc<Subscribers>,
     keep_alive: bool,
     refresh_interval: Duration,
     margin: Duration,
@@ -139,6 +93,9 @@ pub struct LockActor {
     status: LockStatus,
     /// A refresh is in flight; a release waits for it, since it changes the revision.
     refreshing: bool,
+    /// A foreign write was seen while a refresh was in flight: check again after it, since
+    /// that refresh may have been sent before the write landed.
+    recheck: bool,
     release_replies: Vec<Reply>,
     refresh_replies: Vec<Reply>,
     /// The one timer of this lock, due at the earlier of the next refresh and the lease
@@ -146,18 +103,12 @@ pub struct LockActor {
     timer: Option<SpawnHandle>,
     /// When keep-alive refreshes next; `None` with keep-alive off.
     next_refresh: Option<Instant>,
-    subscribers: Vec<Recipient<LockLost>>,
-    /// Feeds `LockHandle::lost()`; a watch channel so a late reader still sees the loss.
-    lost_tx: watch::Sender<Option<LockLost>>,
     manager: Recipient<LockEnded>,
     span: tracing::Span,
 }
 
 impl LockActor {
-    pub(crate) fn new(
-        setup: LockSetup,
-    ) -> (Self, watch::Receiver<Option<LockLost>>, Arc<SharedDeadline>) {
-        let (lost_tx, lost_rx) = watch::channel(None);
+    pub(crate) fn new(setup: LockSetup) -> (Self, Arc<LeaseState>) {
         let span = tracing::info_span!(
             "lock",
             key = %setup.tenure.key,
@@ -166,7 +117,7 @@ impl LockActor {
             ttl_s = setup.tenure.ttl.as_secs(),
         );
         let deadline = setup.confirmed.sent_at + setup.tenure.ttl - setup.margin;
-        let shared_deadline = Arc::new(SharedDeadline::new(deadline));
+        let lease = LeaseState::new(setup.tenure.key.clone(), setup.token, deadline);
         let actor = LockActor {
             store: setup.store,
             token: setup.token,
@@ -174,24 +125,24 @@ impl LockActor {
             acquired_at: SystemTime::now(),
             last_refresh: None,
             deadline,
-            shared_deadline: shared_deadline.clone(),
+            lease: lease.clone(),
+            manager_subscribers: setup.manager_subscribers,
             keep_alive: setup.keep_alive,
             refresh_interval: setup.refresh_interval,
             margin: setup.margin,
             request_timeout: setup.request_timeout,
             status: LockStatus::Held,
             refreshing: false,
+            recheck: false,
             release_replies: Vec::new(),
             refresh_replies: Vec::new(),
             timer: None,
             next_refresh: None,
-            subscribers: Vec::new(),
-            lost_tx,
             manager: setup.manager,
             span,
             tenure: setup.tenure,
         };
-        (actor, lost_rx, shared_deadline)
+        (actor, lease)
     }
 
     /// (Re)arms the timer for the earlier of the next refresh and the lease deadline.
@@ -221,6 +172,14 @@ impl LockActor {
         self.arm(ctx);
     }
 
+    /// A held lock whose deadline has passed is lost, whether or not the timer has run yet:
+    /// a message handled late (the actor's thread was busy) must not act on it.
+    fn expire_if_due(&mut self, ctx: &mut Context<Self>) {
+        if self.status == LockStatus::Held && Instant::now() >= self.deadline {
+            self.declare_lost(LossReason::Expired, ctx);
+        }
+    }
+
     fn start_refresh(&mut self, ctx: &mut Context<Self>) {
         // Only a held lock refreshes; a release in flight owns the revision until it ends.
         if self.refreshing || self.status != LockStatus::Held {
@@ -229,7 +188,7 @@ impl LockActor {
         self.refreshing = true;
         let (store, tenure) = (self.store.clone(), self.tenure.clone());
         let (rev, deadline, timeout) = (self.revision, self.deadline, self.request_timeout);
-        let work = async move { lease::refresh(&store, &tenure, rev, deadline, timeout).await }
+        let work = async move { tenure::refresh(&store, &tenure, rev, deadline, timeout).await }
             .instrument(self.span.clone());
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             act.refreshing = false;
@@ -243,7 +202,7 @@ impl LockActor {
             Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
                 self.revision = c.revision;
                 self.deadline = c.sent_at + self.tenure.ttl - self.margin;
-                self.shared_deadline.set(self.deadline);
+                self.lease.set_deadline(self.deadline);
                 self.last_refresh = Some(SystemTime::now());
                 tracing::trace!(revision = c.revision, "refreshed");
                 self.arm(ctx);
@@ -252,6 +211,8 @@ impl LockActor {
                 }
                 if self.status == LockStatus::Releasing {
                     self.start_release(ctx);
+                } else if std::mem::take(&mut self.recheck) {
+                    self.start_refresh(ctx);
                 }
             }
             // The tenure already ended. (The actor stops when it ends, which drops this
@@ -264,14 +225,14 @@ impl LockActor {
     fn start_release(&mut self, ctx: &mut Context<Self>) {
         let (store, tenure) = (self.store.clone(), self.tenure.clone());
         let (rev, deadline, timeout) = (self.revision, self.deadline, self.request_timeout);
-        let work = async move { lease::release(&store, &tenure, rev, deadline, timeout).await }
+        let work = async move { tenure::release(&store, &tenure, rev, deadline, timeout).await }
             .instrument(self.span.clone());
         ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
             let _e = act.span.clone().entered();
             match outcome {
                 Released::Freed(marker) => {
-                    tracing::debug!(marker, "released");
-                    act.finish(LockStatus::Released, Some(marker), Ok(()), ctx);
+                    tracing::debug!(?marker, "released");
+                    act.finish(LockStatus::Released, marker, Ok(()), ctx);
                 }
                 Released::WasLost(reason) => act.declare_lost(reason, ctx),
                 Released::Unknown(e) => {
@@ -283,7 +244,28 @@ impl LockActor {
         }));
     }
 
-    /// Ends the actor: answers waiting callers, tells the manager, stops.
+    /// Starts a release (after the refresh in flight, if any) and answers `reply` when done.
+    fn release(&mut self, reply: Reply, ctx: &mut Context<Self>) {
+        self.expire_if_due(ctx);
+        match &self.status {
+            LockStatus::Held => {
+                self.status = LockStatus::Releasing;
+                self.release_replies.push(reply);
+                if !self.refreshing {
+                    self.start_release(ctx);
+                }
+            }
+            LockStatus::Releasing => self.release_replies.push(reply),
+            LockStatus::Lost { reason } => {
+                let _ = reply.send(Err(ended_error(&self.tenure.key, Some(reason))));
+            }
+            LockStatus::Released => {
+                let _ = reply.send(Err(ended_error(&self.tenure.key, None)));
+            }
+        }
+    }
+
+    /// Ends the actor: ends the lease, answers waiting callers, tells the manager, stops.
     fn finish(
         &mut self,
         status: LockStatus,
@@ -291,73 +273,60 @@ impl LockActor {
         release_result: Result<(), LockError>,
         ctx: &mut Context<Self>,
     ) {
-        let reason = match &status {
-            LockStatus::Lost(reason) => Some(reason.clone()),
+        let lost = match &status {
+            LockStatus::Lost { reason } => Some(reason.clone()),
             _ => None,
         };
-        let lost = reason.clone().map(|r| self.lost_message(r));
+        if lost.is_none() {
+            self.lease.end_released();
+        }
         self.status = status;
-        // Callers answered after the first release learn that it was lost (and why), or
-        // that it is not held.
+        // The first release caller gets the release's own result; later ones, and waiting
+        // refreshes, learn that it was lost (and why), or that it is not held.
         let key = self.tenure.key.clone();
-        let later_error = || match &reason {
-            Some(reason) => LockError::Lost {
-                key: key.clone(),
-                reason: reason.clone(),
-            },
-            None => LockError::NotHeld { key: key.clone() },
-        };
         let mut release_result = Some(release_result);
         for r in std::mem::take(&mut self.release_replies) {
-            let result = release_result.take().unwrap_or_else(|| Err(later_error()));
+            let result = release_result
+                .take()
+                .unwrap_or_else(|| Err(ended_error(&key, lost.as_ref())));
             let _ = r.send(result);
         }
         for r in std::mem::take(&mut self.refresh_replies) {
-            let _ = r.send(Err(later_error()));
+            let _ = r.send(Err(ended_error(&key, lost.as_ref())));
         }
         self.manager.do_send(LockEnded {
-            key: self.tenure.key.clone(),
+            key,
             token: self.token,
             marker,
-            lost,
         });
         ctx.stop();
     }
 
-    fn declare_lost(&mut self, reason: LossReason, ctx: &mut Context<Self>) {
-        if matches!(self.status, LockStatus::Lost(_) | LockStatus::Released) {
-            return;
-        }
-        let _e = self.span.clone().entered();
-        tracing::warn!(%reason, "lock lost");
-        let msg = self.lost_message(reason.clone());
-        for s in self.subscribers.drain(..) {
-            s.do_send(msg.clone());
-        }
-        self.lost_tx.send_replace(Some(msg));
-        // A write whose answer never came may have landed after all: if the key still holds
-        // this tenure's value, delete it rather than leave it to expire.
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        actix::spawn(async move { lease::release_if_ours(&store, &tenure).await });
-        let err = LockError::Lost {
-            key: self.tenure.key.clone(),
-            reason: reason.clone(),
-        };
-        self.finish(LockStatus::Lost(reason), None, Err(err), ctx);
-    }
-
-    fn lost_message(&self, reason: LossReason) -> LockLost {
-        LockLost {
+    /// Tells the lease, the lock's subscribers and the manager's, once per tenure.
+    fn announce_loss(&mut self, reason: LossReason) {
+        let lost = LockLost {
             key: self.tenure.key.clone(),
             token: self.token,
             reason,
+        };
+        if self.lease.end_lost(&lost) {
+            let _e = self.span.clone().entered();
+            tracing::warn!(reason = %lost.reason, "lock lost");
+            self.manager_subscribers.tell(&lost);
         }
     }
 
-    fn not_held(&self) -> LockError {
-        LockError::NotHeld {
-            key: self.tenure.key.clone(),
+    fn declare_lost(&mut self, reason: LossReason, ctx: &mut Context<Self>) {
+        if matches!(self.status, LockStatus::Lost { .. } | LockStatus::Released) {
+            return;
         }
+        self.announce_loss(reason.clone());
+        // A write whose answer never came may have landed after all: if the key still holds
+        // this tenure's value, delete it rather than leave it to expire.
+        let (store, tenure) = (self.store.clone(), self.tenure.clone());
+        actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        let err = ended_error(&self.tenure.key, Some(&reason));
+        self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
     }
 
     fn reply_future(
@@ -386,12 +355,10 @@ impl Actor for LockActor {
         if matches!(self.status, LockStatus::Held | LockStatus::Releasing) {
             // The actor system is going away under a held lock: no delete can be sent any
             // more; the key expires after its TTL. Tell whoever still listens.
-            let msg = self.lost_message(LossReason::Shutdown);
-            for s in self.subscribers.drain(..) {
-                s.do_send(msg.clone());
-            }
-            self.lost_tx.send_replace(Some(msg));
-            self.status = LockStatus::Lost(LossReason::Shutdown);
+            self.announce_loss(LossReason::Shutdown);
+            self.status = LockStatus::Lost {
+                reason: LossReason::Shutdown,
+            };
         }
     }
 }
@@ -401,15 +368,25 @@ impl Handler<Release> for LockActor {
 
     fn handle(&mut self, _: Release, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        if self.status != LockStatus::Held {
-            let _ = tx.send(Err(self.not_held()));
-        } else {
-            self.status = LockStatus::Releasing;
-            self.release_replies.push(tx);
-            if !self.refreshing {
-                self.start_release(ctx);
-            }
+        self.release(tx, ctx);
+        Self::reply_future(rx, self.tenure.key.clone())
+    }
+}
+
+impl Handler<ReleaseForShutdown> for LockActor {
+    type Result = ResponseFuture<Result<(), LockError>>;
+
+    fn handle(&mut self, _: ReleaseForShutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.expire_if_due(ctx);
+        // A release the holder already asked for ends as a release; any other held lock is
+        // taken away by the shutdown.
+        if self.status == LockStatus::Held {
+            // Told before the delete is sent: work racing `lost()` stops before anyone else
+            // can be granted the key.
+            self.announce_loss(LossReason::Shutdown);
         }
+        let (tx, rx) = oneshot::channel();
+        self.release(tx, ctx);
         Self::reply_future(rx, self.tenure.key.clone())
     }
 }
@@ -419,13 +396,43 @@ impl Handler<Refresh> for LockActor {
 
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        if self.status != LockStatus::Held {
-            let _ = tx.send(Err(self.not_held()));
-        } else {
-            self.refresh_replies.push(tx);
-            self.start_refresh(ctx);
+        self.expire_if_due(ctx);
+        match &self.status {
+            LockStatus::Held => {
+                self.refresh_replies.push(tx);
+                self.start_refresh(ctx);
+            }
+            LockStatus::Lost { reason } => {
+                let _ = tx.send(Err(ended_error(&self.tenure.key, Some(reason))));
+            }
+            LockStatus::Releasing | LockStatus::Released => {
+                let _ = tx.send(Err(ended_error(&self.tenure.key, None)));
+            }
         }
         Self::reply_future(rx, self.tenure.key.clone())
+    }
+}
+
+impl Handler<ForeignWrite> for LockActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForeignWrite, ctx: &mut Context<Self>) {
+        if self.status != LockStatus::Held || msg.revision <= self.revision {
+            return;
+        }
+        let _e = self.span.clone().entered();
+        tracing::debug!(
+            revision = msg.revision,
+            "foreign write on the key; checking now"
+        );
+        // The check is a refresh: only a compare-and-set can tell whether the key is still
+        // ours (the write may be one of ours whose answer is still on its way, and a read
+        // may come from a follower that has not seen it).
+        if self.refreshing {
+            self.recheck = true;
+        } else {
+            self.start_refresh(ctx);
+        }
     }
 }
 
@@ -433,10 +440,8 @@ impl Handler<GetState> for LockActor {
     type Result = MessageResult<GetState>;
 
     fn handle(&mut self, _: GetState, ctx: &mut Context<Self>) -> Self::Result {
-        if self.status == LockStatus::Held && Instant::now() >= self.deadline {
-            // The timer is due but has not run yet: never report a lease past its deadline.
-            self.declare_lost(LossReason::Expired, ctx);
-        }
+        // Never report a lease past its deadline as held.
+        self.expire_if_due(ctx);
         MessageResult(LockState {
             key: self.tenure.key.clone(),
             token: self.token,
@@ -452,44 +457,9 @@ impl Handler<GetState> for LockActor {
 }
 
 impl Handler<Subscribe> for LockActor {
-    type Result = ();
+    type Result = MessageResult<Subscribe>;
 
-    fn handle(&mut self, Subscribe(who): Subscribe, _: &mut Context<Self>) {
-        match &self.status {
-            // Subscribing after the loss still delivers it.
-            LockStatus::Lost(reason) => who.do_send(self.lost_message(reason.clone())),
-            _ => self.subscribers.push(who),
-        }
-    }
-}
-
-/// A lock's lease deadline, shared between its actor (which moves it) and its handle (which
-/// reads it). Nanoseconds after `base` in an atomic: no lock, nothing to await.
-#[derive(Debug)]
-pub(crate) struct SharedDeadline {
-    base: Instant,
-    nanos: AtomicU64,
-}
-
-impl SharedDeadline {
-    fn new(deadline: Instant) -> Self {
-        let d = SharedDeadline {
-            base: Instant::now(),
-            nanos: AtomicU64::new(0),
-        };
-        d.set(deadline);
-        d
-    }
-
-    fn set(&self, deadline: Instant) {
-        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
-        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
-        self.nanos.store(nanos, Ordering::Release);
-    }
-
-    /// Whether the deadline is still ahead.
-    pub(crate) fn ahead(&self) -> bool {
-        let nanos = self.nanos.load(Ordering::Acquire);
-        Instant::now() < self.base + Duration::from_nanos(nanos)
+    fn handle(&mut self, Subscribe(who): Subscribe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.lease.subscribers().subscribe(who))
     }
 }

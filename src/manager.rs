@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::{validate_ttl, Config};
@@ -20,10 +20,13 @@ use crate::error::{ConfigError, ErrorKind, Feature, LockError};
 use crate::handle::LockHandle;
 use crate::holder::{unix_ms, Holder, MAX_DESCRIPTION};
 use crate::key::validate_key;
-use crate::lease::Tenure;
-use crate::lock_actor::{GetState, LockActor, LockEnded, LockLost, LockSetup, LockState, Release};
+use crate::lease::Lease;
+use crate::lock_actor::{ForeignWrite, LockActor, LockEnded, LockSetup, ReleaseForShutdown};
+use crate::lock_state::{GetState, LockLost, LockState};
 use crate::pending::PendingLock;
-use crate::store::Store;
+use crate::store::{Change, ChangeOp, Changes, Store};
+use crate::subscribers::{Subscribers, SubscriptionId};
+use crate::tenure::Tenure;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
 /// memory is dropped; a forgotten marker only costs one extra round-trip.
@@ -74,9 +77,10 @@ pub struct LocksReport {
     pub waiting: Vec<(String, usize)>,
 }
 
-/// Subscribes to every lock loss in this manager.
+/// Subscribes to every lock loss in this manager (weakly: the subscription does not keep the
+/// subscriber alive).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "SubscriptionId")]
 pub struct SubscribeLosses(pub Recipient<LockLost>);
 
 /// Releases every held lock, fails every waiter, and stops the manager.
@@ -123,8 +127,18 @@ pub struct LockManagerActor {
     queues: HashMap<String, KeyQueue>,
     /// Revisions of delete markers this process wrote; a re-acquire expects them.
     markers: HashMap<String, u64>,
-    loss_subscribers: Vec<Recipient<LockLost>>,
+    /// Told of every lock's loss, by the lock actors themselves (shared with them and with
+    /// the `LockManager` handles, which subscribe without a message).
+    loss_subscribers: Arc<Subscribers>,
+    /// Every change that lands on the bucket's keys; taken into the actor's context when it
+    /// starts. It tells held locks of foreign writes at once instead of at their next refresh.
+    feed: Option<Changes>,
+    /// How this manager's own lock values begin: writes that start with it are this
+    /// manager's refreshes and acquires, not foreign writes.
+    own_value_prefix: Vec<u8>,
     shutting_down: bool,
+    /// Turned true by `Shutdown`: running contenders stop waiting.
+    stop_contenders: watch::Sender<bool>,
     /// Contenders running. Shutdown waits for them to end before it releases what is held,
     /// so that a lock won during shutdown is released too, never left behind.
     contending: usize,
@@ -133,16 +147,25 @@ pub struct LockManagerActor {
 }
 
 impl LockManagerActor {
-    pub(crate) fn new(store: Arc<Store>, config: Config, owner: String) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        config: Config,
+        owner: String,
+        feed: Changes,
+        loss_subscribers: Arc<Subscribers>,
+    ) -> Self {
         LockManagerActor {
             store,
             config,
+            own_value_prefix: crate::holder::value_prefix(&owner),
             owner,
             host: crate::holder::hostname(),
             queues: HashMap::new(),
             markers: HashMap::new(),
-            loss_subscribers: Vec::new(),
+            loss_subscribers,
+            feed: Some(feed),
             shutting_down: false,
+            stop_contenders: watch::channel(false).0,
             contending: 0,
             idle_waiters: Vec::new(),
         }
@@ -256,6 +279,7 @@ impl LockManagerActor {
             acquired_at_ms: unix_ms(SystemTime::now()),
             description: waiter.options.description.clone(),
             tenure: tenure_id.clone(),
+            token: None,
         };
         let tenure = Tenure {
             key: key.clone(),
@@ -273,6 +297,7 @@ impl LockManagerActor {
         let (retry_interval, resolve_for) =
             (self.config.retry_interval, self.config.request_timeout);
         let span = tracing::info_span!("lock", key = %key, owner = %self.owner);
+        let mut shutdown = self.stop_contenders.subscribe();
         let work = async move {
             let contender = Contender {
                 store: &store,
@@ -283,7 +308,13 @@ impl LockManagerActor {
             let outcome = match waiter.mode {
                 Mode::Try => contender.try_once(hint).await,
                 Mode::Wait => {
-                    let stop = waiter.tx.closed();
+                    // Stop when the caller goes away or the manager shuts down.
+                    let stop = async {
+                        tokio::select! {
+                            _ = waiter.tx.closed() => {}
+                            _ = shutdown.wait_for(|stop| *stop) => {}
+                        }
+                    };
                     contender.wait(hint, stop).await
                 }
             };
@@ -310,8 +341,11 @@ impl LockManagerActor {
         let next_state = match outcome {
             Contended::Acquired(grant) => {
                 let holder = grant.holder.clone();
+                // From the first refresh on, the value names its token, so that observers
+                // (and `nlock ls`) see the fencing token of a lock they did not see taken.
                 tenure.holder = grant.holder;
-                tenure.value = grant.value;
+                tenure.holder.token = Some(grant.token);
+                tenure.value = tenure.holder.encode();
                 let setup = LockSetup {
                     store: self.store.clone(),
                     tenure,
@@ -324,15 +358,15 @@ impl LockManagerActor {
                     margin: self.config.lease_margin(holder_ttl(&self.config, &waiter)),
                     request_timeout: self.config.request_timeout,
                     manager: ctx.address().recipient(),
+                    manager_subscribers: self.loss_subscribers.clone(),
                 };
-                let (actor, lost_rx, deadline) = LockActor::new(setup);
+                let (actor, lease) = LockActor::new(setup);
                 let addr = actor.start();
                 if self.shutting_down {
                     // Won while shutting down: kept as held so that shutdown releases it.
                     let _ = waiter.tx.send(Err(LockError::ManagerGone));
                 } else {
-                    let handle =
-                        LockHandle::new(key.clone(), grant.token, addr.clone(), lost_rx, deadline);
+                    let handle = LockHandle::new(Lease::new(lease), addr.clone());
                     // If the caller is gone, the handle comes back and its drop releases it.
                     if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
                         drop(handle);
@@ -386,6 +420,12 @@ fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
 impl Actor for LockManagerActor {
     type Context = Context<Self>;
 
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(feed) = self.feed.take() {
+            ctx.add_stream(feed);
+        }
+    }
+
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Dropping the queues drops every waiter's sender: their PendingLock ends ManagerGone.
         self.queues.clear();
@@ -417,12 +457,6 @@ impl Handler<LockEnded> for LockManagerActor {
                 self.markers.clear();
             }
             self.markers.insert(msg.key.clone(), marker);
-        }
-        if let Some(lost) = msg.lost {
-            self.loss_subscribers.retain(|s| s.connected());
-            for s in &self.loss_subscribers {
-                s.do_send(lost.clone());
-            }
         }
         if let Some(q) = self.queues.get_mut(&msg.key) {
             // Only the tenure this queue is in may reset it.
@@ -462,10 +496,36 @@ impl Handler<ListLocks> for LockManagerActor {
 }
 
 impl Handler<SubscribeLosses> for LockManagerActor {
-    type Result = ();
+    type Result = MessageResult<SubscribeLosses>;
 
-    fn handle(&mut self, SubscribeLosses(who): SubscribeLosses, _: &mut Context<Self>) {
-        self.loss_subscribers.push(who);
+    fn handle(&mut self, msg: SubscribeLosses, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.loss_subscribers.subscribe(msg.0))
+    }
+}
+
+impl StreamHandler<Change> for LockManagerActor {
+    fn handle(&mut self, change: Change, _: &mut Context<Self>) {
+        // This manager's own writes: refreshes and acquires of its own tenures. (Its own
+        // deletes reach a lock actor that is releasing, which ignores them.)
+        if change.op == ChangeOp::Put && change.value.starts_with(&self.own_value_prefix) {
+            return;
+        }
+        if let Some(KeyQueue {
+            state: KeyState::Held { addr, .. },
+            ..
+        }) = self.queues.get(&change.key)
+        {
+            addr.do_send(ForeignWrite {
+                revision: change.revision,
+            });
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The change stream never ends by itself (it reopens); should it end, held locks
+        // still notice foreign writes at their next refresh, and the manager carries on
+        // (the default would stop it).
+        tracing::warn!("the bucket's change stream ended; foreign writes are noticed at refresh");
     }
 }
 
@@ -474,6 +534,9 @@ impl Handler<Shutdown> for LockManagerActor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
+        // Contenders waiting on a key held elsewhere stop at once (their callers get
+        // ManagerGone); one in the middle of a write finishes it first.
+        self.stop_contenders.send_replace(true);
         for q in self.queues.values_mut() {
             // Dropping the senders ends every queued acquire with ManagerGone, and makes the
             // waiting contenders stop.
@@ -501,7 +564,8 @@ impl Handler<Shutdown> for LockManagerActor {
 }
 
 async fn release_all(addrs: Vec<Addr<LockActor>>) {
-    let results = futures::future::join_all(addrs.iter().map(|a| a.send(Release))).await;
+    // Each holder is told (LockLost { Shutdown }) before its delete is sent.
+    let results = futures::future::join_all(addrs.iter().map(|a| a.send(ReleaseForShutdown))).await;
     for r in results.into_iter().flatten() {
         if let Err(e) = r {
             if e.kind() != ErrorKind::NotHeld {

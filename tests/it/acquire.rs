@@ -82,7 +82,7 @@ async fn try_acquire_takes_a_free_key_at_once() {
 async fn run_if_free_executes_and_releases() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
-    match m.run_if_free("cron", async { 7 }).await.unwrap() {
+    match m.run_if_free("cron", |_| async { 7 }).await.unwrap() {
         DoOutcome::Executed { value, released } => {
             assert_eq!(value, 7);
             released.unwrap();
@@ -91,7 +91,7 @@ async fn run_if_free_executes_and_releases() {
     }
     // Released afterwards: a second run executes too.
     assert!(matches!(
-        m.run_if_free("cron", async {}).await.unwrap(),
+        m.run_if_free("cron", |_| async {}).await.unwrap(),
         DoOutcome::Executed { .. }
     ));
 }
@@ -103,7 +103,10 @@ async fn run_if_free_skips_when_busy() {
     let b = env.manager(env.config()).await;
     let _held = a.acquire("cron", Some(PATIENCE)).await.unwrap();
     let mut ran = false;
-    let outcome = b.run_if_free("cron", async { ran = true }).await.unwrap();
+    let outcome = b
+        .run_if_free("cron", |_| async { ran = true })
+        .await
+        .unwrap();
     match outcome {
         DoOutcome::Skipped { holder } => assert_eq!(holder.unwrap().owner, a.owner()),
         other => panic!("expected Skipped, got {other:?}"),
@@ -116,7 +119,7 @@ async fn run_if_free_releases_after_an_error() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
     let outcome = m
-        .run_if_free("cron", async { Err::<(), &str>("boom") })
+        .run_if_free("cron", |_| async { Err::<(), &str>("boom") })
         .await
         .unwrap();
     assert!(matches!(
@@ -136,7 +139,7 @@ async fn run_if_free_releases_after_a_panic() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
     let err = m
-        .run_if_free("cron", async { panic!("task blew up") })
+        .run_if_free("cron", |_| async { panic!("task blew up") })
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TaskPanicked);
@@ -182,7 +185,13 @@ async fn without_keep_alive_the_lock_expires_and_the_holder_is_told() {
     // Once the server expires it too, another manager gets it.
     let next = b.acquire("k", Some(PATIENCE)).await.unwrap();
     assert!(next.token() > lock.token());
-    assert_eq!(lock.release().await.unwrap_err().kind(), ErrorKind::NotHeld);
+    // The reason is kept: a release after the loss says why.
+    match lock.release().await {
+        Err(nlock::LockError::Lost { reason, .. }) => {
+            assert_eq!(reason, nlock::LossReason::Expired)
+        }
+        other => panic!("expected Lost(Expired), got {other:?}"),
+    }
 }
 
 #[actix::test]

@@ -108,25 +108,90 @@ pub async fn waiting_on(m: &LockManager, key: &str) -> usize {
         .map_or(0, |(_, n)| *n)
 }
 
-/// An actor that forwards every `LockLost` it gets into a channel the test reads.
+/// A subscriber for tests: an actor that forwards every `LockLost` it gets into a channel the
+/// test reads. The probe keeps its actor's address: subscriptions are weak, so a subscriber
+/// lives only as long as someone else holds it.
 pub struct LossProbe {
-    tx: mpsc::UnboundedSender<LockLost>,
+    addr: Addr<ProbeActor>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<LockLost>>,
+    stopped: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
 impl LossProbe {
-    pub fn start() -> (Recipient<LockLost>, mpsc::UnboundedReceiver<LockLost>) {
+    pub fn start() -> LossProbe {
         let (tx, rx) = mpsc::unbounded_channel();
-        (LossProbe { tx }.start().recipient(), rx)
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+        let addr = ProbeActor {
+            tx,
+            stopped: Some(stopped_tx),
+        }
+        .start();
+        LossProbe {
+            addr,
+            rx: tokio::sync::Mutex::new(rx),
+            stopped: tokio::sync::Mutex::new(Some(stopped_rx)),
+        }
+    }
+
+    pub fn recipient(&self) -> Recipient<LockLost> {
+        self.addr.clone().recipient()
+    }
+
+    /// The next loss this probe was told of (panics after PATIENCE).
+    pub async fn next(&self) -> LockLost {
+        let mut rx = self.rx.lock().await;
+        tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .expect("a LockLost within PATIENCE")
+            .expect("probe alive")
+    }
+
+    /// Asserts that nothing more was delivered: a ping through the probe's mailbox comes back
+    /// after every message already sent to it.
+    pub async fn assert_no_more(&self) {
+        self.addr.send(Ping).await.expect("probe alive");
+        let mut rx = self.rx.lock().await;
+        match rx.try_recv() {
+            Err(mpsc::error::TryRecvError::Empty) => {}
+            other => panic!("expected no more LockLost, got {other:?}"),
+        }
+    }
+
+    /// Drops the probe's own address and waits until its actor has stopped: true when it
+    /// stopped, false when something else kept it alive for PATIENCE.
+    pub async fn drop_and_wait_stopped(self) -> bool {
+        let stopped = self.stopped.lock().await.take().expect("first call");
+        drop(self.addr);
+        tokio::time::timeout(PATIENCE, stopped).await.is_ok()
     }
 }
 
-impl Actor for LossProbe {
-    type Context = Context<Self>;
+pub struct ProbeActor {
+    tx: mpsc::UnboundedSender<LockLost>,
+    stopped: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Handler<LockLost> for LossProbe {
+impl Actor for ProbeActor {
+    type Context = Context<Self>;
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(tx) = self.stopped.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Handler<LockLost> for ProbeActor {
     type Result = ();
     fn handle(&mut self, msg: LockLost, _: &mut Context<Self>) {
         let _ = self.tx.send(msg);
     }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ping;
+
+impl Handler<Ping> for ProbeActor {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
 }

@@ -4,62 +4,28 @@ use std::time::Duration;
 
 use nlock::{ErrorKind, LossReason};
 
-use crate::fixture::{spawn_waiter, Env, LossProbe, PATIENCE};
-
-#[actix::test]
-async fn deleting_the_key_tells_subscribers_within_one_refresh_interval() {
-    let env = Env::start().await;
-    // TTL 3 s, factor 3: refreshes every second.
-    let m = env.manager(env.config()).await;
-    let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
-    let (probe, mut losses) = LossProbe::start();
-    lock.subscribe(probe);
-    let (manager_probe, mut manager_losses) = LossProbe::start();
-    m.subscribe_losses(manager_probe);
-    // Make sure both subscriptions are in before the delete.
-    lock.state().await.unwrap();
-    m.locks().await.unwrap();
-
-    env.kv().await.delete("k").await.unwrap();
-    let started = std::time::Instant::now();
-    let lost = tokio::time::timeout(PATIENCE, losses.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let refresh_interval = Duration::from_secs(1);
-    // The next refresh (at most one interval away) finds the key gone; allow a second for
-    // the refresh round-trip, the read that explains it, and a loaded machine.
-    assert!(started.elapsed() <= refresh_interval + Duration::from_secs(1));
-    assert_eq!(lost.key, "k");
-    assert_eq!(lost.token, lock.token());
-    assert_eq!(lost.reason, LossReason::Deleted);
-    let from_manager = tokio::time::timeout(PATIENCE, manager_losses.recv())
-        .await
-        .unwrap();
-    assert_eq!(from_manager, Some(lost.clone()));
-    assert_eq!(lock.lost().await, lost);
-    assert!(!lock.is_held());
-    assert_eq!(lock.release().await.unwrap_err().kind(), ErrorKind::NotHeld);
-}
+use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
 #[actix::test]
 async fn a_key_taken_by_another_writer_is_reported_with_the_new_holder() {
     let env = Env::start().await;
     let a = env.manager(env.config()).await;
-    let b = env.manager(env.config()).await;
     let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    // Behind a's back: delete, then b takes the key legitimately.
-    env.kv().await.delete("k").await.unwrap();
-    let b_lock = b.acquire("k", Some(PATIENCE)).await.unwrap();
+    // Behind a's back, another nlock process's record is written over a's (as a blind put
+    // would): a learns who holds the key now.
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&env.kv().await.entry("k").await.unwrap().unwrap().value).unwrap();
+    value["owner"] = "someone-else".into();
+    value["tenure"] = "another-tenure".into();
+    let kv = env.kv().await;
+    kv.put("k", serde_json::to_vec(&value).unwrap().into())
+        .await
+        .unwrap();
     let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
     match lost.reason {
-        LossReason::Taken { holder: Some(h) } => assert_eq!(h.owner, b.owner()),
-        other => panic!("expected Taken by b, got {other:?}"),
+        LossReason::Taken { holder: Some(h) } => assert_eq!(h.owner, "someone-else"),
+        other => panic!("expected Taken by someone-else, got {other:?}"),
     }
-    assert_eq!(
-        b_lock.state().await.unwrap().status,
-        nlock::LockStatus::Held
-    );
 }
 
 #[actix::test]

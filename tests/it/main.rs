@@ -5,9 +5,12 @@ mod harness;
 mod harness_selftest;
 
 mod acquire;
+mod ends;
 mod exclusion;
 mod faults;
 mod fixture;
 mod input;
 mod loss;
+mod observe;
+mod runtimes;
 mod waiting;

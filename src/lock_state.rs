@@ -1,0 +1,113 @@
+//! The messages a [`LockActor`](crate::LockActor) answers, and what it reports about a lock.
+
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use crate::error::{LockError, LossReason};
+use crate::holder::Holder;
+use crate::subscribers::SubscriptionId;
+
+/// Sent to every subscriber when a held lock is lost; each subscriber is told once.
+#[derive(Debug, Clone, PartialEq, Eq, Message, Serialize)]
+#[rtype(result = "()")]
+pub struct LockLost {
+    /// The key.
+    pub key: String,
+    /// The fencing token of the tenure that was lost.
+    pub token: u64,
+    /// Why it was lost.
+    pub reason: LossReason,
+}
+
+/// Releases the lock: a delete that expects the current revision. Answers `NotHeld` when the
+/// lock is already released or being released, and `Lost` with the reason after a loss
+/// (also when the lease deadline passed before the release was handled).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LockError>")]
+pub struct Release;
+
+/// Refreshes the lock now (for keep-alive off, or to extend the lease early).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LockError>")]
+pub struct Refresh;
+
+/// Asks for a [`LockState`].
+#[derive(Debug, Message)]
+#[rtype(result = "LockState")]
+pub struct GetState;
+
+/// Adds a subscriber that gets [`LockLost`] if the lock is lost (at once if it already was).
+/// The subscription is weak; see [`Lease::subscribe`](crate::Lease::subscribe).
+#[derive(Debug, Message)]
+#[rtype(result = "SubscriptionId")]
+pub struct Subscribe(pub Recipient<LockLost>);
+
+/// Where a lock is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LockStatus {
+    /// Held and (with keep-alive) refreshed.
+    Held,
+    /// A release is under way.
+    Releasing,
+    /// Released by its holder.
+    Released,
+    /// Lost; see the reason.
+    Lost {
+        /// Why.
+        reason: LossReason,
+    },
+}
+
+/// A snapshot of one held lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LockState {
+    /// The key.
+    pub key: String,
+    /// The fencing token: the revision that created this tenure.
+    pub token: u64,
+    /// The current revision (changes on every refresh).
+    pub revision: u64,
+    /// The lock's TTL (in JSON: `ttl_ms`).
+    #[serde(rename = "ttl_ms", serialize_with = "crate::serde_util::millis")]
+    pub ttl: Duration,
+    /// When it was acquired, this host's wall clock (in JSON: `acquired_at_ms`, since the
+    /// Unix epoch).
+    #[serde(
+        rename = "acquired_at_ms",
+        serialize_with = "crate::serde_util::unix_millis"
+    )]
+    pub acquired_at: SystemTime,
+    /// When it was last refreshed, if ever (in JSON: `last_refresh_ms`).
+    #[serde(
+        rename = "last_refresh_ms",
+        serialize_with = "crate::serde_util::opt_unix_millis"
+    )]
+    pub last_refresh: Option<SystemTime>,
+    /// Time until the local lease deadline; zero once it has passed (in JSON:
+    /// `time_left_ms`).
+    #[serde(rename = "time_left_ms", serialize_with = "crate::serde_util::millis")]
+    pub time_left: Duration,
+    /// Held, releasing, released or lost.
+    pub status: LockStatus,
+    /// The record stored in the key.
+    pub holder: Holder,
+}
+
+/// The error a caller gets for a tenure that already ended: `Lost` with its reason, or
+/// `NotHeld` after a release.
+pub(crate) fn ended_error(key: &str, lost: Option<&LossReason>) -> LockError {
+    match lost {
+        Some(reason) => LockError::Lost {
+            key: key.to_owned(),
+            reason: reason.clone(),
+        },
+        None => LockError::NotHeld {
+            key: key.to_owned(),
+        },
+    }
+}

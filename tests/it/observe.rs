@@ -1,0 +1,137 @@
+//! Looking at the whole bucket from another process: holders and the event stream.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nlock::{LockEvent, LockEventKind, LockEvents};
+
+use crate::fixture::{Env, PATIENCE};
+
+async fn next(events: &mut LockEvents) -> LockEvent {
+    tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("an event within PATIENCE")
+        .expect("the stream does not end")
+}
+
+/// The next event for `key` of `kind`, skipping refreshes.
+async fn next_not_refresh(events: &mut LockEvents) -> LockEvent {
+    loop {
+        let e = next(events).await;
+        if e.kind != LockEventKind::Refreshed {
+            return e;
+        }
+    }
+}
+
+#[actix::test]
+async fn holders_shows_every_process_locks_with_tokens() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let b = env.manager(env.config()).await;
+    let observer = env.manager(env.config()).await;
+    assert!(observer.holders().await.unwrap().is_empty());
+    let la = a.acquire("jobs.a", Some(PATIENCE)).await.unwrap();
+    let lb = b.acquire("jobs.b", Some(PATIENCE)).await.unwrap();
+    // A refresh moves the revision, not the token.
+    lb.refresh().await.unwrap();
+    // A foreign (Go nlock style) value is shown raw.
+    env.kv()
+        .await
+        .create("go.lock", "3f2a9c".into())
+        .await
+        .unwrap();
+
+    let held = observer.holders().await.unwrap();
+    let keys: Vec<&str> = held.iter().map(|h| h.key.as_str()).collect();
+    assert_eq!(keys, ["go.lock", "jobs.a", "jobs.b"]);
+    assert_eq!(held[0].raw.as_deref(), Some("3f2a9c"));
+    assert!(held[0].holder.is_none());
+    assert_eq!(held[1].token, la.token());
+    assert_eq!(held[1].holder.as_ref().unwrap().owner, a.owner());
+    assert_eq!(held[2].token, lb.token());
+    assert!(held[2].revision > lb.token());
+
+    let one = observer.holder("jobs.b").await.unwrap().unwrap();
+    assert_eq!(one.token, lb.token());
+    la.release().await.unwrap();
+    assert_eq!(observer.holder("jobs.a").await.unwrap(), None);
+    assert_eq!(
+        observer.holder("bad..key").await.unwrap_err().kind(),
+        nlock::ErrorKind::InvalidKey
+    );
+}
+
+#[actix::test]
+async fn events_tell_acquire_refresh_release_and_foreign_delete_in_order() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let observer = env.manager(env.config()).await;
+    let before = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let mut events = observer.events(">").unwrap();
+    // First the current state.
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(before.token()))
+    );
+    before.refresh().await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Refreshed, Some(before.token()))
+    );
+    before.release().await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(e.kind, LockEventKind::Released);
+    assert_eq!(e.token, Some(before.token()));
+    assert_eq!(e.holder.unwrap().owner, a.owner());
+
+    let again = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(again.token()))
+    );
+    env.kv().await.delete("k").await.unwrap();
+    let e = next_not_refresh(&mut events).await;
+    assert_eq!(e.kind, LockEventKind::Deleted);
+    assert!(e.holder.is_none());
+    assert!(e.stored_at_ms.is_some());
+}
+
+#[actix::test]
+async fn events_tell_an_expiry_where_the_server_has_limit_markers() {
+    let env = Env::start().await;
+    if !env.modern() {
+        eprintln!("skipped: no limit markers before nats-server 2.11");
+        return;
+    }
+    let cfg = env.config().ttl(Duration::from_secs(1)).keep_alive(false);
+    let a = env.manager(cfg.clone()).await;
+    let observer = env.manager(cfg).await;
+    let mut events = observer.events("only.this").unwrap();
+    let lock = a.acquire("only.this", Some(PATIENCE)).await.unwrap();
+    a.acquire("other", Some(PATIENCE)).await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(lock.token()))
+    );
+    let e = next(&mut events).await;
+    assert_eq!(e.key, "only.this");
+    assert_eq!(e.kind, LockEventKind::Expired);
+}
+
+#[actix::test]
+async fn events_reject_a_bad_filter_before_anything_is_sent() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    for bad in ["a.>.b", "a..b", "a b"] {
+        assert_eq!(
+            m.events(bad).unwrap_err().kind(),
+            nlock::ErrorKind::InvalidKey,
+            "{bad}"
+        );
+    }
+}
