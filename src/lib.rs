@@ -50,8 +50,9 @@ mod store;
 
 pub use client::{DoOutcome, LockManager};
 pub use config::{
-    Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
-    DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
+    Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION,
+    MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
