@@ -110,7 +110,7 @@ async fn replicas_above_the_cluster_size_are_refused() {
     let err = LockManager::connect(&env.server.url(), config)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert_eq!(err.kind(), ErrorKind::BucketRejected, "{err}");
     assert_eq!(env.stream_messages().await, None, "no bucket was created");
 }
 
