@@ -423,3 +423,108 @@ async fn a_jetstream_domain_or_api_prefix_is_used() {
         .unwrap();
     works(&m).await;
 }
+
+/// A signed NATS JWT (`ed25519-nkey`): `claims` (`nats` part) about `subject`, issued by
+/// `issuer`. Only what the server checks: the signature, issuer, subject and type.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{subject}{now}"),
+        "iat": now,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let body = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = issuer.sign(body.as_bytes()).unwrap();
+    format!("{body}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// A server in operator mode with one JetStream-enabled account (and the system account it
+/// needs), and a creds file for a user
+/// of that account.
+async fn creds_env(dir: &Path) -> (Env, PathBuf) {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    // JetStream in operator mode needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({ "type": "account", "version": 2 }),
+    );
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "test-operator",
+        serde_json::json!({ "type": "operator", "version": 2 }),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "locks",
+        serde_json::json!({ "type": "account", "version": 2, "limits": unlimited }),
+    );
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "locker",
+        serde_json::json!({
+            "type": "user", "version": 2, "pub": {}, "sub": {},
+            "subs": -1, "data": -1, "payload": -1,
+        }),
+    );
+    let creds = dir.join("user.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {sys}: {system_jwt}\n  {}: {account_jwt}\n}}\n",
+        account.public_key(),
+        sys = system.public_key(),
+    );
+    let env = env_with_auth(config, ProbeAuth::CredsFile(creds.clone())).await;
+    (env, creds)
+}
+
+#[actix::test]
+async fn a_creds_file_in_options_or_from_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, creds) = creds_env(dir.path()).await;
+    let options = ConnectOptions::with_credentials_file(&creds).await.unwrap();
+    works(
+        &connect_with(&env, options, &env.server.url())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let vars = [
+        ("NATS_URL", env.server.url()),
+        ("NATS_CREDS", creds.to_str().unwrap().to_owned()),
+    ];
+    from_env_in_child(&env, &vars, None).await;
+    // Without them the server refuses the connection.
+    let err = connect(&env, &env.server.url()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
