@@ -294,10 +294,11 @@ pub enum LockError {
         /// The server's own words.
         description: String,
     },
-    /// The server has no JetStream: its INFO says so, or no JetStream API answered.
+    /// The server has no JetStream: its INFO says so, no JetStream API answered (a domain
+    /// or prefix that leads nowhere), or the server says it is not enabled for the account.
     #[error(
-        "JetStream is not enabled on this server (start it with -js); nothing answered at \
-         {api_prefix}"
+        "JetStream is not enabled on this server (start it with -js), or not for this \
+         account, or not at {api_prefix}"
     )]
     JetStreamNotEnabled {
         /// The JetStream API prefix that was asked (`$JS.API` unless a domain or prefix is
