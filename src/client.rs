@@ -88,10 +88,70 @@ pub struct LockManager {
 }
 
 impl LockManager {
-    /// Connects to NATS at `url` and starts a manager. Works inside an actix system and from
-    /// plain tokio alike (see the crate docs on runtimes).
-    pub async fn connect(url: &str, config: Config) -> Result<LockManager, LockError> {
-        let client = crate::store::connect(url).await?;
+    /// Connects to NATS and starts a manager. Works inside an actix system and from plain
+    /// tokio alike (see [`LockManager::start`]).
+    ///
+    /// `servers` takes what NATS tools take: one URL or a comma-separated list
+    /// (`nats://a:4222,nats://b:4222`; the first that answers is used, the others are for
+    /// reconnects), and credentials inside a URL: `nats://user:password@host:4222` or
+    /// `nats://token@host:4222` (percent-encode `@`, `:` and `/` in them). A list that cannot
+    /// be parsed is [`ErrorKind::InvalidConnectSetting`](crate::ErrorKind), a server without
+    /// JetStream [`ErrorKind::JetStreamNotEnabled`](crate::ErrorKind).
+    ///
+    /// ```no_run
+    /// # #[actix::main]
+    /// # async fn main() -> Result<(), nlock::LockError> {
+    /// let servers = "nats://locks:s3cret@10.0.0.1:4222,nats://locks:s3cret@10.0.0.2:4222";
+    /// let manager = nlock::LockManager::connect(servers, nlock::Config::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(servers: &str, config: Config) -> Result<LockManager, LockError> {
+        LockManager::connect_with(async_nats::ConnectOptions::new(), servers, config).await
+    }
+
+    /// Like [`connect`](LockManager::connect), with connect options the caller built (a
+    /// credentials file, TLS, a connection name, ...). Credentials in the URLs replace a user,
+    /// password or token set in `options`.
+    ///
+    /// ```no_run
+    /// # #[actix::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use nlock::async_nats::ConnectOptions;
+    /// let options = ConnectOptions::with_credentials_file("/etc/nats/locks.creds")
+    ///     .await?
+    ///     .name("billing-locks");
+    /// let manager =
+    ///     nlock::LockManager::connect_with(options, "tls://nats.internal:4222", nlock::Config::default())
+    ///         .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(
+        options: async_nats::ConnectOptions,
+        servers: &str,
+        config: Config,
+    ) -> Result<LockManager, LockError> {
+        let client = crate::connect::connect_with(options, servers, "url").await?;
+        LockManager::start(client, config).await
+    }
+
+    /// Connects as the `nats` CLI does, from its environment variables, and starts a manager:
+    /// `NATS_URL` (default `nats://127.0.0.1:4222`; a list and URL credentials as in
+    /// [`connect`](LockManager::connect)), `NATS_USER` and `NATS_PASSWORD` (a user alone is a
+    /// token), `NATS_TOKEN`, `NATS_CREDS` (a credentials file), `NATS_NKEY` (a user nkey seed
+    /// file), `NATS_CA`, `NATS_CERT` and `NATS_KEY` (TLS files). Empty counts as unset.
+    ///
+    /// A variable that cannot be used (a missing file, a password without a user) is
+    /// [`LockError::InvalidConnectSetting`] naming it, before any connection is tried.
+    ///
+    /// ```no_run
+    /// # #[actix::main]
+    /// # async fn main() -> Result<(), nlock::LockError> {
+    /// let manager = nlock::LockManager::from_env(nlock::Config::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env(config: Config) -> Result<LockManager, LockError> {
+        let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
+        let client = crate::connect::connect_with(env.options, &env.servers, "NATS_URL").await?;
         LockManager::start(client, config).await
     }
 

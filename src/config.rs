@@ -13,6 +13,28 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Go nlock's default keep-alive factor: refresh every TTL/3.
 pub const DEFAULT_KEEP_ALIVE_FACTOR: u32 = 3;
+/// The largest keep-alive factor accepted. A failed refresh is retried until the lease
+/// deadline anyway, so more refreshes per TTL buy no safety: at 20 a refresh already leaves
+/// 95 % of the TTL for retries, and each extra refresh is one more replicated write per lock.
+/// At the shortest TTL (1 s) a factor of 20 refreshes every 50 ms.
+pub const MAX_KEEP_ALIVE_FACTOR: u32 = 20;
+/// The shortest retry interval accepted. The fallback poll only backs up the watch; below
+/// 10 ms every waiting key would read the bucket a hundred times a second or more, for
+/// nothing the watch does not already deliver.
+pub const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+/// The shortest request timeout accepted. Below 10 ms even a loopback JetStream write
+/// (a replicated one, or one that syncs to disk) often cannot be answered in time, so
+/// almost every request would end "outcome unknown" and be retried.
+pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(10);
+/// The request timeout when none is set, unless the bucket TTL is shorter than twice it:
+/// then the default is TTL/2, so that every valid TTL (1 s and up) works with the default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest bucket name: the bucket's stream is `KV_<name>`, and a stream name is at most
+/// 255 bytes.
+pub const MAX_BUCKET_LEN: usize = 252;
+/// The longest bucket description, in bytes: the server's limit for a stream description
+/// (`JSMaxDescriptionLen` in nats-server).
+pub const MAX_BUCKET_DESCRIPTION: usize = 4096;
 
 /// Where the bucket keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +58,17 @@ pub struct Config {
     pub(crate) storage: Storage,
     pub(crate) request_timeout: Duration,
     pub(crate) lease_margin: Option<Duration>,
+    /// Where the JetStream API is reached: `None` for the account's own `$JS.API`.
+    pub(crate) jetstream_api: Option<JetStreamApi>,
+}
+
+/// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JetStreamApi {
+    /// A JetStream domain (`$JS.<domain>.API`), e.g. a leaf node's or a hub's.
+    Domain(String),
+    /// A full API prefix, e.g. one imported from another account.
+    Prefix(String),
 }
 
 impl Default for Config {
@@ -49,8 +82,9 @@ impl Default for Config {
             keep_alive: true,
             keep_alive_factor: DEFAULT_KEEP_ALIVE_FACTOR,
             storage: Storage::Memory,
-            request_timeout: Duration::from_secs(2),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             lease_margin: None,
+            jetstream_api: None,
         }
     }
 }
@@ -71,6 +105,7 @@ impl Config {
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config::default(),
+            request_timeout: None,
         }
     }
 
@@ -102,13 +137,18 @@ impl Config {
     pub fn storage(&self) -> Storage {
         self.storage
     }
-    /// The bucket description.
+    /// The bucket description, at most [`MAX_BUCKET_DESCRIPTION`] bytes.
     pub fn description(&self) -> &str {
         &self.description
     }
-    /// How long one NATS request may take before its outcome counts as unknown.
+    /// How long one NATS request may take before its outcome counts as unknown: the value
+    /// set on the builder, else 2 s or half the bucket TTL, whichever is shorter.
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+    /// The JetStream domain or API prefix, when one is set.
+    pub fn jetstream_api(&self) -> Option<&JetStreamApi> {
+        self.jetstream_api.as_ref()
     }
 
     /// The refresh interval for a lock of this TTL.
@@ -131,15 +171,18 @@ impl Config {
 #[must_use]
 pub struct ConfigBuilder {
     config: Config,
+    /// The request timeout set explicitly; `None` means "fit it to the TTL" at `build`.
+    request_timeout: Option<Duration>,
 }
 
 impl ConfigBuilder {
-    /// The KV bucket name (default `distributed_locks`).
+    /// The KV bucket name (default `distributed_locks`): `[A-Za-z0-9_-]`, at most
+    /// [`MAX_BUCKET_LEN`] bytes.
     pub fn bucket(mut self, name: impl Into<String>) -> Self {
         self.config.bucket = name.into();
         self
     }
-    /// The bucket description.
+    /// The bucket description, at most [`MAX_BUCKET_DESCRIPTION`] bytes.
     pub fn description(mut self, desc: impl Into<String>) -> Self {
         self.config.description = desc.into();
         self
@@ -154,7 +197,8 @@ impl ConfigBuilder {
         self.config.ttl = ttl;
         self
     }
-    /// The base interval of the fallback poll while waiting (default 250 ms, plus jitter).
+    /// The base interval of the fallback poll while waiting (default 250 ms, plus jitter); at
+    /// least [`MIN_RETRY_INTERVAL`].
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.config.retry_interval = interval;
         self
@@ -165,7 +209,8 @@ impl ConfigBuilder {
         self.config.keep_alive = on;
         self
     }
-    /// Refresh every TTL/factor; at least 2 (default 3).
+    /// Refresh every TTL/factor; 2 to [`MAX_KEEP_ALIVE_FACTOR`] (default 3). At least 2 leaves
+    /// time for a retry before the lease ends; see [`MAX_KEEP_ALIVE_FACTOR`] for the top.
     pub fn keep_alive_factor(mut self, factor: u32) -> Self {
         self.config.keep_alive_factor = factor;
         self
@@ -175,9 +220,11 @@ impl ConfigBuilder {
         self.config.storage = storage;
         self
     }
-    /// How long one NATS request may take before its outcome counts as unknown (default 2 s).
+    /// How long one NATS request may take before its outcome counts as unknown: at least
+    /// [`MIN_REQUEST_TIMEOUT`] and shorter than the TTL. Default: 2 s, or half the bucket TTL
+    /// when that is shorter (500 ms for a 1 s TTL).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.config.request_timeout = timeout;
+        self.request_timeout = Some(timeout);
         self
     }
     /// How much earlier than `send time + TTL` a holder declares its lock expired
@@ -187,22 +234,58 @@ impl ConfigBuilder {
         self
     }
 
+    /// Talks to the JetStream API of `domain` (`$JS.<domain>.API`), e.g. to reach a hub's
+    /// JetStream from a leaf node. Replaces an API prefix set before.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().jetstream_domain("hub").build().unwrap();
+    /// assert_eq!(
+    ///     config.jetstream_api(),
+    ///     Some(&nlock::JetStreamApi::Domain("hub".into()))
+    /// );
+    /// ```
+    pub fn jetstream_domain(mut self, domain: impl Into<String>) -> Self {
+        self.config.jetstream_api = Some(JetStreamApi::Domain(domain.into()));
+        self
+    }
+    /// Talks to the JetStream API at `prefix` instead of `$JS.API` (e.g. an API imported from
+    /// another account). Replaces a domain set before.
+    pub fn jetstream_api_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.jetstream_api = Some(JetStreamApi::Prefix(prefix.into()));
+        self
+    }
+
     /// Checks every value and returns the config, or the first problem found.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let c = self.config;
+        let mut c = self.config;
         validate_bucket(&c.bucket)?;
+        if c.description.len() > MAX_BUCKET_DESCRIPTION {
+            return Err(ConfigError::BucketDescriptionTooLong(c.description.len()));
+        }
         validate_ttl(c.ttl)?;
-        if c.keep_alive_factor < 2 {
+        if !(2..=MAX_KEEP_ALIVE_FACTOR).contains(&c.keep_alive_factor) {
             return Err(ConfigError::KeepAliveFactor(c.keep_alive_factor));
         }
-        if c.retry_interval.is_zero() {
+        if c.retry_interval < MIN_RETRY_INTERVAL {
             return Err(ConfigError::RetryInterval(c.retry_interval));
         }
         if !(1..=5).contains(&c.replicas) {
             return Err(ConfigError::Replicas(c.replicas));
         }
-        if c.request_timeout.is_zero() || c.request_timeout >= c.ttl {
-            return Err(ConfigError::RequestTimeout(c.request_timeout));
+        c.request_timeout = match self.request_timeout {
+            None => DEFAULT_REQUEST_TIMEOUT.min(c.ttl / 2),
+            Some(t) if t < MIN_REQUEST_TIMEOUT => return Err(ConfigError::RequestTimeout(t)),
+            Some(t) if t >= c.ttl => {
+                return Err(ConfigError::RequestTimeoutNotBelowTtl {
+                    request_timeout: t,
+                    ttl: c.ttl,
+                    smallest_ttl: smallest_ttl_above(t),
+                })
+            }
+            Some(t) => t,
+        };
+        if let Some(api) = &c.jetstream_api {
+            validate_jetstream_api(api)?;
         }
         if let Some(m) = c.lease_margin {
             if m >= c.ttl / 2 {
@@ -210,6 +293,31 @@ impl ConfigBuilder {
             }
         }
         Ok(c)
+    }
+}
+
+/// The smallest whole-second TTL longer than `request_timeout`: what an error suggests.
+pub(crate) fn smallest_ttl_above(request_timeout: Duration) -> Duration {
+    Duration::from_secs(request_timeout.as_secs() + 1)
+}
+
+/// A domain is one subject token; a prefix is a subject of such tokens. Neither may hold a
+/// wildcard or whitespace, or the API subjects built from them would not be valid.
+fn validate_jetstream_api(api: &JetStreamApi) -> Result<(), ConfigError> {
+    let token_ok = |t: &str| {
+        !t.is_empty()
+            && !t
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '*' | '>' | '.'))
+    };
+    let ok = match api {
+        JetStreamApi::Domain(d) => token_ok(d),
+        JetStreamApi::Prefix(p) => p.split('.').all(token_ok),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::JetStreamApi(api.clone()))
     }
 }
 
@@ -266,16 +374,152 @@ mod tests {
             Err(ConfigError::RetryInterval(ms(0)))
         );
         assert_eq!(
+            b().retry_interval(ms(9)).build(),
+            Err(ConfigError::RetryInterval(ms(9)))
+        );
+        assert!(b().retry_interval(MIN_RETRY_INTERVAL).build().is_ok());
+        assert_eq!(
             b().bucket("a.b").build(),
             Err(ConfigError::BucketName("a.b".into()))
         );
         assert_eq!(
-            b().request_timeout(Duration::from_secs(30)).build(),
-            Err(ConfigError::RequestTimeout(Duration::from_secs(30)))
+            b().request_timeout(ms(0)).build(),
+            Err(ConfigError::RequestTimeout(ms(0)))
         );
         assert_eq!(
             b().lease_margin(Duration::from_secs(15)).build(),
             Err(ConfigError::LeaseMargin(Duration::from_secs(15)))
         );
+    }
+
+    #[test]
+    fn keep_alive_factor_is_bounded_above() {
+        let b = Config::builder;
+        assert!(b().keep_alive_factor(MAX_KEEP_ALIVE_FACTOR).build().is_ok());
+        for f in [MAX_KEEP_ALIVE_FACTOR + 1, 1_000_000] {
+            assert_eq!(
+                b().keep_alive_factor(f).build(),
+                Err(ConfigError::KeepAliveFactor(f))
+            );
+        }
+    }
+
+    #[test]
+    fn request_timeout_is_bounded_below() {
+        let ms = Duration::from_millis;
+        let b = || Config::builder();
+        assert_eq!(
+            b().request_timeout(ms(9)).build(),
+            Err(ConfigError::RequestTimeout(ms(9)))
+        );
+        let c = b().request_timeout(MIN_REQUEST_TIMEOUT).build().unwrap();
+        assert_eq!(c.request_timeout(), MIN_REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn the_default_request_timeout_fits_every_ttl() {
+        let s = Duration::from_secs;
+        for (ttl, want) in [
+            (s(1), Duration::from_millis(500)),
+            (s(3), Duration::from_millis(1500)),
+            (s(4), s(2)),
+            (s(30), s(2)),
+        ] {
+            let c = Config::builder().ttl(ttl).build().unwrap();
+            assert_eq!(c.request_timeout(), want, "ttl {ttl:?}");
+        }
+        // Set explicitly, it is kept as set.
+        let c = Config::builder()
+            .ttl(s(1))
+            .request_timeout(Duration::from_millis(900))
+            .build()
+            .unwrap();
+        assert_eq!(c.request_timeout(), Duration::from_millis(900));
+    }
+
+    #[test]
+    fn a_ttl_the_request_timeout_does_not_fit_names_one_that_does() {
+        let s = Duration::from_secs;
+        let cases = [
+            (s(2), s(2), s(3)),
+            (s(5), s(1), s(6)),
+            (Duration::from_millis(2500), s(2), s(3)),
+        ];
+        for (timeout, ttl, smallest_ttl) in cases {
+            let err = Config::builder()
+                .ttl(ttl)
+                .request_timeout(timeout)
+                .build()
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ConfigError::RequestTimeoutNotBelowTtl {
+                    request_timeout: timeout,
+                    ttl,
+                    smallest_ttl
+                }
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("at least {smallest_ttl:?}")),
+                "{err}"
+            );
+            let fixed = Config::builder().ttl(smallest_ttl).request_timeout(timeout);
+            assert!(fixed.build().is_ok(), "{smallest_ttl:?} fits {timeout:?}");
+        }
+        // The per-lock TTL check names the same TTL.
+        let err = ConfigError::LockTtlNotAboveRequestTimeout {
+            ttl: s(2),
+            request_timeout: s(2),
+        };
+        assert!(err.to_string().contains("at least 3s"), "{err}");
+    }
+
+    #[test]
+    fn descriptions_fit_the_servers_limit() {
+        let b = Config::builder;
+        let d = |n| "d".repeat(n);
+        assert!(b().description(d(MAX_BUCKET_DESCRIPTION)).build().is_ok());
+        for n in [MAX_BUCKET_DESCRIPTION + 1, 1 << 20] {
+            assert_eq!(
+                b().description(d(n)).build(),
+                Err(ConfigError::BucketDescriptionTooLong(n))
+            );
+        }
+    }
+
+    #[test]
+    fn bucket_names_fit_a_stream_name() {
+        let b = Config::builder;
+        assert!(b().bucket("b".repeat(MAX_BUCKET_LEN)).build().is_ok());
+        assert_eq!(
+            b().bucket("b".repeat(253)).build(),
+            Err(ConfigError::BucketNameTooLong(253))
+        );
+    }
+
+    #[test]
+    fn jetstream_domain_and_prefix_are_subjects() {
+        let b = Config::builder;
+        let c = b().jetstream_api_prefix("$JS.hub.API").build().unwrap();
+        assert_eq!(
+            c.jetstream_api(),
+            Some(&JetStreamApi::Prefix("$JS.hub.API".into()))
+        );
+        let bad = [
+            JetStreamApi::Domain(String::new()),
+            JetStreamApi::Domain("a.b".into()),
+            JetStreamApi::Domain("a b".into()),
+            JetStreamApi::Prefix("$JS.*.API".into()),
+            JetStreamApi::Prefix("$JS..API".into()),
+            JetStreamApi::Prefix(">".into()),
+        ];
+        for api in bad {
+            let builder = match &api {
+                JetStreamApi::Domain(d) => b().jetstream_domain(d.clone()),
+                JetStreamApi::Prefix(p) => b().jetstream_api_prefix(p.clone()),
+            };
+            assert_eq!(builder.build(), Err(ConfigError::JetStreamApi(api)));
+        }
     }
 }

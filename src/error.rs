@@ -50,17 +50,28 @@ pub enum ConfigError {
     /// Per-message TTLs are sent in whole seconds; a fraction would be silently truncated.
     #[error("invalid TTL {0:?}: a TTL must be a whole number of seconds")]
     TtlNotWholeSeconds(Duration),
-    /// The keep-alive factor must leave time for at least one retry before the lease ends.
-    #[error("invalid keep-alive factor {0}: it must be 2 or greater")]
+    /// The keep-alive factor must leave time for at least one retry before the lease ends,
+    /// and is at most [`MAX_KEEP_ALIVE_FACTOR`](crate::MAX_KEEP_ALIVE_FACTOR).
+    #[error(
+        "invalid keep-alive factor {0}: it must be between 2 and {max}",
+        max = crate::config::MAX_KEEP_ALIVE_FACTOR
+    )]
     KeepAliveFactor(u32),
-    /// A retry interval of zero would spin.
-    #[error("invalid retry interval {0:?}: it must be greater than zero")]
+    /// A retry interval under [`MIN_RETRY_INTERVAL`](crate::MIN_RETRY_INTERVAL) would poll
+    /// the server for nothing.
+    #[error(
+        "invalid retry interval {0:?}: it must be at least {min:?}",
+        min = crate::config::MIN_RETRY_INTERVAL
+    )]
     RetryInterval(Duration),
     /// Replicas must be 1 to 5 (the JetStream limit).
     #[error("invalid replica count {0}: it must be between 1 and 5")]
     Replicas(usize),
-    /// The request timeout must be non-zero and shorter than the TTL.
-    #[error("invalid request timeout {0:?}: it must be non-zero and shorter than the TTL")]
+    /// The request timeout is at least [`MIN_REQUEST_TIMEOUT`](crate::MIN_REQUEST_TIMEOUT).
+    #[error(
+        "invalid request timeout {0:?}: it must be at least {min:?}",
+        min = crate::config::MIN_REQUEST_TIMEOUT
+    )]
     RequestTimeout(Duration),
     /// The lease margin must be shorter than half the TTL.
     #[error("invalid lease margin {0:?}: it must be shorter than half the TTL")]
@@ -75,7 +86,11 @@ pub enum ConfigError {
         bucket_ttl: Duration,
     },
     /// A per-lock TTL no longer than one request: the lease could end before the grant.
-    #[error("per-lock TTL {ttl:?} must be longer than the request timeout {request_timeout:?}")]
+    #[error(
+        "per-lock TTL {ttl:?} must be longer than the request timeout {request_timeout:?}: \
+         use a TTL of at least {smallest:?}, or a shorter request timeout",
+        smallest = crate::config::smallest_ttl_above(*request_timeout)
+    )]
     LockTtlNotAboveRequestTimeout {
         /// The TTL asked for.
         ttl: Duration,
@@ -100,6 +115,37 @@ pub enum ConfigError {
         /// What the existing bucket has.
         found: String,
     },
+    /// A bucket name longer than [`MAX_BUCKET_LEN`](crate::MAX_BUCKET_LEN) bytes: its stream
+    /// name, `KV_<name>`, would pass the server's 255-byte limit.
+    #[error(
+        "bucket name is {0} bytes; at most {max} are allowed (its stream is KV_<name>)",
+        max = crate::config::MAX_BUCKET_LEN
+    )]
+    BucketNameTooLong(usize),
+    /// A bucket description longer than the server accepts for a stream.
+    #[error(
+        "bucket description is {0} bytes; at most {max} are allowed",
+        max = crate::config::MAX_BUCKET_DESCRIPTION
+    )]
+    BucketDescriptionTooLong(usize),
+    /// An explicit request timeout no shorter than the bucket TTL: a lease could end before a
+    /// refresh is answered.
+    #[error(
+        "request timeout {request_timeout:?} must be shorter than the TTL {ttl:?}: use a TTL \
+         of at least {smallest_ttl:?}, or a shorter request timeout"
+    )]
+    RequestTimeoutNotBelowTtl {
+        /// The request timeout set.
+        request_timeout: Duration,
+        /// The bucket TTL set.
+        ttl: Duration,
+        /// The smallest whole-second TTL that this request timeout fits.
+        smallest_ttl: Duration,
+    },
+    /// A JetStream domain or API prefix that would not make a valid subject (empty, a
+    /// wildcard, whitespace, or a '.' in a domain).
+    #[error("invalid JetStream {0:?}: it must be a subject without wildcards or spaces")]
+    JetStreamApi(crate::config::JetStreamApi),
 }
 
 /// The key rule a rejected key broke (see [`validate_key`](crate::validate_key)).
@@ -236,6 +282,40 @@ pub enum LockError {
     /// The manager or lock actor is no longer running.
     #[error("the lock manager is gone")]
     ManagerGone,
+    /// The server refused to create the lock bucket (more replicas than the cluster has
+    /// nodes, for one). Nothing was created.
+    #[error(
+        "the server refused to create the lock bucket {bucket:?} (JetStream error {code}): \
+         {description}"
+    )]
+    BucketRejected {
+        /// The bucket name.
+        bucket: String,
+        /// The JetStream error code, 0 if none.
+        code: u64,
+        /// The server's own words.
+        description: String,
+    },
+    /// The server has no JetStream: its INFO says so, no JetStream API answered (a domain
+    /// or prefix that leads nowhere), or the server says it is not enabled for the account.
+    #[error(
+        "JetStream is not enabled on this server (start it with -js), or not for this \
+         account, or not at {api_prefix}"
+    )]
+    JetStreamNotEnabled {
+        /// The JetStream API prefix that was asked (`$JS.API` unless a domain or prefix is
+        /// set).
+        api_prefix: String,
+    },
+    /// A connection setting (an environment variable, or the URL) that cannot be used. Found
+    /// before any connection is tried.
+    #[error("cannot use {setting}: {problem}")]
+    InvalidConnectSetting {
+        /// The setting: the environment variable's name (`NATS_CREDS`, ...) or `url`.
+        setting: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// The kind of a [`LockError`], for matching in callers and tests.
@@ -265,6 +345,12 @@ pub enum ErrorKind {
     TaskPanicked,
     /// See [`LockError::ManagerGone`].
     ManagerGone,
+    /// See [`LockError::BucketRejected`].
+    BucketRejected,
+    /// See [`LockError::JetStreamNotEnabled`].
+    JetStreamNotEnabled,
+    /// See [`LockError::InvalidConnectSetting`].
+    InvalidConnectSetting,
 }
 
 impl LockError {
@@ -293,6 +379,9 @@ impl LockError {
             LockError::Rejected { .. } => ErrorKind::Rejected,
             LockError::TaskPanicked { .. } => ErrorKind::TaskPanicked,
             LockError::ManagerGone => ErrorKind::ManagerGone,
+            LockError::BucketRejected { .. } => ErrorKind::BucketRejected,
+            LockError::JetStreamNotEnabled { .. } => ErrorKind::JetStreamNotEnabled,
+            LockError::InvalidConnectSetting { .. } => ErrorKind::InvalidConnectSetting,
         }
     }
 }

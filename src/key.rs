@@ -5,6 +5,7 @@
 //! by NATS KV clients, and a key longer than [`MAX_KEY_LEN`] is refused so that the subject
 //! stays well under the server's limits.
 
+use crate::config::MAX_BUCKET_LEN;
 use crate::error::{ConfigError, KeyRule, LockError};
 
 /// The longest key accepted, in bytes.
@@ -45,10 +46,12 @@ pub fn validate_key(key: &str) -> Result<(), LockError> {
     }
 }
 
-/// Checks a bucket name: `[A-Za-z0-9_-]+`.
+/// Checks a bucket name: `[A-Za-z0-9_-]+`, at most [`MAX_BUCKET_LEN`] bytes.
 pub(crate) fn validate_bucket(name: &str) -> Result<(), ConfigError> {
+    if name.len() > MAX_BUCKET_LEN {
+        return Err(ConfigError::BucketNameTooLong(name.len()));
+    }
     let ok = !name.is_empty()
-        && name.len() <= 255
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -101,6 +104,18 @@ mod tests {
             assert_eq!(
                 validate_bucket(name),
                 Err(ConfigError::BucketName(name.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn bucket_names_fit_a_stream_name() {
+        // The stream is KV_<name>, and the server takes stream names up to 255 bytes.
+        assert!(validate_bucket(&"b".repeat(MAX_BUCKET_LEN)).is_ok());
+        for len in [MAX_BUCKET_LEN + 1, 255, 256] {
+            assert_eq!(
+                validate_bucket(&"b".repeat(len)),
+                Err(ConfigError::BucketNameTooLong(len))
             );
         }
     }

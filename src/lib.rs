@@ -29,7 +29,8 @@
 //! - [`LockActor`] (`lock_actor.rs`): one per held key; refresh timer, lease deadline, loss.
 //! - `lease.rs`: the refresh and release loops of one tenure.
 //! - [`LockHandle`] (`handle.rs`), [`PendingLock`] (`pending.rs`): what callers hold.
-//! - `store.rs`: the only module that talks to `async_nats`.
+//! - `store.rs`: the only module that talks to `async_nats`, besides connection set-up in
+//!   `connect.rs` (server lists, URL credentials, the `nats` CLI's environment variables).
 //! - [`Config`] (`config.rs`), [`LockError`] (`error.rs`), [`Holder`] (`holder.rs`),
 //!   key rules (`key.rs`).
 
@@ -37,6 +38,7 @@
 
 mod client;
 mod config;
+mod connect;
 mod contend;
 mod error;
 mod handle;
@@ -54,14 +56,15 @@ mod store;
 mod subscribers;
 mod tenure;
 
-/// The async-nats crate nlock is built with: use it to build a client or connect options
-/// that [`LockManager::start`] accepts, without a second copy of the crate.
+/// The async-nats nlock is built with, for [`LockManager::connect_with`] and
+/// [`LockManager::start`]: use it rather than your own dependency, so that the versions match.
 pub use async_nats;
 
 pub use client::{DoOutcome, LockManager, OnLoss};
 pub use config::{
-    Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
-    DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
+    Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION,
+    MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, context::PublishErrorKind, kv, ErrorCode};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use crate::config::{Config, Storage};
+use crate::config::{Config, JetStreamApi, Storage};
 use crate::error::{ConfigError, LockError};
 
 const KV_OPERATION: &str = "KV-Operation";
@@ -138,17 +138,54 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
     }
 }
 
+/// The first JetStream request of a manager failed. No responders means no JetStream API at
+/// `api_prefix` (a server whose INFO claims JetStream but whose account has none reachable,
+/// or a domain that does not exist), as do the server's own "not enabled" answers; anything
+/// else is the server being unreachable for now.
+fn open_failed(e: jetstream::context::GetStreamError, api_prefix: String) -> LockError {
+    use std::error::Error as _;
+    let not_enabled = match e.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(j) => matches!(
+            j.error_code(),
+            ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT
+        ),
+        jetstream::context::GetStreamErrorKind::Request => e
+            .source()
+            .and_then(|s| s.downcast_ref::<jetstream::context::RequestError>())
+            .is_some_and(|r| r.kind() == jetstream::context::RequestErrorKind::NoResponders),
+        _ => false,
+    };
+    if not_enabled {
+        LockError::JetStreamNotEnabled { api_prefix }
+    } else {
+        unavailable(e)
+    }
+}
+
 impl Store {
     /// Connects to the bucket: creates it, or accepts an existing one whose settings match.
     pub(crate) async fn open(
         client: async_nats::Client,
         config: &Config,
     ) -> Result<Store, LockError> {
-        let version = client.server_info().version;
+        let info = client.server_info();
+        let version = info.version;
         let modern = major_minor(&version) >= (2, 11);
+        let api_prefix = match &config.jetstream_api {
+            None => "$JS.API".to_owned(),
+            Some(JetStreamApi::Domain(domain)) => format!("$JS.{domain}.API"),
+            Some(JetStreamApi::Prefix(prefix)) => prefix.clone(),
+        };
+        // The INFO of a server without -js says so: no need to wait for a request to find
+        // out. Only when it counts: a domain or prefix may reach JetStream elsewhere (a leaf
+        // node's hub), and a client still connecting has no INFO yet (empty server id).
+        if config.jetstream_api.is_none() && !info.server_id.is_empty() && !info.jetstream {
+            return Err(LockError::JetStreamNotEnabled { api_prefix });
+        }
         // The request timeout bounds every JetStream request and publish ack; past it an
         // outcome is "unknown" and the caller's own deadline decides what happens next.
         let js = jetstream::ContextBuilder::new()
+            .api_prefix(api_prefix.clone())
             .timeout(config.request_timeout)
             .build(client);
         let wanted = bucket_stream_config(config, modern);
@@ -165,7 +202,7 @@ impl Store {
                 {
                     create_bucket(&js, &config.bucket, wanted.clone()).await?
                 }
-                _ => return Err(unavailable(e)),
+                _ => return Err(open_failed(e, api_prefix)),
             },
         };
         let cfg = &kv.stream.cached_info().config;
@@ -598,8 +635,8 @@ async fn create_bucket(
 /// configuration problem; anything else means the server could not be asked.
 fn bucket_rejected(bucket: &str, e: jetstream::context::CreateStreamError) -> LockError {
     match e.kind() {
-        jetstream::context::CreateStreamErrorKind::JetStream(j) => LockError::Rejected {
-            key: bucket.to_owned(),
+        jetstream::context::CreateStreamErrorKind::JetStream(j) => LockError::BucketRejected {
+            bucket: bucket.to_owned(),
             code: j.error_code().0,
             description: j.to_string(),
         },
@@ -742,11 +779,6 @@ impl Stream for KeyWatch {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// Connects a NATS client to `url`.
-pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, LockError> {
-    async_nats::connect(url).await.map_err(unavailable)
 }
 
 #[cfg(test)]

@@ -582,5 +582,5 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
         .build()
         .unwrap();
     let err = LockManager::connect(&url, too_many).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert_eq!(err.kind(), ErrorKind::BucketRejected, "{err}");
 }

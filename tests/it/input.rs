@@ -110,7 +110,15 @@ async fn replicas_above_the_cluster_size_are_refused() {
     let err = LockManager::connect(&env.server.url(), config)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    match &err {
+        LockError::BucketRejected { bucket, .. } => assert_eq!(*bucket, env.bucket),
+        other => panic!("expected BucketRejected, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("refused to create the lock bucket"),
+        "{err}"
+    );
     assert_eq!(env.stream_messages().await, None, "no bucket was created");
 }
 
@@ -149,5 +157,60 @@ async fn a_per_lock_ttl_the_bucket_would_cut_short_is_refused() {
         ),
         "{err:?}"
     );
+    // It names a TTL that would work: the smallest whole second above 1.5 s.
+    assert!(err.to_string().contains("at least 2s"), "{err}");
     assert_eq!(env.stream_messages().await, Some(0));
+}
+
+#[actix::test]
+async fn the_longest_bucket_name_and_description_build_is_accepted_by_the_server() {
+    // The bounds `build()` checks are the server's: at the limit, the bucket is created.
+    let env = Env::start().await;
+    let bucket = format!("{}_{}", env.bucket, "b".repeat(nlock::MAX_BUCKET_LEN))
+        [..nlock::MAX_BUCKET_LEN]
+        .to_owned();
+    let config = env
+        .config()
+        .bucket(bucket.clone())
+        .description("d".repeat(nlock::MAX_BUCKET_DESCRIPTION))
+        .build()
+        .unwrap();
+    let m = LockManager::connect(&env.server.url(), config)
+        .await
+        .unwrap();
+    m.try_acquire("k").await.unwrap().release().await.unwrap();
+    // One byte more of either is refused before anything is sent.
+    let longer = env.config().bucket(format!("{bucket}b")).build();
+    assert!(matches!(longer, Err(ConfigError::BucketNameTooLong(253))));
+    let longer = env
+        .config()
+        .description("d".repeat(nlock::MAX_BUCKET_DESCRIPTION + 1))
+        .build();
+    assert!(matches!(
+        longer,
+        Err(ConfigError::BucketDescriptionTooLong(_))
+    ));
+}
+
+#[actix::test]
+async fn a_one_second_ttl_works_with_the_default_request_timeout() {
+    // The README's minimum TTL, with every other option left at its default.
+    let env = Env::start().await;
+    let config = nlock::Config::builder()
+        .bucket(env.bucket.clone())
+        .ttl(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(config.request_timeout(), Duration::from_millis(500));
+    let m = LockManager::connect(&env.server.url(), config)
+        .await
+        .unwrap();
+    let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
+    // Held across several refreshes (every 333 ms) without being lost.
+    let first = lock.token();
+    crate::harness::must_eventually(PATIENCE, "two refreshes confirmed", || async {
+        env.kv().await.entry("k").await.unwrap().unwrap().revision > first + 1
+    })
+    .await;
+    lock.release().await.unwrap();
 }

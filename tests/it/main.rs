@@ -5,6 +5,7 @@ mod harness;
 mod harness_selftest;
 
 mod acquire;
+mod connect;
 mod ends;
 mod exclusion;
 mod faults;

@@ -22,7 +22,8 @@ pub use cluster::NatsCluster;
 pub use proxy::{ProxyMode, TcpProxy};
 #[allow(unused_imports)]
 pub use server::{
-    binary_version, nats_server_bin, wait_jetstream_api, NatsServer, NatsServerBuilder,
+    binary_version, nats_server_bin, wait_jetstream_api, wait_jetstream_api_as, NatsServer,
+    NatsServerBuilder, ProbeAuth,
 };
 
 /// How often [`wait_until`] re-evaluates its condition. 10 ms keeps tests responsive without

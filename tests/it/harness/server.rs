@@ -89,12 +89,71 @@ fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
 /// Exists because a listening port does not mean JetStream is usable: in a cluster the API
 /// only answers once a meta leader is elected.
 pub async fn wait_jetstream_api(url: &str, timeout: Duration) -> Result<(), String> {
+    wait_jetstream_api_as(url, timeout, &ProbeAuth::None).await
+}
+
+/// How the readiness probe authenticates, for a server whose config requires it (the probe
+/// connects as a client, so it must present what the server asks for).
+#[derive(Debug, Clone, Default)]
+pub enum ProbeAuth {
+    /// No credentials (the default).
+    #[default]
+    None,
+    /// A user and password.
+    UserPassword(String, String),
+    /// A token.
+    Token(String),
+    /// A user nkey seed.
+    Nkey(String),
+    /// A credentials file.
+    CredsFile(PathBuf),
+    /// TLS with this CA and, for servers that verify clients, this certificate and key.
+    Tls {
+        /// The CA certificate (PEM).
+        ca: PathBuf,
+        /// The client certificate and key (PEM), if the server verifies clients.
+        client: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+impl ProbeAuth {
+    /// Client options that present these credentials.
+    pub async fn options(&self) -> async_nats::ConnectOptions {
+        let options = async_nats::ConnectOptions::new();
+        match self.clone() {
+            ProbeAuth::None => options,
+            ProbeAuth::UserPassword(u, p) => options.user_and_password(u, p),
+            ProbeAuth::Token(t) => options.token(t),
+            ProbeAuth::Nkey(seed) => options.nkey(seed),
+            ProbeAuth::CredsFile(path) => options
+                .credentials_file(&path)
+                .await
+                .unwrap_or_else(|e| panic!("creds file {}: {e}", path.display())),
+            ProbeAuth::Tls { ca, client } => {
+                let options = options.add_root_certificates(ca).require_tls(true);
+                match client {
+                    Some((cert, key)) => options.add_client_certificate(cert, key),
+                    None => options,
+                }
+            }
+        }
+    }
+}
+
+/// [`wait_jetstream_api`] for a server that requires credentials or TLS.
+pub async fn wait_jetstream_api_as(
+    url: &str,
+    timeout: Duration,
+    auth: &ProbeAuth,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut client: Option<async_nats::Client> = None;
     let mut last = String::from("no attempt made");
     loop {
         if client.is_none() {
-            match async_nats::ConnectOptions::new()
+            match auth
+                .options()
+                .await
                 .connection_timeout(PROBE_TIMEOUT)
                 .connect(url)
                 .await
@@ -129,9 +188,17 @@ pub struct NatsServerBuilder {
     config: Option<String>,
     jetstream: bool,
     wait_for_jetstream: bool,
+    probe_auth: ProbeAuth,
 }
 
 impl NatsServerBuilder {
+    /// How the readiness probe authenticates (default: not at all), for a server whose
+    /// config requires credentials or client certificates.
+    pub fn probe_auth(mut self, auth: ProbeAuth) -> Self {
+        self.probe_auth = auth;
+        self
+    }
+
     /// Appends command-line arguments (after the harness's own, so they can override them),
     /// e.g. `["-DV"]` for protocol tracing in the log file.
     pub fn extra_args<I, S>(mut self, args: I) -> Self
@@ -194,6 +261,7 @@ impl NatsServerBuilder {
             extra_args: self.extra_args,
             jetstream: self.jetstream,
             wait_for_jetstream: self.wait_for_jetstream,
+            probe_auth: self.probe_auth,
             port: 0,
             child: Mutex::new(None),
         };
@@ -218,6 +286,7 @@ pub struct NatsServer {
     extra_args: Vec<String>,
     jetstream: bool,
     wait_for_jetstream: bool,
+    probe_auth: ProbeAuth,
     port: u16,
     child: Mutex<Option<Child>>,
 }
@@ -235,6 +304,7 @@ impl NatsServer {
             config: None,
             jetstream: true,
             wait_for_jetstream: true,
+            probe_auth: ProbeAuth::None,
         }
     }
 
@@ -411,7 +481,7 @@ impl NatsServer {
         if self.jetstream && self.wait_for_jetstream {
             let left = deadline.saturating_duration_since(Instant::now());
             let url = format!("nats://127.0.0.1:{port}");
-            wait_jetstream_api(&url, left.max(PROBE_TIMEOUT)).await?;
+            wait_jetstream_api_as(&url, left.max(PROBE_TIMEOUT), &self.probe_auth).await?;
         }
         Ok(port)
     }

@@ -1,0 +1,313 @@
+//! Connecting the way NATS tools do: a comma-separated server list, credentials inside a
+//! URL, caller-built [`ConnectOptions`], and the environment variables of the `nats` CLI.
+//!
+//! Besides `store.rs`, this is the only module that uses `async_nats`, and only to set up a
+//! connection. Every setting is checked before a connection is tried, so a bad one is a
+//! [`LockError::InvalidConnectSetting`] naming it, never a connection failure.
+
+use std::path::{Path, PathBuf};
+
+use async_nats::{ConnectOptions, ServerAddr};
+
+use crate::error::LockError;
+
+/// The server `from_env` connects to when `NATS_URL` is unset, as with the `nats` CLI.
+pub(crate) const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+/// Credentials found in a server URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UrlAuth {
+    /// `nats://user:pass@host`.
+    UserPassword(String, String),
+    /// `nats://token@host`: a user name without a password is a token, as in nats.go.
+    Token(String),
+}
+
+/// Splits `servers` at commas, parses each address, and takes the credentials out of the
+/// URLs. `setting` names the source in errors (`url` or `NATS_URL`). A URL's password is never
+/// repeated in an error.
+fn parse_servers(
+    servers: &str,
+    setting: &str,
+) -> Result<(Vec<ServerAddr>, Option<UrlAuth>), LockError> {
+    let invalid = |problem: String| LockError::InvalidConnectSetting {
+        setting: setting.to_owned(),
+        problem,
+    };
+    let mut addrs = Vec::new();
+    let mut auth: Option<UrlAuth> = None;
+    for (i, entry) in servers.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        // async-nats's own message says what is wrong without echoing the URL.
+        let addr: ServerAddr = entry
+            .parse()
+            .map_err(|e| invalid(format!("server {}: {e}", i + 1)))?;
+        let found = match (addr.username(), addr.password()) {
+            (None, _) => None,
+            (Some(user), Some(pass)) => Some(UrlAuth::UserPassword(
+                decode(user).map_err(|p| invalid(format!("server {}: {p}", i + 1)))?,
+                decode(pass).map_err(|p| invalid(format!("server {}: {p}", i + 1)))?,
+            )),
+            (Some(token), None) => Some(UrlAuth::Token(
+                decode(token).map_err(|p| invalid(format!("server {}: {p}", i + 1)))?,
+            )),
+        };
+        if let Some(found) = found {
+            match &auth {
+                Some(earlier) if *earlier != found => {
+                    return Err(invalid(
+                        "the servers carry different credentials; give them once".into(),
+                    ))
+                }
+                _ => auth = Some(found),
+            }
+        }
+        addrs.push(without_credentials(addr));
+    }
+    if addrs.is_empty() {
+        return Err(invalid("no server address given".into()));
+    }
+    Ok((addrs, auth))
+}
+
+/// Percent-decodes a user name, password or token from a URL.
+fn decode(part: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "the credentials are not UTF-8 once percent-decoded".to_owned())
+}
+
+/// The address with user and password removed: async-nats 0.51 does not use them (they are
+/// passed as options instead), and a secret is better not kept where logs may print it.
+fn without_credentials(addr: ServerAddr) -> ServerAddr {
+    let mut url = addr.clone().into_inner();
+    // Both fail only for URLs without a host, which `ServerAddr` does not accept.
+    if url.set_username("").is_err() || url.set_password(None).is_err() {
+        return addr;
+    }
+    ServerAddr::from_url(url).unwrap_or(addr)
+}
+
+/// Connects with `options` to the servers in `servers` (comma-separated); credentials in the
+/// URLs are added to `options`, replacing a user, password or token set there.
+pub(crate) async fn connect_with(
+    options: ConnectOptions,
+    servers: &str,
+    setting: &str,
+) -> Result<async_nats::Client, LockError> {
+    let (addrs, auth) = parse_servers(servers, setting)?;
+    let options = match auth {
+        Some(UrlAuth::UserPassword(user, pass)) => options.user_and_password(user, pass),
+        Some(UrlAuth::Token(token)) => options.token(token),
+        None => options,
+    };
+    options
+        .connect(addrs)
+        .await
+        .map_err(|e| LockError::Unavailable {
+            source: Box::new(e),
+        })
+}
+
+/// What the `nats` CLI's environment variables ask for: the servers and the options.
+pub(crate) struct EnvConnect {
+    /// `NATS_URL`, or [`DEFAULT_URL`].
+    pub servers: String,
+    /// Credentials and TLS from the other variables.
+    pub options: ConnectOptions,
+}
+
+/// Reads `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY`,
+/// `NATS_CA`, `NATS_CERT` and `NATS_KEY` through `var` (the process environment, or a map in
+/// tests). An empty variable counts as unset. Files are read and checked here, so that a bad
+/// one is an error naming its variable before any connection is tried.
+pub(crate) async fn from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<EnvConnect, LockError> {
+    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let bad = |setting: &str, problem: String| LockError::InvalidConnectSetting {
+        setting: setting.to_owned(),
+        problem,
+    };
+    let servers = var("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_owned());
+    // Checked now so that a bad list names NATS_URL; parsed again by `connect_with`.
+    parse_servers(&servers, "NATS_URL")?;
+
+    let mut options = ConnectOptions::new();
+    match (var("NATS_USER"), var("NATS_PASSWORD")) {
+        (Some(user), Some(pass)) => options = options.user_and_password(user, pass),
+        // As with the CLI's --user: a user without a password is a token.
+        (Some(token), None) => options = options.token(token),
+        (None, Some(_)) => {
+            return Err(bad(
+                "NATS_PASSWORD",
+                "it is set but NATS_USER is not".into(),
+            ))
+        }
+        (None, None) => {}
+    }
+    if let Some(token) = var("NATS_TOKEN") {
+        options = options.token(token);
+    }
+    if let Some(path) = var("NATS_CREDS") {
+        readable("NATS_CREDS", Path::new(&path))?;
+        options = options
+            .credentials_file(&path)
+            .await
+            .map_err(|e| bad("NATS_CREDS", format!("{path}: {e}")))?;
+    }
+    if let Some(path) = var("NATS_NKEY") {
+        let seed = nkey_seed(Path::new(&path)).map_err(|p| bad("NATS_NKEY", p))?;
+        options = options.nkey(seed);
+    }
+    if let Some(path) = var("NATS_CA") {
+        options = options.add_root_certificates(readable("NATS_CA", Path::new(&path))?);
+    }
+    match (var("NATS_CERT"), var("NATS_KEY")) {
+        (Some(cert), Some(key)) => {
+            let cert = readable("NATS_CERT", Path::new(&cert))?;
+            let key = readable("NATS_KEY", Path::new(&key))?;
+            options = options.add_client_certificate(cert, key);
+        }
+        (Some(_), None) => return Err(bad("NATS_KEY", "NATS_CERT is set but it is not".into())),
+        (None, Some(_)) => return Err(bad("NATS_CERT", "NATS_KEY is set but it is not".into())),
+        (None, None) => {}
+    }
+    Ok(EnvConnect { servers, options })
+}
+
+/// Checks that the file a variable names can be read (async-nats reads TLS files only when it
+/// connects, where a missing one would look like a connection failure).
+fn readable(setting: &str, path: &Path) -> Result<PathBuf, LockError> {
+    std::fs::File::open(path)
+        .map(|_| path.to_owned())
+        .map_err(|e| LockError::InvalidConnectSetting {
+            setting: setting.to_owned(),
+            problem: format!("{}: {e}", path.display()),
+        })
+}
+
+/// Reads a user nkey seed (`SU...`) from a seed file, bare or decorated as `nsc` writes it,
+/// and checks that it is a valid seed.
+fn nkey_seed(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let seed = text
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("SU"))
+        .ok_or_else(|| format!("{}: no user nkey seed (a line starting SU)", path.display()))?;
+    nkeys::KeyPair::from_seed(seed)
+        .map_err(|e| format!("{}: not a valid nkey seed: {e}", path.display()))?;
+    Ok(seed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn server_lists_and_url_credentials() {
+        let (addrs, auth) = parse_servers("nats://a:4222, nats://b:4223", "url").unwrap();
+        let ports: Vec<_> = addrs
+            .iter()
+            .map(|a| (a.host().to_owned(), a.port()))
+            .collect();
+        assert_eq!(ports, [("a".into(), 4222), ("b".into(), 4223)]);
+        assert_eq!(auth, None);
+
+        let (addrs, auth) = parse_servers("nats://u%40x:p%3Aw@a:1,nats://b:2", "url").unwrap();
+        assert_eq!(
+            auth,
+            Some(UrlAuth::UserPassword("u@x".into(), "p:w".into()))
+        );
+        assert!(addrs.iter().all(|a| !a.has_user_pass()), "{addrs:?}");
+
+        let (_, auth) = parse_servers("nats://s3cr3t@a:1", "url").unwrap();
+        assert_eq!(auth, Some(UrlAuth::Token("s3cr3t".into())));
+        // A bare host, as the CLI takes it.
+        assert_eq!(parse_servers("localhost", "url").unwrap().0[0].port(), 4222);
+    }
+
+    #[test]
+    fn bad_server_lists_name_their_setting() {
+        for list in [
+            "",
+            " , ",
+            "http://a:1",
+            "nats://a:notaport",
+            "nats://a:1,nats://b:x",
+        ] {
+            match parse_servers(list, "NATS_URL") {
+                Err(LockError::InvalidConnectSetting { setting, .. }) => {
+                    assert_eq!(setting, "NATS_URL", "{list:?}")
+                }
+                other => panic!("{list:?}: {other:?}"),
+            }
+        }
+        let err = parse_servers("nats://a:pw1@h:1,nats://a:pw2@h:2", "url").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConnectSetting);
+        assert!(!err.to_string().contains("pw1"), "{err}");
+    }
+
+    async fn env_error(vars: &[(&str, &str)]) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match from_env(|name| map.get(name).cloned()).await {
+            Ok(_) => None,
+            Err(LockError::InvalidConnectSetting { setting, .. }) => Some(setting),
+            Err(other) => panic!("{vars:?}: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unusable_variables_are_named_before_connecting() {
+        let missing = "/nonexistent/nlock-test/file";
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "not a seed\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("NATS_URL", "nats://a:x")], "NATS_URL"),
+            (&[("NATS_PASSWORD", "pw")], "NATS_PASSWORD"),
+            (&[("NATS_CREDS", missing)], "NATS_CREDS"),
+            (&[("NATS_CREDS", junk)], "NATS_CREDS"),
+            (&[("NATS_NKEY", missing)], "NATS_NKEY"),
+            (&[("NATS_NKEY", junk)], "NATS_NKEY"),
+            (&[("NATS_CA", missing)], "NATS_CA"),
+            (&[("NATS_CERT", junk)], "NATS_KEY"),
+            (&[("NATS_KEY", junk)], "NATS_CERT"),
+            (&[("NATS_CERT", missing), ("NATS_KEY", junk)], "NATS_CERT"),
+        ];
+        for (vars, want) in cases {
+            assert_eq!(env_error(vars).await.as_deref(), Some(*want), "{vars:?}");
+        }
+        // Unset and empty are the same; nothing set is the default server.
+        assert_eq!(env_error(&[("NATS_CREDS", "")]).await, None);
+        let env = from_env(|_| None).await.ok().unwrap();
+        assert_eq!(env.servers, DEFAULT_URL);
+    }
+
+    #[test]
+    fn nkey_seed_files_bare_or_decorated() {
+        let seed = nkeys::KeyPair::new_user().seed().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("bare.nk");
+        std::fs::write(&bare, format!("{seed}\n")).unwrap();
+        assert_eq!(nkey_seed(&bare).unwrap(), seed);
+        let decorated = dir.path().join("decorated.nk");
+        std::fs::write(
+            &decorated,
+            format!("-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"),
+        )
+        .unwrap();
+        assert_eq!(nkey_seed(&decorated).unwrap(), seed);
+    }
+}
