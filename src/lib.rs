@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
-pub use holder::{Holder, MAX_DESCRIPTION};
+pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
 pub use lock_actor::{
     GetState, LockActor, LockLost, LockState, LockStatus, Refresh, Release, Subscribe,

@@ -256,6 +256,7 @@ impl LockManagerActor {
             acquired_at_ms: unix_ms(SystemTime::now()),
             description: waiter.options.description.clone(),
             tenure: tenure_id.clone(),
+            foreign: false,
         };
         let tenure = Tenure {
             key: key.clone(),
