@@ -50,7 +50,7 @@ mod store;
 
 pub use client::{DoOutcome, LockManager};
 pub use config::{
-    Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
+    BucketLayout, Config, ConfigBuilder, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
     DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
