@@ -8,6 +8,7 @@ mod acquire;
 mod exclusion;
 mod faults;
 mod fixture;
+mod go_interop;
 mod input;
 mod loss;
 mod waiting;
