@@ -408,10 +408,14 @@ struct Register {
     holder: Mutex<Option<String>>,
     violations: Mutex<Vec<String>>,
     grants: Mutex<Vec<String>>,
+    /// Confirmed keep-alives: (Go, nlock).
+    keep_alives: Mutex<(usize, usize)>,
 }
 
 impl Register {
-    fn enter(&self, who: &str) {
+    /// Records `who` as the holder; returns whether this is its side's first grant (Go
+    /// clients' ids start with `go-`).
+    fn enter(&self, who: &str) -> bool {
         let mut h = self.holder.lock().unwrap();
         if let Some(other) = h.as_ref() {
             self.violations
@@ -420,7 +424,11 @@ impl Register {
                 .push(format!("{who} entered while {other} held"));
         }
         *h = Some(who.to_owned());
-        self.grants.lock().unwrap().push(who.to_owned());
+        let mut grants = self.grants.lock().unwrap();
+        let go = who.starts_with("go-");
+        let first = !grants.iter().any(|g| g.starts_with("go-") == go);
+        grants.push(who.to_owned());
+        first
     }
 
     fn exit(&self, who: &str) {
@@ -439,11 +447,11 @@ impl Register {
     }
 }
 
-/// How long a holder keeps a lock: mostly a few milliseconds, sometimes longer than TTL/3 so
-/// that keep-alives run on both sides.
-fn hold_time(ttl: Duration) -> Duration {
+/// How long a holder keeps a lock: longer than TTL/3 for each side's first grant of a key, so
+/// that keep-alives run on both sides, then mostly a few milliseconds and sometimes long again.
+fn hold_time(ttl: Duration, first: bool) -> Duration {
     let mut rng = rand::rng();
-    if rng.random_ratio(1, 12) {
+    if first || rng.random_ratio(1, 20) {
         ttl / 3 + Duration::from_millis(300)
     } else {
         Duration::from_millis(rng.random_range(1..20))
@@ -476,14 +484,17 @@ async fn go_client(
                 return;
             }
         };
-        register.enter(&id);
+        let first = register.enter(&id);
         // Keep alive every TTL/3 with the expected revision, as Go nlock does.
-        let end = tokio::time::Instant::now() + hold_time(ttl);
+        let end = tokio::time::Instant::now() + hold_time(ttl, first);
         let mut next_keep_alive = tokio::time::Instant::now() + ttl / 3;
         while next_keep_alive < end {
             tokio::time::sleep_until(next_keep_alive).await;
             match kv.update(key, value.clone(), rev).await {
-                Ok(r) => rev = r,
+                Ok(r) => {
+                    rev = r;
+                    register.keep_alives.lock().unwrap().0 += 1;
+                }
                 Err(e) => register.problem(format!("{id}: keep-alive failed: {e}")),
             }
             next_keep_alive += ttl / 3;
@@ -518,10 +529,14 @@ async fn nlock_client(
                 return;
             }
         };
-        register.enter(&who);
+        let first = register.enter(&who);
         tokio::select! {
-            _ = tokio::time::sleep(hold_time(ttl)) => {}
+            _ = tokio::time::sleep(hold_time(ttl, first)) => {}
             lost = lock.lost() => register.problem(format!("{who}: lost {key}: {}", lost.reason)),
+        }
+        // A refresh (keep-alive) moved the revision past the token.
+        if lock.state().await.is_ok_and(|s| s.revision > s.token) {
+            register.keep_alives.lock().unwrap().1 += 1;
         }
         register.exit(&who);
         if let Err(e) = lock.release().await {
@@ -544,7 +559,7 @@ async fn go_clients_and_nlock_managers_share_keys_safely() {
     let managers = [env.manager(config.clone()).await, env.manager(config).await];
     let keys: [&'static str; 2] = ["shared.a", "shared.b"];
     let registers: Vec<Arc<Register>> = keys.iter().map(|_| Arc::default()).collect();
-    // A few seconds of contention, with at least one long hold on each side likely.
+    // A few seconds of contention, with a long hold on each side and key.
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut tasks = Vec::new();
     for (key, register) in keys.iter().zip(&registers) {
@@ -580,10 +595,18 @@ async fn go_clients_and_nlock_managers_share_keys_safely() {
         let grants = register.grants.lock().unwrap();
         let go = grants.iter().filter(|g| g.starts_with("go-")).count();
         let nl = grants.len() - go;
-        println!("measured: {key}: {go} Go grants, {nl} nlock grants");
+        let (go_ka, nl_ka) = *register.keep_alives.lock().unwrap();
+        println!(
+            "measured: {key}: {go} Go grants, {nl} nlock grants; \
+             {go_ka} Go keep-alives, {nl_ka} nlock tenures refreshed"
+        );
         assert!(
             go > 0 && nl > 0,
             "{key}: both sides held it ({go} Go, {nl} nlock)"
+        );
+        assert!(
+            go_ka > 0 && nl_ka > 0,
+            "{key}: both sides kept a lock alive"
         );
     }
 }
