@@ -315,8 +315,9 @@ impl Store {
 /// the account, and async-nats 0.51 cannot parse the account info of servers before 2.10.
 ///
 /// With [`BucketLayout::GoCompatible`] (or a server before 2.11) it is the stream Go nlock's
-/// `CreateOrUpdateKeyValue` makes, but for the first sequence, which the server keeps out of
-/// the comparison when Go nlock later updates the bucket (`tests/it/go_interop.rs` checks).
+/// `CreateOrUpdateKeyValue` makes, but for the first sequence. Go nlock's start-up update of
+/// the bucket succeeds all the same and drops it from the config, which changes nothing: a
+/// first sequence only acts when a stream is created (`tests/it/go_interop.rs` checks).
 fn bucket_stream_config(config: &Config, modern: bool) -> jetstream::stream::Config {
     let full = modern && config.bucket_layout == BucketLayout::Full;
     jetstream::stream::Config {

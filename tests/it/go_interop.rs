@@ -279,7 +279,7 @@ async fn go_start_up_against_each_layout_nlock_creates() {
     full.shutdown().await;
 
     // The Go-compatible layout, created by nlock with its first sequence at the clock.
-    let env = Env::start_with(crate::harness::NatsServer::builder()).await;
+    let env = Env::start().await;
     let config = env.config().bucket_layout(BucketLayout::GoCompatible);
     let m = env.manager(config.clone()).await;
     assert!(!m.capabilities().per_lock_ttl && !m.capabilities().expiry_events);
