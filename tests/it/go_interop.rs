@@ -299,11 +299,13 @@ async fn go_start_up_against_each_layout_nlock_creates() {
     let second = m.acquire("k", Some(PATIENCE)).await.unwrap();
     assert!(second.token() > first.token());
     second.release().await.unwrap();
-    // An nlock process starting after it still accepts the bucket, with no warning.
+    // An nlock process starting after it still accepts the bucket, with no warning; with
+    // this layout there is nothing to upgrade to, so `upgrade_bucket` changes nothing.
     let (log, guard) = Captured::warnings();
-    let again = env.manager(config).await;
+    let again = env.manager(config.upgrade_bucket(true)).await;
     drop(guard);
     assert_eq!(log.lines_with("the lock bucket has no"), 0);
+    assert!(!bucket_config(&env).await.allow_message_ttl);
     again
         .try_acquire("k")
         .await
