@@ -60,6 +60,8 @@ pub struct Config {
     pub(crate) lease_margin: Option<Duration>,
     /// Where the JetStream API is reached: `None` for the account's own `$JS.API`.
     pub(crate) jetstream_api: Option<JetStreamApi>,
+    pub(crate) bucket_layout: BucketLayout,
+    pub(crate) upgrade_bucket: bool,
 }
 
 /// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
@@ -85,6 +87,8 @@ impl Default for Config {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             lease_margin: None,
             jetstream_api: None,
+            bucket_layout: BucketLayout::Full,
+            upgrade_bucket: false,
         }
     }
 }
@@ -318,6 +322,68 @@ fn validate_jetstream_api(api: &JetStreamApi) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::JetStreamApi(api.clone()))
+    }
+}
+
+/// How nlock lays out a bucket it creates, and which existing buckets it accepts.
+///
+/// ```no_run
+/// # #[actix::main]
+/// # async fn main() -> Result<(), nlock::LockError> {
+/// // Share Go nlock's default bucket with Go services.
+/// let config = nlock::Config::builder()
+///     .bucket_layout(nlock::BucketLayout::GoCompatible)
+///     .build()?;
+/// let manager = nlock::LockManager::connect("nats://127.0.0.1:4222", config).await?;
+/// assert!(!manager.capabilities().per_lock_ttl);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BucketLayout {
+    /// Per-message TTL and limit markers where the server has them (2.11+): per-lock TTLs,
+    /// and waiters wake when a lock expires. An existing bucket without them (made by an
+    /// older server or by Go nlock) is used without those two features, with one warning;
+    /// [`ConfigBuilder::upgrade_bucket`] adds them. Go nlock cannot start on a bucket with
+    /// per-message TTL: its start-up update of the bucket is refused.
+    #[default]
+    Full,
+    /// Exactly the bucket Go nlock creates (history 1, TTL as `max_age`, no per-message TTL,
+    /// no limit markers), so that Go nlock's start-up update of the bucket succeeds. No
+    /// per-lock TTL, and waiters notice an expired lock at their next fallback poll. An
+    /// existing bucket with per-message TTL is refused (`BucketMismatch`): Go nlock could not
+    /// start on it.
+    GoCompatible,
+}
+
+impl Config {
+    /// How a bucket this manager creates is laid out (default [`BucketLayout::Full`]).
+    pub fn bucket_layout(&self) -> BucketLayout {
+        self.bucket_layout
+    }
+    /// Whether an existing bucket without per-message TTL or limit markers is upgraded.
+    pub fn upgrade_bucket(&self) -> bool {
+        self.upgrade_bucket
+    }
+}
+
+impl ConfigBuilder {
+    /// How a bucket this manager creates is laid out, and which existing buckets it accepts
+    /// (default [`BucketLayout::Full`]). Use [`BucketLayout::GoCompatible`] in fleets that
+    /// share the bucket with Go nlock.
+    pub fn bucket_layout(mut self, layout: BucketLayout) -> Self {
+        self.config.bucket_layout = layout;
+        self
+    }
+    /// Upgrades an existing bucket that lacks per-message TTL or limit markers (one made by
+    /// a server before 2.11, or by Go nlock) to [`BucketLayout::Full`], when the server
+    /// supports them (default off: an existing bucket is never changed without this).
+    ///
+    /// The upgrade cannot be undone, and Go nlock processes then fail at start-up on the
+    /// bucket: upgrade only once none share it. With [`BucketLayout::GoCompatible`] there is
+    /// nothing to upgrade to, and this has no effect.
+    pub fn upgrade_bucket(mut self, on: bool) -> Self {
+        self.config.upgrade_bucket = on;
+        self
     }
 }
 

@@ -7,7 +7,22 @@ use serde::{Deserialize, Serialize};
 /// The longest caller-supplied description, in bytes; it keeps the lock value small.
 pub const MAX_DESCRIPTION: usize = 512;
 
+/// How much of a foreign lock value (one not written by nlock) a [`Holder`] shows, in bytes:
+/// enough for an id or a host name, not enough to carry a large value into every error.
+pub const MAX_FOREIGN_VALUE: usize = 256;
+
 /// Who holds a lock: stored as JSON in the lock's KV value, shown by busy errors and state.
+///
+/// A value nlock did not write (Go nlock's random id, or anything else a client put there)
+/// is shown as a *foreign* holder: `foreign` is true, `owner` is the raw value (lossily
+/// decoded as UTF-8, at most [`MAX_FOREIGN_VALUE`] bytes), `host` and `tenure` are empty and
+/// `pid` and `acquired_at_ms` are 0.
+///
+/// ```
+/// let h = nlock::Holder::foreign(b"3f2a9c");
+/// assert!(h.foreign);
+/// assert_eq!(h.to_string(), "foreign holder \"3f2a9c\"");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Holder {
@@ -28,10 +43,18 @@ pub struct Holder {
     /// cannot know its own revision; there, the token is that write's revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<u64>,
+    /// The value was not written by nlock; `owner` holds the raw value. Never written by
+    /// nlock itself (skipped when false, so the stored JSON is what it was before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.foreign {
+            // Debug formatting quotes the raw value and escapes control characters in it.
+            return write!(f, "foreign holder {:?}", self.owner);
+        }
         write!(f, "{} (pid {} on {})", self.owner, self.pid, self.host)?;
         if let Some(d) = &self.description {
             write!(f, " \"{d}\"")?;
@@ -51,9 +74,36 @@ impl Holder {
         v.into()
     }
 
-    /// Decodes a lock value; `None` for values not written by nlock.
+    /// Decodes a lock value: nlock's own record, or a [foreign](Holder::foreign) holder for
+    /// any other value. `None` only for an empty value, which names nobody.
     pub(crate) fn decode(value: &[u8]) -> Option<Holder> {
-        serde_json::from_slice(value).ok()
+        if value.is_empty() {
+            return None;
+        }
+        Some(serde_json::from_slice(value).unwrap_or_else(|_| Holder::foreign(value)))
+    }
+
+    /// A holder for a lock value nlock did not write: the raw value, lossily decoded as UTF-8
+    /// and cut to at most [`MAX_FOREIGN_VALUE`] bytes (at a character boundary).
+    pub fn foreign(value: &[u8]) -> Holder {
+        let mut owner = String::from_utf8_lossy(value).into_owned();
+        if owner.len() > MAX_FOREIGN_VALUE {
+            let mut end = MAX_FOREIGN_VALUE;
+            while !owner.is_char_boundary(end) {
+                end -= 1;
+            }
+            owner.truncate(end);
+        }
+        Holder {
+            owner,
+            host: String::new(),
+            pid: 0,
+            acquired_at_ms: 0,
+            description: None,
+            tenure: String::new(),
+            token: None,
+            foreign: true,
+        }
     }
 }
 
@@ -95,9 +145,8 @@ pub(crate) fn random_id() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_rejects_foreign_values() {
-        let h = Holder {
+    fn own() -> Holder {
+        Holder {
             owner: "o".into(),
             host: "h".into(),
             pid: 7,
@@ -105,10 +154,46 @@ mod tests {
             description: Some("d".into()),
             tenure: "t".into(),
             token: None,
-        };
-        assert_eq!(Holder::decode(&h.encode()), Some(h.clone()));
+            foreign: false,
+        }
+    }
+
+    #[test]
+    fn own_values_begin_with_the_owner_prefix() {
+        let h = own();
         assert!(h.encode().starts_with(&value_prefix("o")));
         assert!(!h.encode().starts_with(&value_prefix("other")));
-        assert_eq!(Holder::decode(b"not json"), None);
+    }
+
+    #[test]
+    fn round_trips_without_a_foreign_field() {
+        let h = own();
+        let value = h.encode();
+        assert!(!String::from_utf8_lossy(&value).contains("foreign"));
+        assert_eq!(Holder::decode(&value), Some(h));
+    }
+
+    #[test]
+    fn decodes_other_values_as_foreign_holders() {
+        let h = Holder::decode(b"go-3f2a9c").unwrap();
+        assert!(h.foreign);
+        assert_eq!(h.owner, "go-3f2a9c");
+        assert_eq!((h.host.as_str(), h.pid, h.tenure.as_str()), ("", 0, ""));
+        assert_eq!(h.to_string(), r#"foreign holder "go-3f2a9c""#);
+        // Not UTF-8, and JSON of another shape: still shown, never an nlock record.
+        assert_eq!(Holder::decode(b"a\xffb").unwrap().owner, "a\u{fffd}b");
+        assert!(Holder::decode(br#"{"owner":"x"}"#).unwrap().foreign);
+        assert_eq!(Holder::decode(b""), None);
+    }
+
+    #[test]
+    fn caps_a_foreign_value_at_a_character_boundary() {
+        let long = "é".repeat(MAX_FOREIGN_VALUE); // two bytes each
+        let h = Holder::foreign(long.as_bytes());
+        assert_eq!(h.owner.len(), MAX_FOREIGN_VALUE);
+        let odd = format!("x{long}");
+        let h = Holder::foreign(odd.as_bytes());
+        assert_eq!(h.owner.len(), MAX_FOREIGN_VALUE - 1);
+        assert!(h.owner.starts_with("xé"));
     }
 }

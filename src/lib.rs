@@ -62,13 +62,14 @@ pub use async_nats;
 
 pub use client::{DoOutcome, LockManager, OnLoss};
 pub use config::{
-    Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION,
-    MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
+    BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET,
+    DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
+    MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT,
+    MIN_RETRY_INTERVAL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
-pub use holder::{Holder, MAX_DESCRIPTION};
+pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
 pub use lease::{Lease, LeaseEnd};
 pub use lock_actor::LockActor;

@@ -280,6 +280,7 @@ impl LockManagerActor {
             description: waiter.options.description.clone(),
             tenure: tenure_id.clone(),
             token: None,
+            foreign: false,
         };
         let tenure = Tenure {
             key: key.clone(),

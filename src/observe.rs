@@ -23,11 +23,9 @@ pub struct KeyHolder {
     pub token: u64,
     /// The key's current revision (it moves with every refresh).
     pub revision: u64,
-    /// The holder's record; `None` for a value not written by nlock (a Go nlock client's
-    /// random id, say), whose raw text is in `raw`.
-    pub holder: Option<Holder>,
-    /// The raw value when it is not an nlock record, lossily decoded and cut at 256 bytes.
-    pub raw: Option<String>,
+    /// The holder's record. A value not written by nlock (a Go nlock client's random id,
+    /// say) is a [`Holder::foreign`] record holding the raw value.
+    pub holder: Holder,
     /// When the server stored the current revision (server clock, ms since the Unix epoch),
     /// if known.
     pub stored_at_ms: Option<u64>,
@@ -65,45 +63,23 @@ pub struct LockEvent {
     /// The fencing token of the tenure it belongs to, when known (always for `Acquired`,
     /// `Refreshed` and `Released` written by nlock).
     pub token: Option<u64>,
-    /// The holder's record, when the change carries one.
+    /// The holder's record, when the change carries one (a foreign record for a value not
+    /// written by nlock).
     pub holder: Option<Holder>,
-    /// The raw value when it is not an nlock record.
-    pub raw: Option<String>,
     /// When the server stored the change (server clock, ms since the Unix epoch), if known.
     pub stored_at_ms: Option<u64>,
-}
-
-/// Lock values of other writers are shown at most this long.
-const MAX_RAW: usize = 256;
-
-/// The holder record in `value`, or the raw text of a value not written by nlock.
-fn decode(value: &[u8]) -> (Option<Holder>, Option<String>) {
-    if value.is_empty() {
-        return (None, None);
-    }
-    match Holder::decode(value) {
-        Some(h) => (Some(h), None),
-        None => {
-            let cut = &value[..value.len().min(MAX_RAW)];
-            (None, Some(String::from_utf8_lossy(cut).into_owned()))
-        }
-    }
 }
 
 pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
     if change.op != ChangeOp::Put {
         return None;
     }
-    let (holder, raw) = decode(&change.value);
+    let holder = Holder::decode(&change.value).unwrap_or_else(|| Holder::foreign(b""));
     Some(KeyHolder {
-        token: holder
-            .as_ref()
-            .and_then(|h| h.token)
-            .unwrap_or(change.revision),
+        token: holder.token.unwrap_or(change.revision),
         key: change.key,
         revision: change.revision,
         holder,
-        raw,
         stored_at_ms: change.stored_at_ms,
     })
 }
@@ -136,7 +112,7 @@ impl LockEvents {
     }
 
     fn event(&mut self, change: Change) -> LockEvent {
-        let (holder, raw) = decode(&change.value);
+        let holder = Holder::decode(&change.value);
         let (kind, token) = match change.op {
             ChangeOp::Put => {
                 let token = holder.as_ref().and_then(|h| h.token);
@@ -144,8 +120,8 @@ impl LockEvents {
                 // is a refresh when it repeats the previous write on the key.
                 let previous = self.last.insert(change.key.clone(), change.value.to_vec());
                 let refreshed = match &holder {
-                    Some(_) => token.is_some(),
-                    None => previous.as_deref() == Some(&change.value[..]),
+                    Some(h) if !h.foreign => token.is_some(),
+                    _ => previous.as_deref() == Some(&change.value[..]),
                 };
                 if refreshed {
                     (LockEventKind::Refreshed, token)
@@ -170,7 +146,6 @@ impl LockEvents {
             revision: change.revision,
             token,
             holder,
-            raw,
             stored_at_ms: change.stored_at_ms,
         }
     }

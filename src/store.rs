@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, context::PublishErrorKind, kv, ErrorCode};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use crate::config::{Config, JetStreamApi, Storage};
+use crate::config::{BucketLayout, Config, JetStreamApi, Storage};
 use crate::error::{ConfigError, LockError};
 
 const KV_OPERATION: &str = "KV-Operation";
@@ -188,10 +188,10 @@ impl Store {
             .api_prefix(api_prefix.clone())
             .timeout(config.request_timeout)
             .build(client);
-        let wanted = bucket_stream_config(config, modern);
+        let mut wanted = bucket_stream_config(config, modern);
         let kv = match js.get_stream(&wanted.name).await {
             Ok(stream) => {
-                check_matches(&config.bucket, &wanted, &stream.cached_info().config)?;
+                adopt_bucket(&js, config, &wanted, stream.cached_info().config.clone()).await?;
                 js.get_key_value(&config.bucket)
                     .await
                     .map_err(unavailable)?
@@ -200,12 +200,25 @@ impl Store {
                 jetstream::context::GetStreamErrorKind::JetStream(js_err)
                     if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
                 {
-                    create_bucket(&js, &config.bucket, wanted.clone()).await?
+                    create_bucket(&js, config, wanted.clone()).await?
                 }
                 _ => return Err(open_failed(e, api_prefix)),
             },
         };
+        if config.upgrade_bucket && !modern {
+            tracing::info!(
+                bucket = %config.bucket,
+                server = %version,
+                "upgrade_bucket: the server has no per-message TTL or limit markers (2.11+); \
+                 the bucket is left as it is"
+            );
+        }
         let cfg = &kv.stream.cached_info().config;
+        // A bucket lost and re-created (memory storage on a restart) gets the layout it was
+        // used with, so that it keeps matching these capabilities, and Go nlock processes
+        // sharing it.
+        wanted.allow_message_ttl = cfg.allow_message_ttl;
+        wanted.subject_delete_marker_ttl = cfg.subject_delete_marker_ttl;
         let caps = Capabilities {
             server_version: version,
             per_lock_ttl: modern && cfg.allow_message_ttl,
@@ -573,7 +586,13 @@ fn ack_timestamp_ms(reply: &str) -> Option<u64> {
 /// The stream behind a lock bucket, as NATS KV lays it out (ADR-8), with history 1 and
 /// `max_age` = TTL. Built here rather than by `create_key_value`, because that first queries
 /// the account, and async-nats 0.51 cannot parse the account info of servers before 2.10.
+///
+/// With [`BucketLayout::GoCompatible`] (or a server before 2.11) it is the stream Go nlock's
+/// `CreateOrUpdateKeyValue` makes, but for the first sequence. Go nlock's start-up update of
+/// the bucket succeeds all the same and drops it from the config, which changes nothing: a
+/// first sequence only acts when a stream is created (`tests/it/go_interop.rs` checks).
 fn bucket_stream_config(config: &Config, modern: bool) -> jetstream::stream::Config {
+    let full = modern && config.bucket_layout == BucketLayout::Full;
     jetstream::stream::Config {
         name: format!("KV_{}", config.bucket),
         description: Some(config.description.clone()),
@@ -591,8 +610,8 @@ fn bucket_stream_config(config: &Config, modern: bool) -> jetstream::stream::Con
         discard: jetstream::stream::DiscardPolicy::New,
         // Per-message TTL and limit markers (2.11+). A marker lives as long as a lock would:
         // long enough for any poller to see it.
-        allow_message_ttl: modern,
-        subject_delete_marker_ttl: modern.then_some(config.ttl),
+        allow_message_ttl: full,
+        subject_delete_marker_ttl: full.then_some(config.ttl),
         first_sequence: first_sequence(),
         ..Default::default()
     }
@@ -615,18 +634,81 @@ fn first_sequence() -> Option<u64> {
 
 async fn create_bucket(
     js: &jetstream::Context,
-    bucket: &str,
+    config: &Config,
     wanted: jetstream::stream::Config,
 ) -> Result<kv::Store, LockError> {
+    let bucket = &config.bucket;
     match js.create_stream(wanted.clone()).await {
         Ok(_) => js.get_key_value(bucket).await.map_err(unavailable),
         Err(e) => {
             // Two managers may race to create the bucket; the loser re-reads and compares.
             if let Ok(stream) = js.get_stream(&wanted.name).await {
-                check_matches(bucket, &wanted, &stream.cached_info().config)?;
+                adopt_bucket(js, config, &wanted, stream.cached_info().config.clone()).await?;
                 return js.get_key_value(bucket).await.map_err(unavailable);
             }
             Err(bucket_rejected(bucket, e))
+        }
+    }
+}
+
+/// Accepts an existing bucket whose safety settings match `wanted`. One that lacks
+/// per-message TTL or limit markers (made by a server before 2.11, or by Go nlock) is used
+/// without them, with one warning, or upgraded when the config asks for it.
+async fn adopt_bucket(
+    js: &jetstream::Context,
+    config: &Config,
+    wanted: &jetstream::stream::Config,
+    found: jetstream::stream::Config,
+) -> Result<(), LockError> {
+    let missing = check_matches(&config.bucket, wanted, &found)?;
+    let Some(what) = missing.describe() else {
+        return Ok(());
+    };
+    if !config.upgrade_bucket {
+        tracing::warn!(
+            bucket = %config.bucket,
+            missing = what,
+            "the lock bucket has no {what} (made by a nats-server before 2.11 or by Go nlock): \
+             no per-lock TTL, and waiters notice an expired lock only at their next fallback \
+             poll. To upgrade it, start one manager with `upgrade_bucket(true)` once no Go \
+             nlock process uses the bucket (Go nlock cannot start on an upgraded one)"
+        );
+        return Ok(());
+    }
+    // Everything else as found, so only these two settings change. The server refuses to
+    // turn per-message TTL off again, so this cannot be undone.
+    let mut upgraded = found;
+    upgraded.allow_message_ttl = true;
+    upgraded.subject_delete_marker_ttl = upgraded
+        .subject_delete_marker_ttl
+        .or(wanted.subject_delete_marker_ttl);
+    js.update_stream(&upgraded)
+        .await
+        .map_err(|e| bucket_rejected(&config.bucket, e))?;
+    tracing::info!(
+        bucket = %config.bucket,
+        added = what,
+        "upgraded the lock bucket (upgrade_bucket); Go nlock can no longer start on it"
+    );
+    Ok(())
+}
+
+/// What an existing bucket lacks of the layout asked for, among the settings whose lack is
+/// safe: without them nlock works as on a server before 2.11.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Missing {
+    message_ttl: bool,
+    limit_markers: bool,
+}
+
+impl Missing {
+    /// The missing features in words, or `None` when nothing is missing.
+    fn describe(self) -> Option<&'static str> {
+        match (self.message_ttl, self.limit_markers) {
+            (true, true) => Some("per-message TTL and limit markers"),
+            (true, false) => Some("per-message TTL"),
+            (false, true) => Some("limit markers"),
+            (false, false) => None,
         }
     }
 }
@@ -644,11 +726,13 @@ fn bucket_rejected(bucket: &str, e: jetstream::context::CreateStreamError) -> Lo
     }
 }
 
+/// Compares the settings that matter for safety, and says which optional features the
+/// existing bucket lacks.
 fn check_matches(
     bucket: &str,
     wanted: &jetstream::stream::Config,
     found: &jetstream::stream::Config,
-) -> Result<(), LockError> {
+) -> Result<Missing, LockError> {
     let mismatch = |setting: &'static str, w: String, f: String| {
         Err(LockError::InvalidConfig(ConfigError::BucketMismatch {
             bucket: bucket.to_owned(),
@@ -685,13 +769,6 @@ fn check_matches(
             found.num_replicas.to_string(),
         );
     }
-    if found.allow_message_ttl != wanted.allow_message_ttl {
-        return mismatch(
-            "per-message TTL",
-            wanted.allow_message_ttl.to_string(),
-            found.allow_message_ttl.to_string(),
-        );
-    }
     if found.discard != wanted.discard || !found.deny_delete || !found.allow_direct {
         return mismatch(
             "KV layout (discard new, deny delete, direct get)",
@@ -702,15 +779,28 @@ fn check_matches(
             ),
         );
     }
+    // Per-message TTL and limit markers only add features, so a bucket without them is
+    // used without them. One with them where none are wanted (`BucketLayout::GoCompatible`)
+    // is refused: Go nlock's start-up update could not turn per-message TTL off again.
+    if found.allow_message_ttl && !wanted.allow_message_ttl {
+        return mismatch(
+            "per-message TTL (Go nlock cannot start on such a bucket)",
+            "false".into(),
+            "true".into(),
+        );
+    }
     let markers = found.subject_delete_marker_ttl;
-    if markers.is_some() != wanted.subject_delete_marker_ttl.is_some() {
+    if markers.is_some() && wanted.subject_delete_marker_ttl.is_none() {
         return mismatch(
             "limit markers",
             format!("{:?}", wanted.subject_delete_marker_ttl),
             format!("{markers:?}"),
         );
     }
-    Ok(())
+    Ok(Missing {
+        message_ttl: wanted.allow_message_ttl && !found.allow_message_ttl,
+        limit_markers: wanted.subject_delete_marker_ttl.is_some() && markers.is_none(),
+    })
 }
 
 fn classify_publish(e: jetstream::context::PublishError) -> WriteError {
@@ -783,7 +873,64 @@ impl Stream for KeyWatch {
 
 #[cfg(test)]
 mod tests {
-    use super::major_minor;
+    use super::*;
+    use crate::config::BucketLayout;
+
+    fn layout(layout: BucketLayout, modern: bool) -> jetstream::stream::Config {
+        let config = Config::builder().bucket_layout(layout).build().unwrap();
+        bucket_stream_config(&config, modern)
+    }
+
+    #[test]
+    fn a_bucket_without_ttl_and_markers_is_used_without_them() {
+        let full = layout(BucketLayout::Full, true);
+        let go = layout(BucketLayout::GoCompatible, true);
+        assert!(full.allow_message_ttl && full.subject_delete_marker_ttl.is_some());
+        assert!(!go.allow_message_ttl && go.subject_delete_marker_ttl.is_none());
+        let missing = check_matches("b", &full, &go).unwrap();
+        assert_eq!(
+            missing.describe(),
+            Some("per-message TTL and limit markers")
+        );
+        let no_markers = jetstream::stream::Config {
+            subject_delete_marker_ttl: None,
+            ..full.clone()
+        };
+        let missing = check_matches("b", &full, &no_markers).unwrap();
+        assert_eq!(missing.describe(), Some("limit markers"));
+        assert_eq!(check_matches("b", &full, &full).unwrap().describe(), None);
+        assert_eq!(check_matches("b", &go, &go).unwrap().describe(), None);
+        // Before 2.11 both layouts are Go's, and nothing is missing.
+        let old = layout(BucketLayout::Full, false);
+        assert!(!old.allow_message_ttl && old.subject_delete_marker_ttl.is_none());
+        assert_eq!(check_matches("b", &old, &go).unwrap().describe(), None);
+    }
+
+    #[test]
+    fn safety_settings_and_extra_features_are_still_mismatches() {
+        let full = layout(BucketLayout::Full, true);
+        let go = layout(BucketLayout::GoCompatible, true);
+        let setting = |wanted, found| match check_matches("b", wanted, found) {
+            Err(LockError::InvalidConfig(ConfigError::BucketMismatch { setting, .. })) => setting,
+            other => panic!("expected a mismatch, got {other:?}"),
+        };
+        assert!(setting(&go, &full).starts_with("per-message TTL"));
+        let other_ttl = jetstream::stream::Config {
+            max_age: Duration::from_secs(5),
+            ..go.clone()
+        };
+        assert_eq!(setting(&full, &other_ttl), "ttl (max_age)");
+        let history = jetstream::stream::Config {
+            max_messages_per_subject: 5,
+            ..go.clone()
+        };
+        assert_eq!(setting(&full, &history), "history");
+        let file = jetstream::stream::Config {
+            storage: jetstream::stream::StorageType::File,
+            ..go.clone()
+        };
+        assert_eq!(setting(&full, &file), "storage");
+    }
 
     #[test]
     fn parses_server_versions() {

@@ -47,9 +47,10 @@ impl Tenure {
         self.send_ttl.then_some(self.ttl)
     }
 
-    /// Whether a stored value was written by this tenure.
+    /// Whether a stored value was written by this tenure. A foreign value (one nlock did not
+    /// write) never is, whatever it contains.
     pub(crate) fn is_ours(&self, value: &[u8]) -> bool {
-        Holder::decode(value).is_some_and(|h| h.tenure == self.tenure_id)
+        Holder::decode(value).is_some_and(|h| !h.foreign && h.tenure == self.tenure_id)
     }
 }
 

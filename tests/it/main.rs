@@ -10,6 +10,7 @@ mod ends;
 mod exclusion;
 mod faults;
 mod fixture;
+mod go_interop;
 mod input;
 mod loss;
 mod observe;

@@ -45,10 +45,10 @@ async fn holders_shows_every_process_locks_with_tokens() {
     let held = observer.holders().await.unwrap();
     let keys: Vec<&str> = held.iter().map(|h| h.key.as_str()).collect();
     assert_eq!(keys, ["go.lock", "jobs.a", "jobs.b"]);
-    assert_eq!(held[0].raw.as_deref(), Some("3f2a9c"));
-    assert!(held[0].holder.is_none());
+    assert!(held[0].holder.foreign);
+    assert_eq!(held[0].holder.owner, "3f2a9c");
     assert_eq!(held[1].token, la.token());
-    assert_eq!(held[1].holder.as_ref().unwrap().owner, a.owner());
+    assert_eq!(held[1].holder.owner, a.owner());
     assert_eq!(held[2].token, lb.token());
     assert!(held[2].revision > lb.token());
 
