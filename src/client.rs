@@ -17,6 +17,9 @@ use crate::manager::{
     TryAcquire,
 };
 use crate::store::{Capabilities, Store};
+// Only the doc links below name `ErrorKind`.
+#[cfg(doc)]
+use crate::error::ErrorKind;
 
 /// What [`LockManager::run_if_free`] did.
 #[derive(Debug)]
