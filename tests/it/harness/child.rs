@@ -4,7 +4,8 @@
 //! The binary belongs to the workspace's `nlock-test-support` crate (`support/`), not to
 //! nlock, so `cargo test` does not build it and `CARGO_BIN_EXE_*` does not name it. The first
 //! [`ChildClient::start`] in a test process builds it with `cargo build -p nlock-test-support`
-//! (a no-op when it is up to date) and takes its path from cargo's own report.
+//! (a no-op when it is up to date, as after `scripts/test`'s own build) and takes its path
+//! from cargo's own report.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
