@@ -20,6 +20,9 @@ use crate::manager::{
 use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
 use crate::store::{Capabilities, ChangesFrom, Store};
 use crate::subscribers::{Subscribers, SubscriptionId};
+// Only doc links name `ErrorKind`.
+#[cfg(doc)]
+use crate::error::ErrorKind;
 
 /// What [`LockManager::run_if_free`] did.
 #[derive(Debug)]

@@ -20,19 +20,6 @@
 //! }
 //! # async fn close_day(_token: u64) {}
 //! ```
-//!
-//! # Layout
-//! - [`LockManager`] (`client.rs`): the handle callers share; wraps the manager actor.
-//! - [`LockManagerActor`] (`manager.rs`): one per bucket; per-key FIFO queues, one contender
-//!   per key, one [`LockActor`] per held key.
-//! - `contend.rs`: getting a lock: compare-and-set, watch, fallback poll.
-//! - [`LockActor`] (`lock_actor.rs`): one per held key; refresh timer, lease deadline, loss.
-//! - `lease.rs`: the refresh and release loops of one tenure.
-//! - [`LockHandle`] (`handle.rs`), [`PendingLock`] (`pending.rs`): what callers hold.
-//! - `store.rs`: the only module that talks to `async_nats`, besides connection set-up in
-//!   `connect.rs` (server lists, URL credentials, the `nats` CLI's environment variables).
-//! - [`Config`] (`config.rs`), [`LockError`] (`error.rs`), [`Holder`] (`holder.rs`),
-//!   key rules (`key.rs`).
 
 #![warn(missing_docs)]
 

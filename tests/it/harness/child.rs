@@ -1,7 +1,15 @@
 //! [`ChildClient`]: a lock client in its own OS process (`nlock-fault-client`), so a test can
 //! pause it with SIGSTOP or kill it for real while it holds a lock.
+//!
+//! The binary belongs to the workspace's `nlock-test-support` crate (`support/`), not to
+//! nlock, so `cargo test` does not build it and `CARGO_BIN_EXE_*` does not name it. The first
+//! [`ChildClient::start`] in a test process builds it with `cargo build -p nlock-test-support`
+//! (a no-op when it is up to date, as after `scripts/test`'s own build) and takes its path
+//! from cargo's own report.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -25,7 +33,10 @@ pub struct ChildClient {
 impl ChildClient {
     /// Starts a client on `url` with `bucket` and lock TTL `ttl_s`, waits for it to be ready.
     pub async fn start(url: &str, bucket: &str, ttl_s: u64, retry_ms: u64) -> ChildClient {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nlock-fault-client"))
+        let bin = tokio::task::spawn_blocking(fault_client_bin)
+            .await
+            .expect("build nlock-fault-client");
+        let mut child = Command::new(bin)
             .args([url, bucket, &ttl_s.to_string(), &retry_ms.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -126,6 +137,56 @@ impl ChildClient {
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill fault client");
     }
+}
+
+/// The `nlock-fault-client` binary, built once per test process. Concurrent tests wait for
+/// the first one's build; across processes cargo's own lock on the target dir serialises them.
+/// Called from `spawn_blocking`: a build can take a minute from a clean clone, and the calling
+/// test's runtime (its servers' clients, its proxies) must keep running meanwhile.
+fn fault_client_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(build_fault_client)
+}
+
+/// Runs `cargo build -p nlock-test-support --bin nlock-fault-client` in this workspace with the
+/// cargo running the tests (`$CARGO`), so the same toolchain and target dir (`CARGO_TARGET_DIR`
+/// is inherited), and returns the executable's path from its JSON messages rather than
+/// guessing the target dir's layout.
+fn build_fault_client() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let output = std::process::Command::new(&cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "nlock-test-support",
+            "--bin",
+            "nlock-fault-client",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cargo:?} to build nlock-fault-client: {e}"));
+    assert!(
+        output.status.success(),
+        "`cargo build -p nlock-test-support --bin nlock-fault-client` failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact" && m["target"]["name"] == "nlock-fault-client"
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| {
+            panic!(
+                "cargo built nlock-test-support but reported no nlock-fault-client executable:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
 }
 
 fn signal(pid: u32, sig: &str) {
