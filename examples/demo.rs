@@ -55,10 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\n2. A busy lock says who holds it.");
-    let opts = LockOptions {
-        description: Some("rebuilding the search index".into()),
-        ..Default::default()
-    };
+    let opts = LockOptions::default().description("rebuilding the search index");
     let held = replicas[0].acquire_with("demo.index", None, opts).await?;
     match replicas[1].try_acquire("demo.index").await {
         Err(e) => println!("   replica 1: {e}"),

@@ -213,10 +213,9 @@ impl LockManager {
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
     /// use std::time::Duration;
-    /// let options = nlock::LockOptions {
-    ///     ttl: Some(Duration::from_secs(5)),
-    ///     description: Some("compacting segment 42".into()),
-    /// };
+    /// let options = nlock::LockOptions::default()
+    ///     .ttl(Duration::from_secs(5))
+    ///     .description("compacting segment 42");
     /// let lock = m.acquire_with("segments.42", Some(Duration::from_secs(1)), options).await?;
     /// # Ok(()) }
     /// ```
@@ -386,7 +385,7 @@ impl LockManager {
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
     /// for h in m.holders().await? {
-    ///     println!("{} token {} held by {:?}", h.key, h.token, h.holder.map(|h| h.owner));
+    ///     println!("{} token {} held by {}", h.key, h.token, h.holder);
     /// }
     /// # Ok(()) }
     /// ```

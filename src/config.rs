@@ -38,6 +38,7 @@ pub const MAX_BUCKET_DESCRIPTION: usize = 4096;
 
 /// Where the bucket keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Storage {
     /// In memory: fastest; every lock is gone when the server restarts (holders are told).
     Memory,
@@ -66,6 +67,7 @@ pub struct Config {
 
 /// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JetStreamApi {
     /// A JetStream domain (`$JS.<domain>.API`), e.g. a leaf node's or a hub's.
     Domain(String),
@@ -339,6 +341,7 @@ fn validate_jetstream_api(api: &JetStreamApi) -> Result<(), ConfigError> {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum BucketLayout {
     /// Per-message TTL and limit markers where the server has them (2.11+): per-lock TTLs,
     /// and waiters wake when a lock expires. An existing bucket without them (made by an

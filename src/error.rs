@@ -40,6 +40,7 @@ impl std::fmt::Display for LossReason {
 
 /// What a configuration value got wrong. Every variant is found before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Bucket names are `[A-Za-z0-9_-]+`.
     #[error("invalid bucket name {0:?}: use letters, digits, '_' and '-'")]
@@ -150,6 +151,7 @@ pub enum ConfigError {
 
 /// The key rule a rejected key broke (see [`validate_key`](crate::validate_key)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyRule {
     /// A key must not be empty.
     Empty,
@@ -182,6 +184,7 @@ impl std::fmt::Display for KeyRule {
 
 /// A feature that needs a newer nats-server than the one connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Feature {
     /// A TTL for one lock (`Nats-TTL`), server 2.11+.
     PerLockTtl,
@@ -197,6 +200,7 @@ impl std::fmt::Display for Feature {
 
 /// The error type of every nlock operation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     /// `Acquire` waited for its whole timeout without getting the lock.
     #[error("timed out after {waited:?} waiting for lock {key:?}")]
@@ -318,8 +322,10 @@ pub enum LockError {
     },
 }
 
-/// The kind of a [`LockError`], for matching in callers and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of a [`LockError`], for matching in callers and tests. Serialises as its
+/// [`as_str`](ErrorKind::as_str) name, which stays the same across releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// See [`LockError::AcquireTimedOut`].
     AcquireTimedOut,
@@ -351,6 +357,42 @@ pub enum ErrorKind {
     JetStreamNotEnabled,
     /// See [`LockError::InvalidConnectSetting`].
     InvalidConnectSetting,
+}
+
+impl ErrorKind {
+    /// A stable, snake_case name for this kind (`"busy"`, `"acquire_timed_out"`, ...): for
+    /// JSON bodies, metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::AcquireTimedOut => "acquire_timed_out",
+            ErrorKind::Busy => "busy",
+            ErrorKind::NotHeld => "not_held",
+            ErrorKind::Lost => "lost",
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::TaskPanicked => "task_panicked",
+            ErrorKind::ManagerGone => "manager_gone",
+            ErrorKind::BucketRejected => "bucket_rejected",
+            ErrorKind::JetStreamNotEnabled => "jetstream_not_enabled",
+            ErrorKind::InvalidConnectSetting => "invalid_connect_setting",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl LockError {

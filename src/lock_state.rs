@@ -12,6 +12,7 @@ use crate::subscribers::SubscriptionId;
 /// Sent to every subscriber when a held lock is lost; each subscriber is told once.
 #[derive(Debug, Clone, PartialEq, Eq, Message, Serialize)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct LockLost {
     /// The key.
     pub key: String,

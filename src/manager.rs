@@ -55,12 +55,37 @@ pub struct TryAcquire {
 }
 
 /// Per-lock options.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = nlock::LockOptions::default()
+///     .ttl(Duration::from_secs(5))
+///     .description("compacting segment 42");
+/// assert_eq!(options.ttl, Some(Duration::from_secs(5)));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockOptions {
     /// A TTL for this lock instead of the bucket's (server 2.11+; whole seconds, >= 1 s).
     pub ttl: Option<Duration>,
     /// Stored in the lock value, shown to anyone who finds the lock busy.
     pub description: Option<String>,
+}
+
+impl LockOptions {
+    /// A TTL for this lock instead of the bucket's.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// A description stored in the lock value, shown to anyone who finds the lock busy.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
 }
 
 /// Asks for every key this process holds or waits for.
@@ -69,7 +94,8 @@ pub struct LockOptions {
 pub struct ListLocks;
 
 /// What [`ListLocks`] answers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct LocksReport {
     /// States of the locks held by this process, by key.
     pub held: Vec<LockState>,

@@ -34,7 +34,8 @@ pub(crate) enum End {
 }
 
 /// What the connected server can do, read once when the manager starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// The server's version string, e.g. `2.15.1`.
     pub server_version: String,

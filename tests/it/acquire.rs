@@ -50,10 +50,7 @@ async fn try_acquire_names_the_holder_when_busy() {
     let env = Env::start().await;
     let a = env.manager(env.config()).await;
     let b = env.manager(env.config()).await;
-    let opts = LockOptions {
-        description: Some("nightly report".into()),
-        ..Default::default()
-    };
+    let opts = LockOptions::default().description("nightly report");
     let _held = a.acquire_with("k", Some(PATIENCE), opts).await.unwrap();
     match b.try_acquire("k").await {
         Err(nlock::LockError::Busy { key, holder }) => {

@@ -127,10 +127,7 @@ async fn a_go_bucket_is_used_as_it_is_with_one_warning() {
         ErrorKind::Busy
     );
     lock.release().await.unwrap();
-    let with_ttl = LockOptions {
-        ttl: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let with_ttl = LockOptions::default().ttl(Duration::from_secs(2));
     let err = m
         .acquire_with("j", Some(PATIENCE), with_ttl)
         .await
@@ -234,10 +231,7 @@ async fn an_upgrade_happens_only_when_asked_and_keys_still_expire_after_it() {
         must_eventually(PATIENCE, &format!("{key} expires"), || gone(&kv, key)).await;
     }
     // A lock with a per-lock TTL shorter than the bucket's, held and refreshed across it.
-    let opts = LockOptions {
-        ttl: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let opts = LockOptions::default().ttl(Duration::from_secs(2));
     let lock = m.acquire_with("short", Some(PATIENCE), opts).await.unwrap();
     let token = lock.token();
     let before = kv.entry("short").await.unwrap().unwrap().revision;

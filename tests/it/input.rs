@@ -25,19 +25,13 @@ async fn bad_keys_are_rejected_before_anything_is_written() {
 async fn bad_per_lock_options_are_rejected_before_anything_is_written() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
-    let ttl = |d| LockOptions {
-        ttl: Some(d),
-        ..Default::default()
-    };
+    let ttl = |d| LockOptions::default().ttl(d);
     let cases = [
         (ttl(Duration::ZERO), ErrorKind::InvalidConfig),
         (ttl(Duration::from_millis(500)), ErrorKind::InvalidConfig),
         (ttl(Duration::from_millis(1500)), ErrorKind::InvalidConfig),
         (
-            LockOptions {
-                description: Some("x".repeat(nlock::MAX_DESCRIPTION + 1)),
-                ..Default::default()
-            },
+            LockOptions::default().description("x".repeat(nlock::MAX_DESCRIPTION + 1)),
             ErrorKind::InvalidConfig,
         ),
     ];
@@ -55,10 +49,7 @@ async fn bad_per_lock_options_are_rejected_before_anything_is_written() {
 async fn per_lock_ttl_on_an_old_server_is_unsupported() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
-    let opts = LockOptions {
-        ttl: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let opts = LockOptions::default().ttl(Duration::from_secs(2));
     let result = m.acquire_with("k", Some(PATIENCE), opts).await;
     if env.modern() {
         assert!(result.is_ok());
@@ -129,10 +120,7 @@ async fn a_per_lock_ttl_the_bucket_would_cut_short_is_refused() {
     let m = env
         .manager(env.config().request_timeout(Duration::from_millis(1500)))
         .await;
-    let with_ttl = |s| LockOptions {
-        ttl: Some(Duration::from_secs(s)),
-        ..Default::default()
-    };
+    let with_ttl = |s| LockOptions::default().ttl(Duration::from_secs(s));
     match m
         .acquire_with("k", Some(PATIENCE), with_ttl(4))
         .await

@@ -135,3 +135,45 @@ async fn events_reject_a_bad_filter_before_anything_is_sent() {
         );
     }
 }
+
+#[actix::test]
+async fn states_and_errors_serialize_for_admin_pages() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let lock = m
+        .acquire_with(
+            "k",
+            Some(PATIENCE),
+            nlock::LockOptions::default().description("nightly"),
+        )
+        .await
+        .unwrap();
+    let report = serde_json::to_value(m.locks().await.unwrap()).unwrap();
+    let held = &report["held"][0];
+    assert_eq!(held["key"], "k");
+    assert_eq!(held["token"], lock.token());
+    assert_eq!(held["ttl_ms"], 3000);
+    assert_eq!(held["status"]["status"], "held");
+    assert_eq!(held["holder"]["owner"], m.owner());
+    assert_eq!(held["holder"]["description"], "nightly");
+    assert!(held["time_left_ms"].as_u64().unwrap() > 0);
+
+    let other = env.manager(env.config()).await;
+    let busy = other.try_acquire("k").await.unwrap_err();
+    assert_eq!(serde_json::to_value(busy.kind()).unwrap(), "busy");
+    env.kv().await.delete("k").await.unwrap();
+    let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
+    let json = serde_json::to_value(&lost).unwrap();
+    assert_eq!(json["reason"]["kind"], "deleted");
+    assert_eq!(
+        serde_json::to_value(lock.lease().end().unwrap()).unwrap()["end"],
+        "lost"
+    );
+    assert_eq!(
+        serde_json::to_value(nlock::ErrorKind::AcquireTimedOut).unwrap(),
+        "acquire_timed_out"
+    );
+    assert_eq!(nlock::ErrorKind::Busy.to_string(), "busy");
+    let caps = serde_json::to_value(m.capabilities()).unwrap();
+    assert_eq!(caps["per_lock_ttl"], env.modern());
+}

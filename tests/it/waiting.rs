@@ -90,10 +90,7 @@ async fn per_lock_ttl_is_sent_on_every_write() {
     // server expire it after 2 s; the header is what is checked, write after write.
     let cfg = env.config().ttl(Duration::from_secs(10));
     let a = env.manager(cfg).await;
-    let opts = LockOptions {
-        ttl: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let opts = LockOptions::default().ttl(Duration::from_secs(2));
     let lock = a.acquire_with("k", Some(PATIENCE), opts).await.unwrap();
     assert_eq!(lock.state().await.unwrap().ttl, Duration::from_secs(2));
     let js = async_nats::jetstream::new(env.raw().await);
