@@ -584,3 +584,36 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
     let err = LockManager::connect(&url, too_many).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BucketRejected, "{err}");
 }
+
+#[actix::test]
+async fn a_release_whose_ack_was_lost_is_a_release_even_after_another_takes_the_key() {
+    let env = Env::start().await;
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    // A long lease: the release's retries have time to meet the new holder before the
+    // deadline would decide anything.
+    let cfg = env.config().ttl(Duration::from_secs(10)).keep_alive(false);
+    let a = proxied_manager(&proxy, cfg.clone()).await;
+    let b = env.manager(cfg).await;
+    let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let probe = LossProbe::start();
+    lock.subscribe(probe.recipient());
+    let waiter = spawn_waiter(&b, "k", PATIENCE).await;
+
+    // The delete lands, but a never hears back: its outcome is unknown, and it retries.
+    proxy.set_mode(ProxyMode::DropReplies);
+    let release = actix::spawn(async move {
+        let result = lock.release().await;
+        (lock, result)
+    });
+    // b sees the delete and takes the key; a's retries now meet b's write.
+    let taken = waiter.await.unwrap().expect("b takes the freed key");
+    proxy.set_mode(ProxyMode::Pass);
+    let (lock, result) = tokio::time::timeout(PATIENCE, release)
+        .await
+        .expect("the release ends before its deadline")
+        .unwrap();
+    result.expect("the lock was released, not lost");
+    assert_eq!(lock.lease().end(), Some(nlock::LeaseEnd::Released));
+    probe.assert_no_more().await;
+    assert!(taken.is_held());
+}
