@@ -1,0 +1,217 @@
+//! The bucket's changes as a stream (`changes`) and as a one-off snapshot of each key's last
+//! change (`snapshot`).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::{unavailable, End, Store, KV_OPERATION, NLOCK_END};
+use crate::error::LockError;
+
+/// What a change to a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeOp {
+    /// A value was written (an acquire, a refresh, or anyone's put).
+    Put,
+    /// A delete marker by someone else than the holder.
+    Delete,
+    /// A holder's own delete marker (see [`End`]).
+    Ended(End),
+    /// A purge by a client (`KV-Operation: PURGE`).
+    Purge,
+    /// The server removed the key's last message at its age limit and left a marker
+    /// (limit markers, server 2.11+; without them an expiry is silent).
+    Expired,
+}
+
+/// One change to a key of the bucket that landed in the stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub key: String,
+    pub revision: u64,
+    pub op: ChangeOp,
+    pub value: Bytes,
+    /// When the server stored it, in milliseconds since the Unix epoch (server clock), when
+    /// the delivery said.
+    pub stored_at_ms: Option<u64>,
+}
+
+/// Where a stream of changes starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangesFrom {
+    /// Only changes from now on.
+    Now,
+    /// Each key's last message first, then every change.
+    Current,
+}
+
+/// A never-ending stream of [`Change`]s (see [`Store::changes`]).
+pub(crate) type Changes = Pin<Box<dyn Stream<Item = Change> + Send>>;
+
+/// How long a broken change stream waits before it opens again: a memory-storage server
+/// restart or a leader change takes about this long to settle, and a lock that changes in
+/// the gap is still checked at its next refresh.
+const CHANGES_REOPEN: Duration = Duration::from_millis(250);
+
+impl Store {
+    /// Every change that lands on the keys matching `filter` (a key or a wildcard such as
+    /// `>`), from one JetStream ordered consumer: one per caller, not one per lock. The
+    /// stream never ends: when the consumer breaks (a restart, a lost bucket) it is opened
+    /// again after [`CHANGES_REOPEN`], from the revision after the last one delivered.
+    pub(crate) fn changes(&self, filter: &str, from: ChangesFrom) -> Changes {
+        struct State {
+            store: Store,
+            subject: String,
+            from: ChangesFrom,
+            last: Option<u64>,
+            live: Option<jetstream::consumer::push::Ordered>,
+        }
+        let state = State {
+            store: self.clone(),
+            subject: format!("{}{}", self.subject_prefix, filter),
+            from,
+            last: None,
+            live: None,
+        };
+        Box::pin(futures::stream::unfold(state, |mut st| async move {
+            loop {
+                let Some(live) = st.live.as_mut() else {
+                    let policy = match (st.last, st.from) {
+                        (Some(last), _) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+                            start_sequence: last + 1,
+                        },
+                        (None, ChangesFrom::Now) => jetstream::consumer::DeliverPolicy::New,
+                        (None, ChangesFrom::Current) => {
+                            jetstream::consumer::DeliverPolicy::LastPerSubject
+                        }
+                    };
+                    match st.store.open_changes(&st.subject, policy).await {
+                        Ok(live) => st.live = Some(live),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "change stream not open; retrying");
+                            tokio::time::sleep(CHANGES_REOPEN).await;
+                        }
+                    }
+                    continue;
+                };
+                match live.next().await {
+                    Some(Ok(msg)) => {
+                        if let Some(change) = st.store.to_change(&msg) {
+                            st.last = Some(change.revision);
+                            return Some((change, st));
+                        }
+                    }
+                    Some(Err(_)) | None => {
+                        st.live = None;
+                        tokio::time::sleep(CHANGES_REOPEN).await;
+                    }
+                }
+            }
+        }))
+    }
+
+    async fn open_changes(
+        &self,
+        subject: &str,
+        deliver_policy: jetstream::consumer::DeliverPolicy,
+    ) -> Result<jetstream::consumer::push::Ordered, async_nats::Error> {
+        let consumer = self
+            .kv
+            .stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: self.js.client().new_inbox(),
+                description: Some("nlock change stream".to_owned()),
+                filter_subject: subject.to_owned(),
+                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                deliver_policy,
+                ..Default::default()
+            })
+            .await?;
+        Ok(consumer.messages().await?)
+    }
+
+    fn to_change(&self, msg: &jetstream::Message) -> Option<Change> {
+        let key = msg.subject.strip_prefix(self.subject_prefix.as_str())?;
+        let info = msg.info().ok()?;
+        let headers = msg.headers.as_ref();
+        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        let op = match (header(KV_OPERATION), header("Nats-Marker-Reason")) {
+            (Some("DEL"), _) => match header(NLOCK_END) {
+                Some("released") => ChangeOp::Ended(End::Released),
+                Some("lapsed") => ChangeOp::Ended(End::Lapsed),
+                _ => ChangeOp::Delete,
+            },
+            (Some("PURGE"), _) => ChangeOp::Purge,
+            (_, Some("MaxAge")) => ChangeOp::Expired,
+            (_, Some("Remove")) => ChangeOp::Delete,
+            (_, Some(_)) => ChangeOp::Purge,
+            _ => ChangeOp::Put,
+        };
+        Some(Change {
+            key: key.to_owned(),
+            revision: info.stream_sequence,
+            op,
+            value: msg.payload.clone(),
+            stored_at_ms: msg.reply.as_deref().and_then(ack_timestamp_ms),
+        })
+    }
+}
+
+impl Store {
+    /// The last change of every key matching `filter`, read once from a snapshot consumer:
+    /// who holds what right now, as far as this (possibly follower-served) read can tell.
+    /// For display and observers only, never to decide ownership.
+    pub(crate) async fn snapshot(&self, filter: &str) -> Result<Vec<Change>, LockError> {
+        let subject = format!("{}{}", self.subject_prefix, filter);
+        let consumer = self
+            .kv
+            .stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: self.js.client().new_inbox(),
+                description: Some("nlock snapshot".to_owned()),
+                filter_subject: subject,
+                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut changes = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(changes);
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        loop {
+            // Each message is due at once; the request timeout bounds a stalled delivery.
+            let next = tokio::time::timeout(self.request_timeout, messages.next()).await;
+            let msg = match next {
+                Ok(Some(Ok(msg))) => msg,
+                Ok(Some(Err(e))) => return Err(unavailable(e)),
+                Ok(None) => return Ok(changes),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let pending = msg.info().map(|i| i.pending).unwrap_or(0);
+            changes.extend(self.to_change(&msg));
+            if pending == 0 {
+                return Ok(changes);
+            }
+        }
+    }
+}
+
+/// The server's timestamp in a JetStream ack subject, in milliseconds since the epoch:
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<nanos>.<pending>`, or the longer
+/// form with domain and account hash in front (ADR-15), where it is the third from last
+/// token but one.
+fn ack_timestamp_ms(reply: &str) -> Option<u64> {
+    let tokens: Vec<&str> = reply.split('.').collect();
+    let nanos = match tokens.len() {
+        9 => tokens[7],
+        n if n >= 12 => tokens[n - 3],
+        _ => return None,
+    };
+    nanos.parse::<u64>().ok().map(|n| n / 1_000_000)
+}
