@@ -13,10 +13,10 @@ use crate::error::LossReason;
 use crate::handle::LockHandle;
 use crate::holder::{random_id, Holder};
 use crate::lease::{Lease, LeaseEnd};
-use crate::lock_state::LockLost;
-use crate::manager::{
+use crate::lock::manager::{
     Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, TryAcquire,
 };
+use crate::lock::state::LockLost;
 use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
 use crate::store::{Capabilities, ChangesFrom, Store};
 use crate::subscribers::{Subscribers, SubscriptionId};

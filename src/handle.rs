@@ -9,8 +9,8 @@ use actix::{Addr, Recipient};
 
 use crate::error::LockError;
 use crate::lease::{Lease, LeaseEnd};
-use crate::lock_actor::LockActor;
-use crate::lock_state::{ended_error, GetState, LockLost, LockState, Refresh, Release};
+use crate::lock::actor::LockActor;
+use crate::lock::state::{ended_error, GetState, LockLost, LockState, Refresh, Release};
 use crate::subscribers::SubscriptionId;
 
 /// A held lock. Not `Clone`: one handle, one holder; dropping it releases the lock.

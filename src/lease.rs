@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::LossReason;
-use crate::lock_state::LockLost;
+use crate::lock::state::LockLost;
 use crate::subscribers::{Subscribers, SubscriptionId};
 
 /// How a tenure ended.

@@ -26,22 +26,18 @@
 mod client;
 mod config;
 mod connect;
-mod contend;
 mod error;
 mod handle;
 mod holder;
 mod key;
 mod lease;
-mod lock_actor;
-mod lock_state;
-mod manager;
+mod lock;
 mod observe;
 mod pending;
 mod runtime;
 mod serde_util;
 mod store;
 mod subscribers;
-mod tenure;
 
 /// The async-nats nlock is built with, for [`LockManager::connect_with`] and
 /// [`LockManager::start`]: use it rather than your own dependency, so that the versions match.
@@ -59,12 +55,12 @@ pub use handle::LockHandle;
 pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
 pub use lease::{Lease, LeaseEnd};
-pub use lock_actor::LockActor;
-pub use lock_state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
-pub use manager::{
+pub use lock::actor::LockActor;
+pub use lock::manager::{
     Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, SubscribeLosses,
     TryAcquire,
 };
+pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
 pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};
 pub use pending::PendingLock;
 pub use store::Capabilities;

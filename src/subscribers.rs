@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use actix::{Recipient, WeakRecipient};
 
-use crate::lock_state::LockLost;
+use crate::lock::state::LockLost;
 
 /// Names one subscription, to [`unsubscribe`](crate::Lease::unsubscribe) it later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -19,12 +19,12 @@ use tracing::Instrument;
 
 use crate::error::{LockError, LossReason};
 use crate::lease::LeaseState;
-use crate::lock_state::{
+use crate::lock::state::{
     ended_error, GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe,
 };
+use crate::lock::tenure::{self, Confirmed, Released, Tenure};
 use crate::store::Store;
 use crate::subscribers::Subscribers;
-use crate::tenure::{self, Confirmed, Released, Tenure};
 
 /// Told to the manager when a lock actor ends, however it ends.
 #[derive(Debug, Message)]

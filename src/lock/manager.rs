@@ -15,18 +15,18 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::{validate_ttl, Config};
-use crate::contend::{Contended, Contender};
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
 use crate::handle::LockHandle;
 use crate::holder::{unix_ms, Holder, MAX_DESCRIPTION};
 use crate::key::validate_key;
 use crate::lease::Lease;
-use crate::lock_actor::{ForeignWrite, LockActor, LockEnded, LockSetup, ReleaseForShutdown};
-use crate::lock_state::{GetState, LockLost, LockState};
+use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, LockSetup, ReleaseForShutdown};
+use crate::lock::contend::{Contended, Contender};
+use crate::lock::state::{GetState, LockLost, LockState};
+use crate::lock::tenure::Tenure;
 use crate::pending::PendingLock;
 use crate::store::{Change, ChangeOp, Changes, Store};
 use crate::subscribers::{Subscribers, SubscriptionId};
-use crate::tenure::Tenure;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
 /// memory is dropped; a forgotten marker only costs one extra round-trip.

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::error::LockError;
 use crate::holder::Holder;
+use crate::lock::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
 use crate::store::{KeyWatch, Op, Store, WriteError};
-use crate::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
 
 /// A lock just taken: its fencing token and the write that proved it.
 #[derive(Debug, Clone)]
