@@ -178,9 +178,11 @@ async fn a_refused_foreign_write_does_not_end_the_lock() {
     lock.subscribe(probe.recipient());
     let kv = env.kv().await;
     // Writes that the stream refuses: a create on a held key, a compare-and-set and a
-    // delete against stale revisions.
+    // delete against a revision the key does not have.
+    let wrong = lock.token() + 1;
     assert!(kv.create("k", "mine".into()).await.is_err());
-    assert!(kv.update("k", "mine".into(), 1).await.is_err());
+    assert!(kv.update("k", "mine".into(), wrong).await.is_err());
+    assert!(kv.delete_expect_revision("k", Some(wrong)).await.is_err());
     // A write the holder itself checks: its own refresh still succeeds, so it still holds.
     lock.refresh().await.unwrap();
     assert!(lock.is_held());

@@ -101,12 +101,8 @@ async fn events_tell_acquire_refresh_release_and_foreign_delete_in_order() {
 }
 
 #[actix::test]
-async fn events_tell_an_expiry_where_the_server_has_limit_markers() {
+async fn events_tell_a_lapsed_tenure_as_an_expiry() {
     let env = Env::start().await;
-    if !env.modern() {
-        eprintln!("skipped: no limit markers before nats-server 2.11");
-        return;
-    }
     let cfg = env.config().ttl(Duration::from_secs(1)).keep_alive(false);
     let a = env.manager(cfg.clone()).await;
     let observer = env.manager(cfg).await;
@@ -114,12 +110,32 @@ async fn events_tell_an_expiry_where_the_server_has_limit_markers() {
     let lock = a.acquire("only.this", Some(PATIENCE)).await.unwrap();
     a.acquire("other", Some(PATIENCE)).await.unwrap();
     let e = next(&mut events).await;
-    assert_eq!(
-        (e.kind, e.token),
-        (LockEventKind::Acquired, Some(lock.token()))
-    );
+    assert_eq!((e.kind, e.token), (LockEventKind::Acquired, Some(lock.token())));
+    // Nobody refreshes: the holder gives the lock up at its deadline and clears its value
+    // (or, with limit markers, the server may expire it first). Either way: expired.
     let e = next(&mut events).await;
     assert_eq!(e.key, "only.this");
+    assert_eq!(e.kind, LockEventKind::Expired);
+    assert_eq!(lock.lost().await.reason, nlock::LossReason::Expired);
+}
+
+#[actix::test]
+async fn events_tell_a_server_expiry_where_the_server_has_limit_markers() {
+    let env = Env::start().await;
+    if !env.modern() {
+        eprintln!("skipped: no limit markers before nats-server 2.11");
+        return;
+    }
+    let observer = env
+        .manager(env.config().ttl(Duration::from_secs(1)))
+        .await;
+    let mut events = observer.events("abandoned").unwrap();
+    // A value nobody refreshes or clears (a crashed Go nlock client's, say).
+    env.kv().await.create("abandoned", "go-1".into()).await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(e.kind, LockEventKind::Acquired);
+    assert!(e.holder.unwrap().foreign);
+    let e = next(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Expired);
 }
 
