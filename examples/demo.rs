@@ -7,6 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures::StreamExt;
 use nlock::{Config, DoOutcome, LockError, LockManager, LockOptions};
 
 #[actix::main]
@@ -87,17 +88,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    println!("\n4. A lock deleted behind its holder's back: the holder is told.");
+    println!("\n4. A lock deleted behind its holder's back: the holder is told at once.");
+    let mut events = replicas[0].events("demo.fragile")?; // an observer, in any process
     let lock = replicas[2].acquire("demo.fragile", None).await?;
-    let raw = async_nats::connect(&url).await?;
-    let kv = async_nats::jetstream::new(raw)
+    let raw = nlock::async_nats::connect(&url).await?;
+    let kv = nlock::async_nats::jetstream::new(raw)
         .get_key_value("nlock_demo")
         .await?;
+    let deleted = std::time::Instant::now();
     kv.delete("demo.fragile").await?;
     let lost = tokio::time::timeout(Duration::from_secs(5), lock.lost()).await?;
     println!(
-        "   replica 2 lost {} (token {}): {}",
-        lost.key, lost.token, lost.reason
+        "   replica 2 lost {} (token {}) {:?} after the delete: {}",
+        lost.key,
+        lost.token,
+        deleted.elapsed(),
+        lost.reason
+    );
+    for _ in 0..2 {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            println!(
+                "   observer on replica 0: {} {:?}, token {:?}",
+                e.key, e.kind, e.token
+            );
+        }
+    }
+
+    println!("\n5. Shutdown tells each holder before it releases.");
+    let held = replicas[1].acquire("demo.shutdown", None).await?;
+    let lease = held.lease().clone(); // what the code doing the work would hold
+    replicas[1].shutdown().await;
+    println!("   replica 1's lease ended: {:?}", lease.end());
+    println!(
+        "   replica 0 takes it: token {}",
+        replicas[0].try_acquire("demo.shutdown").await?.token()
     );
 
     for m in &replicas {
