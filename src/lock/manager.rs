@@ -6,7 +6,7 @@
 //! then stops the actor. If the manager stops any other way, waiting requests end with
 //! `ManagerGone` and held locks keep running until their handles are dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +22,7 @@ use crate::key::validate_key;
 use crate::lease::Lease;
 use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, LockSetup, ReleaseForShutdown};
 use crate::lock::contend::{Contended, Contender};
+use crate::lock::queue::{Busy, KeyQueue, Next, Withdrawable};
 use crate::lock::state::{GetState, LockLost, LockState};
 use crate::lock::tenure::Tenure;
 use crate::pending::PendingLock;
@@ -126,22 +127,20 @@ struct Waiter {
     mode: Mode,
 }
 
-enum KeyState {
-    Idle,
-    /// A contender runs for the waiter at the head of the queue (already popped).
-    Contending,
-    Held {
-        addr: Addr<LockActor>,
-        holder: Holder,
-        /// Which tenure: a `LockEnded` for another one must not reset this state.
-        token: u64,
-    },
+impl Withdrawable for Waiter {
+    fn withdrawn(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
-struct KeyQueue {
-    waiters: VecDeque<Waiter>,
-    state: KeyState,
+/// A lock this process holds, as its key's queue keeps it.
+struct HeldLock {
+    addr: Addr<LockActor>,
+    holder: Holder,
 }
+
+/// One key's queue, with this manager's waiters and held locks.
+type Queue = KeyQueue<Waiter, HeldLock>;
 
 /// The manager actor. Most code uses it through [`LockManager`](crate::LockManager).
 pub struct LockManagerActor {
@@ -150,7 +149,7 @@ pub struct LockManagerActor {
     /// Unique per manager: tells this process's locks from others' in the lock values.
     owner: String,
     host: String,
-    queues: HashMap<String, KeyQueue>,
+    queues: HashMap<String, Queue>,
     /// Revisions of delete markers this process wrote; a re-acquire expects them.
     markers: HashMap<String, u64>,
     /// Told of every lock's loss, by the lock actors themselves (shared with them and with
@@ -249,23 +248,18 @@ impl LockManagerActor {
     ) -> Result<PendingLock, LockError> {
         self.validate(&key, &options)?;
         let (tx, rx) = oneshot::channel();
-        let queue = self.queues.entry(key.clone()).or_insert_with(|| KeyQueue {
-            waiters: VecDeque::new(),
-            state: KeyState::Idle,
-        });
+        let queue = self.queues.entry(key.clone()).or_insert_with(KeyQueue::new);
         if mode == Mode::Try {
             // Local waiters go first; a try never jumps the queue.
-            let busy = match &queue.state {
-                KeyState::Held { holder, .. } => Some(Some(Box::new(holder.clone()))),
-                KeyState::Contending => Some(None),
-                KeyState::Idle if !queue.waiters.is_empty() => Some(None),
-                KeyState::Idle => None,
-            };
-            if let Some(holder) = busy {
+            if let Some(busy) = queue.busy() {
+                let holder = match busy {
+                    Busy::Held(lock) => Some(Box::new(lock.holder.clone())),
+                    Busy::Contending | Busy::Queued => None,
+                };
                 return Err(LockError::Busy { key, holder });
             }
         }
-        queue.waiters.push_back(Waiter { tx, options, mode });
+        queue.push(Waiter { tx, options, mode });
         self.pump(&key, ctx);
         Ok(PendingLock::new(key, rx, timeout))
     }
@@ -275,23 +269,16 @@ impl LockManagerActor {
         let Some(queue) = self.queues.get_mut(key) else {
             return;
         };
-        if !matches!(queue.state, KeyState::Idle) || self.shutting_down {
+        if self.shutting_down {
             return;
         }
-        while let Some(waiter) = queue.waiters.pop_front() {
-            if waiter.tx.is_closed() {
-                continue;
+        match queue.next() {
+            Next::Start(waiter) => self.contend(key.to_owned(), waiter, ctx),
+            Next::Wait => {}
+            Next::Unused => {
+                self.queues.remove(key);
             }
-            queue.state = KeyState::Contending;
-            if queue.waiters.is_empty() {
-                // Nobody else waits: give the buffer back rather than keep it for the whole
-                // time the key is held.
-                queue.waiters = VecDeque::new();
-            }
-            self.contend(key.to_owned(), waiter, ctx);
-            return;
         }
-        self.queues.remove(key);
     }
 
     fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
@@ -365,7 +352,7 @@ impl LockManagerActor {
     ) {
         self.contending -= 1;
         let key = tenure.key.clone();
-        let next_state = match outcome {
+        let won = match outcome {
             Contended::Acquired(grant) => {
                 let holder = grant.holder.clone();
                 // From the first refresh on, the value names its token, so that observers
@@ -399,27 +386,23 @@ impl LockManagerActor {
                         drop(handle);
                     }
                 }
-                KeyState::Held {
-                    addr,
-                    holder,
-                    token: grant.token,
-                }
+                Some((HeldLock { addr, holder }, grant.token))
             }
             Contended::Busy(h) => {
                 let _ = waiter.tx.send(Err(LockError::Busy {
                     key: key.clone(),
                     holder: h.map(Box::new),
                 }));
-                KeyState::Idle
+                None
             }
-            Contended::Stopped => KeyState::Idle,
+            Contended::Stopped => None,
             Contended::Failed(e) => {
                 let _ = waiter.tx.send(Err(e));
-                KeyState::Idle
+                None
             }
         };
         if let Some(q) = self.queues.get_mut(&key) {
-            q.state = next_state;
+            q.contended(won);
         }
         if self.shutting_down && self.contending == 0 {
             for tx in self.idle_waiters.drain(..) {
@@ -432,10 +415,7 @@ impl LockManagerActor {
     fn held_addrs(&self) -> Vec<Addr<LockActor>> {
         self.queues
             .values()
-            .filter_map(|q| match &q.state {
-                KeyState::Held { addr, .. } => Some(addr.clone()),
-                _ => None,
-            })
+            .filter_map(|q| q.held().map(|lock| lock.addr.clone()))
             .collect()
     }
 }
@@ -487,9 +467,7 @@ impl Handler<LockEnded> for LockManagerActor {
         }
         if let Some(q) = self.queues.get_mut(&msg.key) {
             // Only the tenure this queue is in may reset it.
-            if matches!(&q.state, KeyState::Held { token, .. } if *token == msg.token) {
-                q.state = KeyState::Idle;
-            }
+            q.ended(msg.token);
         }
         tracing::debug!(key = %msg.key, token = msg.token, "tenure ended");
         self.pump(&msg.key, ctx);
@@ -503,11 +481,10 @@ impl Handler<ListLocks> for LockManagerActor {
         let mut addrs = Vec::new();
         let mut waiting = Vec::new();
         for (key, q) in &self.queues {
-            if let KeyState::Held { addr, .. } = &q.state {
-                addrs.push(addr.clone());
+            if let Some(lock) = q.held() {
+                addrs.push(lock.addr.clone());
             }
-            let live = q.waiters.iter().filter(|w| !w.tx.is_closed()).count()
-                + usize::from(matches!(q.state, KeyState::Contending));
+            let live = q.waiting();
             if live > 0 {
                 waiting.push((key.clone(), live));
             }
@@ -537,12 +514,8 @@ impl StreamHandler<Change> for LockManagerActor {
         if change.op == ChangeOp::Put && change.value.starts_with(&self.own_value_prefix) {
             return;
         }
-        if let Some(KeyQueue {
-            state: KeyState::Held { addr, .. },
-            ..
-        }) = self.queues.get(&change.key)
-        {
-            addr.do_send(ForeignWrite {
+        if let Some(lock) = self.queues.get(&change.key).and_then(|q| q.held()) {
+            lock.addr.do_send(ForeignWrite {
                 revision: change.revision,
             });
         }
@@ -567,7 +540,7 @@ impl Handler<Shutdown> for LockManagerActor {
         for q in self.queues.values_mut() {
             // Dropping the senders ends every queued acquire with ManagerGone, and makes the
             // waiting contenders stop.
-            q.waiters.clear();
+            q.clear_waiters();
         }
         // First let running contenders finish (a lock they win now is kept as held), then
         // release everything held.

@@ -2,11 +2,12 @@
 //! key, the lock actor that keeps one, and the tenure operations they share.
 //!
 //! Layout: `manager.rs` (`LockManagerActor` and its messages), `contend.rs` (`Contender`),
-//! `actor.rs` (`LockActor`), `state.rs` (the lock actor's public messages, `LockState`,
+//! `queue.rs` (`KeyQueue`, the per-key state machine), `actor.rs` (`LockActor`), `state.rs` (the lock actor's public messages, `LockState`,
 //! `LockLost`), `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure).
 
 pub(crate) mod actor;
 pub(crate) mod contend;
 pub(crate) mod manager;
+pub(crate) mod queue;
 pub(crate) mod state;
 pub(crate) mod tenure;
