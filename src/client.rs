@@ -13,9 +13,8 @@ use crate::error::LossReason;
 use crate::handle::LockHandle;
 use crate::holder::{random_id, Holder};
 use crate::lease::{Lease, LeaseEnd};
-use crate::lock::manager::{
-    Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, TryAcquire,
-};
+use crate::lock::manager::LockManagerActor;
+use crate::lock::requests::{Acquire, ListLocks, LockOptions, LocksReport, Shutdown, TryAcquire};
 use crate::lock::state::LockLost;
 use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
 use crate::store::{Capabilities, ChangesFrom, Store};

@@ -56,9 +56,9 @@ pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
 pub use lease::{Lease, LeaseEnd};
 pub use lock::actor::LockActor;
-pub use lock::manager::{
-    Acquire, ListLocks, LockManagerActor, LockOptions, LocksReport, Shutdown, SubscribeLosses,
-    TryAcquire,
+pub use lock::manager::LockManagerActor;
+pub use lock::requests::{
+    Acquire, ListLocks, LockOptions, LocksReport, Shutdown, SubscribeLosses, TryAcquire,
 };
 pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
 pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};

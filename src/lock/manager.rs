@@ -6,114 +6,33 @@
 //! then stops the actor. If the manager stops any other way, waiting requests end with
 //! `ManagerGone` and held locks keep running until their handles are dropped.
 
+mod grant;
+
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch};
-use tracing::Instrument;
 
 use crate::config::{validate_ttl, Config};
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
 use crate::handle::LockHandle;
-use crate::holder::{unix_ms, Holder, MAX_DESCRIPTION};
+use crate::holder::{Holder, MAX_DESCRIPTION};
 use crate::key::validate_key;
-use crate::lease::Lease;
-use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, LockSetup, ReleaseForShutdown};
-use crate::lock::contend::{Contended, Contender};
+use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, ReleaseForShutdown};
 use crate::lock::queue::{Busy, KeyQueue, Next, Withdrawable};
-use crate::lock::state::{GetState, LockLost, LockState};
-use crate::lock::tenure::Tenure;
+use crate::lock::requests::{
+    Acquire, ListLocks, LockOptions, LocksReport, Shutdown, SubscribeLosses, TryAcquire,
+};
+use crate::lock::state::{GetState, LockState};
 use crate::pending::PendingLock;
 use crate::store::{Change, ChangeOp, Changes, Store};
-use crate::subscribers::{Subscribers, SubscriptionId};
+use crate::subscribers::Subscribers;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
 /// memory is dropped; a forgotten marker only costs one extra round-trip.
 const MAX_REMEMBERED_MARKERS: usize = 10_000;
-
-/// Waits for a lock. With a timeout, gives up after it with `AcquireTimedOut`.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<PendingLock, LockError>")]
-pub struct Acquire {
-    /// The key.
-    pub key: String,
-    /// How long to wait; `None` waits until granted or the request is dropped.
-    pub timeout: Option<Duration>,
-    /// Options for this lock.
-    pub options: LockOptions,
-}
-
-/// Takes the lock only if it is free right now; `Busy` otherwise, naming the holder.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<PendingLock, LockError>")]
-pub struct TryAcquire {
-    /// The key.
-    pub key: String,
-    /// Options for this lock.
-    pub options: LockOptions,
-}
-
-/// Per-lock options.
-///
-/// ```
-/// use std::time::Duration;
-/// let options = nlock::LockOptions::default()
-///     .ttl(Duration::from_secs(5))
-///     .description("compacting segment 42");
-/// assert_eq!(options.ttl, Some(Duration::from_secs(5)));
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LockOptions {
-    /// A TTL for this lock instead of the bucket's (server 2.11+; whole seconds, >= 1 s).
-    pub ttl: Option<Duration>,
-    /// Stored in the lock value, shown to anyone who finds the lock busy.
-    pub description: Option<String>,
-}
-
-impl LockOptions {
-    /// A TTL for this lock instead of the bucket's.
-    #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// A description stored in the lock value, shown to anyone who finds the lock busy.
-    #[must_use]
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-}
-
-/// Asks for every key this process holds or waits for.
-#[derive(Debug, Message)]
-#[rtype(result = "LocksReport")]
-pub struct ListLocks;
-
-/// What [`ListLocks`] answers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct LocksReport {
-    /// States of the locks held by this process, by key.
-    pub held: Vec<LockState>,
-    /// Keys this process waits for, with how many local requests wait on each.
-    pub waiting: Vec<(String, usize)>,
-}
-
-/// Subscribes to every lock loss in this manager (weakly: the subscription does not keep the
-/// subscriber alive).
-#[derive(Debug, Message)]
-#[rtype(result = "SubscriptionId")]
-pub struct SubscribeLosses(pub Recipient<LockLost>);
-
-/// Releases every held lock, fails every waiter, and stops the manager.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -280,138 +199,6 @@ impl LockManagerActor {
             }
         }
     }
-
-    fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
-        self.contending += 1;
-        let ttl = waiter.options.ttl.unwrap_or(self.config.ttl);
-        let tenure_id = crate::holder::random_id();
-        let holder = Holder {
-            owner: self.owner.clone(),
-            host: self.host.clone(),
-            pid: std::process::id(),
-            acquired_at_ms: unix_ms(SystemTime::now()),
-            description: waiter.options.description.clone(),
-            tenure: tenure_id.clone(),
-            token: None,
-            foreign: false,
-        };
-        let tenure = Tenure {
-            key: key.clone(),
-            value: holder.encode(),
-            holder,
-            tenure_id,
-            ttl,
-            // Only a TTL other than the bucket's needs the header: the bucket's max_age
-            // expires the key at the same moment, and the server then tracks no
-            // per-message TTL on every acquire and refresh.
-            send_ttl: self.store.capabilities().per_lock_ttl && ttl != self.config.ttl,
-        };
-        let hint = self.markers.remove(&key);
-        let store = self.store.clone();
-        let (retry_interval, resolve_for) =
-            (self.config.retry_interval, self.config.request_timeout);
-        let span = tracing::info_span!("lock", key = %key, owner = %self.owner);
-        let mut shutdown = self.stop_contenders.subscribe();
-        let work = async move {
-            let contender = Contender {
-                store: &store,
-                tenure: &tenure,
-                retry_interval,
-                resolve_for,
-            };
-            let outcome = match waiter.mode {
-                Mode::Try => contender.try_once(hint).await,
-                Mode::Wait => {
-                    // Stop when the caller goes away or the manager shuts down.
-                    let stop = async {
-                        tokio::select! {
-                            _ = waiter.tx.closed() => {}
-                            _ = shutdown.wait_for(|stop| *stop) => {}
-                        }
-                    };
-                    contender.wait(hint, stop).await
-                }
-            };
-            (waiter, tenure, outcome)
-        }
-        .instrument(span);
-        ctx.spawn(
-            work.into_actor(self)
-                .map(move |(waiter, tenure, outcome), act, ctx| {
-                    act.on_contended(waiter, tenure, outcome, ctx)
-                }),
-        );
-    }
-
-    fn on_contended(
-        &mut self,
-        waiter: Waiter,
-        mut tenure: Tenure,
-        outcome: Contended,
-        ctx: &mut Context<Self>,
-    ) {
-        self.contending -= 1;
-        let key = tenure.key.clone();
-        let won = match outcome {
-            Contended::Acquired(grant) => {
-                let holder = grant.holder.clone();
-                // From the first refresh on, the value names its token, so that observers
-                // (and `nlock ls`) see the fencing token of a lock they did not see taken.
-                tenure.holder = grant.holder;
-                tenure.holder.token = Some(grant.token);
-                tenure.value = tenure.holder.encode();
-                let setup = LockSetup {
-                    store: self.store.clone(),
-                    tenure,
-                    token: grant.token,
-                    confirmed: grant.confirmed,
-                    keep_alive: self.config.keep_alive,
-                    refresh_interval: self
-                        .config
-                        .refresh_interval(holder_ttl(&self.config, &waiter)),
-                    margin: self.config.lease_margin(holder_ttl(&self.config, &waiter)),
-                    request_timeout: self.config.request_timeout,
-                    manager: ctx.address().recipient(),
-                    manager_subscribers: self.loss_subscribers.clone(),
-                };
-                let (actor, lease) = LockActor::new(setup);
-                let addr = actor.start();
-                if self.shutting_down {
-                    // Won while shutting down: kept as held so that shutdown releases it.
-                    let _ = waiter.tx.send(Err(LockError::ManagerGone));
-                } else {
-                    let handle = LockHandle::new(Lease::new(lease), addr.clone());
-                    // If the caller is gone, the handle comes back and its drop releases it.
-                    if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
-                        drop(handle);
-                    }
-                }
-                Some((HeldLock { addr, holder }, grant.token))
-            }
-            Contended::Busy(h) => {
-                let _ = waiter.tx.send(Err(LockError::Busy {
-                    key: key.clone(),
-                    holder: h.map(Box::new),
-                }));
-                None
-            }
-            Contended::Stopped => None,
-            Contended::Failed(e) => {
-                let _ = waiter.tx.send(Err(e));
-                None
-            }
-        };
-        if let Some(q) = self.queues.get_mut(&key) {
-            q.contended(won);
-        }
-        if self.shutting_down && self.contending == 0 {
-            for tx in self.idle_waiters.drain(..) {
-                let _ = tx.send(());
-            }
-        }
-        self.pump(&key, ctx);
-    }
-
     fn held_addrs(&self) -> Vec<Addr<LockActor>> {
         self.queues
             .values()
@@ -419,11 +206,6 @@ impl LockManagerActor {
             .collect()
     }
 }
-
-fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
-    waiter.options.ttl.unwrap_or(config.ttl)
-}
-
 impl Actor for LockManagerActor {
     type Context = Context<Self>;
 

@@ -9,5 +9,6 @@ pub(crate) mod actor;
 pub(crate) mod contend;
 pub(crate) mod manager;
 pub(crate) mod queue;
+pub(crate) mod requests;
 pub(crate) mod state;
 pub(crate) mod tenure;

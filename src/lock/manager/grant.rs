@@ -1,0 +1,155 @@
+//! How the manager serves the waiter at the head of a key's queue: it runs a contender for
+//! it, and when the contender ends, starts a `LockActor` and hands the waiter its
+//! `LockHandle` if the lock was won, or gives the waiter its answer.
+
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use tracing::Instrument;
+
+use super::{HeldLock, LockManagerActor, Mode, Waiter};
+use crate::config::Config;
+use crate::error::LockError;
+use crate::handle::LockHandle;
+use crate::holder::{unix_ms, Holder};
+use crate::lease::Lease;
+use crate::lock::actor::{LockActor, LockSetup};
+use crate::lock::contend::{Contended, Contender};
+use crate::lock::tenure::Tenure;
+
+impl LockManagerActor {
+    pub(super) fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
+        self.contending += 1;
+        let ttl = waiter.options.ttl.unwrap_or(self.config.ttl);
+        let tenure_id = crate::holder::random_id();
+        let holder = Holder {
+            owner: self.owner.clone(),
+            host: self.host.clone(),
+            pid: std::process::id(),
+            acquired_at_ms: unix_ms(SystemTime::now()),
+            description: waiter.options.description.clone(),
+            tenure: tenure_id.clone(),
+            token: None,
+            foreign: false,
+        };
+        let tenure = Tenure {
+            key: key.clone(),
+            value: holder.encode(),
+            holder,
+            tenure_id,
+            ttl,
+            // Only a TTL other than the bucket's needs the header: the bucket's max_age
+            // expires the key at the same moment, and the server then tracks no
+            // per-message TTL on every acquire and refresh.
+            send_ttl: self.store.capabilities().per_lock_ttl && ttl != self.config.ttl,
+        };
+        let hint = self.markers.remove(&key);
+        let store = self.store.clone();
+        let (retry_interval, resolve_for) =
+            (self.config.retry_interval, self.config.request_timeout);
+        let span = tracing::info_span!("lock", key = %key, owner = %self.owner);
+        let mut shutdown = self.stop_contenders.subscribe();
+        let work = async move {
+            let contender = Contender {
+                store: &store,
+                tenure: &tenure,
+                retry_interval,
+                resolve_for,
+            };
+            let outcome = match waiter.mode {
+                Mode::Try => contender.try_once(hint).await,
+                Mode::Wait => {
+                    // Stop when the caller goes away or the manager shuts down.
+                    let stop = async {
+                        tokio::select! {
+                            _ = waiter.tx.closed() => {}
+                            _ = shutdown.wait_for(|stop| *stop) => {}
+                        }
+                    };
+                    contender.wait(hint, stop).await
+                }
+            };
+            (waiter, tenure, outcome)
+        }
+        .instrument(span);
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |(waiter, tenure, outcome), act, ctx| {
+                    act.on_contended(waiter, tenure, outcome, ctx)
+                }),
+        );
+    }
+
+    fn on_contended(
+        &mut self,
+        waiter: Waiter,
+        mut tenure: Tenure,
+        outcome: Contended,
+        ctx: &mut Context<Self>,
+    ) {
+        self.contending -= 1;
+        let key = tenure.key.clone();
+        let won = match outcome {
+            Contended::Acquired(grant) => {
+                let holder = grant.holder.clone();
+                // From the first refresh on, the value names its token, so that observers
+                // (and `nlock ls`) see the fencing token of a lock they did not see taken.
+                tenure.holder = grant.holder;
+                tenure.holder.token = Some(grant.token);
+                tenure.value = tenure.holder.encode();
+                let setup = LockSetup {
+                    store: self.store.clone(),
+                    tenure,
+                    token: grant.token,
+                    confirmed: grant.confirmed,
+                    keep_alive: self.config.keep_alive,
+                    refresh_interval: self
+                        .config
+                        .refresh_interval(holder_ttl(&self.config, &waiter)),
+                    margin: self.config.lease_margin(holder_ttl(&self.config, &waiter)),
+                    request_timeout: self.config.request_timeout,
+                    manager: ctx.address().recipient(),
+                    manager_subscribers: self.loss_subscribers.clone(),
+                };
+                let (actor, lease) = LockActor::new(setup);
+                let addr = actor.start();
+                if self.shutting_down {
+                    // Won while shutting down: kept as held so that shutdown releases it.
+                    let _ = waiter.tx.send(Err(LockError::ManagerGone));
+                } else {
+                    let handle = LockHandle::new(Lease::new(lease), addr.clone());
+                    // If the caller is gone, the handle comes back and its drop releases it.
+                    if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
+                        drop(handle);
+                    }
+                }
+                Some((HeldLock { addr, holder }, grant.token))
+            }
+            Contended::Busy(h) => {
+                let _ = waiter.tx.send(Err(LockError::Busy {
+                    key: key.clone(),
+                    holder: h.map(Box::new),
+                }));
+                None
+            }
+            Contended::Stopped => None,
+            Contended::Failed(e) => {
+                let _ = waiter.tx.send(Err(e));
+                None
+            }
+        };
+        if let Some(q) = self.queues.get_mut(&key) {
+            q.contended(won);
+        }
+        if self.shutting_down && self.contending == 0 {
+            for tx in self.idle_waiters.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+        self.pump(&key, ctx);
+    }
+}
+
+fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
+    waiter.options.ttl.unwrap_or(config.ttl)
+}

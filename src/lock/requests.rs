@@ -1,0 +1,93 @@
+//! The manager's public messages: what a caller can ask a `LockManagerActor`, and the
+//! per-lock options of an acquire.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::error::LockError;
+use crate::lock::state::{LockLost, LockState};
+use crate::pending::PendingLock;
+use crate::subscribers::SubscriptionId;
+
+/// Waits for a lock. With a timeout, gives up after it with `AcquireTimedOut`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<PendingLock, LockError>")]
+pub struct Acquire {
+    /// The key.
+    pub key: String,
+    /// How long to wait; `None` waits until granted or the request is dropped.
+    pub timeout: Option<Duration>,
+    /// Options for this lock.
+    pub options: LockOptions,
+}
+
+/// Takes the lock only if it is free right now; `Busy` otherwise, naming the holder.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<PendingLock, LockError>")]
+pub struct TryAcquire {
+    /// The key.
+    pub key: String,
+    /// Options for this lock.
+    pub options: LockOptions,
+}
+
+/// Per-lock options.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = nlock::LockOptions::default()
+///     .ttl(Duration::from_secs(5))
+///     .description("compacting segment 42");
+/// assert_eq!(options.ttl, Some(Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockOptions {
+    /// A TTL for this lock instead of the bucket's (server 2.11+; whole seconds, >= 1 s).
+    pub ttl: Option<Duration>,
+    /// Stored in the lock value, shown to anyone who finds the lock busy.
+    pub description: Option<String>,
+}
+
+impl LockOptions {
+    /// A TTL for this lock instead of the bucket's.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// A description stored in the lock value, shown to anyone who finds the lock busy.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+}
+
+/// Asks for every key this process holds or waits for.
+#[derive(Debug, Message)]
+#[rtype(result = "LocksReport")]
+pub struct ListLocks;
+
+/// What [`ListLocks`] answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct LocksReport {
+    /// States of the locks held by this process, by key.
+    pub held: Vec<LockState>,
+    /// Keys this process waits for, with how many local requests wait on each.
+    pub waiting: Vec<(String, usize)>,
+}
+
+/// Subscribes to every lock loss in this manager (weakly: the subscription does not keep the
+/// subscriber alive).
+#[derive(Debug, Message)]
+#[rtype(result = "SubscriptionId")]
+pub struct SubscribeLosses(pub Recipient<LockLost>);
+
+/// Releases every held lock, fails every waiter, and stops the manager.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
