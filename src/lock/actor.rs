@@ -9,6 +9,9 @@
 //! stops while a lock is held, nothing is deleted (the key expires after its TTL) and the lock
 //! is reported lost with [`LossReason::Shutdown`](crate::LossReason::Shutdown).
 
+/// The refresh timer, the refreshes it starts and what their outcomes do.
+mod keep_alive;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -143,83 +146,6 @@ impl LockActor {
             tenure: setup.tenure,
         };
         (actor, lease)
-    }
-
-    /// (Re)arms the timer for the earlier of the next refresh and the lease deadline.
-    fn arm(&mut self, ctx: &mut Context<Self>) {
-        if let Some(h) = self.timer.take() {
-            ctx.cancel_future(h);
-        }
-        let wake = self
-            .next_refresh
-            .map_or(self.deadline, |r| r.min(self.deadline));
-        let wait = wake.saturating_duration_since(Instant::now());
-        self.timer = Some(ctx.run_later(wait, |act, ctx| act.on_timer(ctx)));
-    }
-
-    fn on_timer(&mut self, ctx: &mut Context<Self>) {
-        self.timer = None;
-        let now = Instant::now();
-        if now >= self.deadline {
-            // Fires even if NATS never answers: the holder is told before the server could
-            // hand the key to anyone else.
-            return self.declare_lost(LossReason::Expired, ctx);
-        }
-        if self.next_refresh.is_some_and(|r| now >= r) {
-            self.next_refresh = Some(now + self.refresh_interval);
-            self.start_refresh(ctx);
-        }
-        self.arm(ctx);
-    }
-
-    /// A held lock whose deadline has passed is lost, whether or not the timer has run yet:
-    /// a message handled late (the actor's thread was busy) must not act on it.
-    fn expire_if_due(&mut self, ctx: &mut Context<Self>) {
-        if self.status == LockStatus::Held && Instant::now() >= self.deadline {
-            self.declare_lost(LossReason::Expired, ctx);
-        }
-    }
-
-    fn start_refresh(&mut self, ctx: &mut Context<Self>) {
-        // Only a held lock refreshes; a release in flight owns the revision until it ends.
-        if self.refreshing || self.status != LockStatus::Held {
-            return;
-        }
-        self.refreshing = true;
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        let (rev, deadline, timeout) = (self.revision, self.deadline, self.request_timeout);
-        let work = async move { tenure::refresh(&store, &tenure, rev, deadline, timeout).await }
-            .instrument(self.span.clone());
-        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
-            act.refreshing = false;
-            act.on_refreshed(result, ctx)
-        }));
-    }
-
-    fn on_refreshed(&mut self, result: Result<Confirmed, LossReason>, ctx: &mut Context<Self>) {
-        let _e = self.span.clone().entered();
-        match result {
-            Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
-                self.revision = c.revision;
-                self.deadline = c.sent_at + self.tenure.ttl - self.margin;
-                self.lease.set_deadline(self.deadline);
-                self.last_refresh = Some(SystemTime::now());
-                tracing::trace!(revision = c.revision, "refreshed");
-                self.arm(ctx);
-                for r in self.refresh_replies.drain(..) {
-                    let _ = r.send(Ok(()));
-                }
-                if self.status == LockStatus::Releasing {
-                    self.start_release(ctx);
-                } else if std::mem::take(&mut self.recheck) {
-                    self.start_refresh(ctx);
-                }
-            }
-            // The tenure already ended. (The actor stops when it ends, which drops this
-            // future, so this is only a guard.)
-            Ok(_) => {}
-            Err(reason) => self.declare_lost(reason, ctx),
-        }
     }
 
     fn start_release(&mut self, ctx: &mut Context<Self>) {
