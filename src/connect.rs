@@ -1,7 +1,7 @@
 //! Connecting the way NATS tools do: a comma-separated server list, credentials inside a
 //! URL, caller-built [`ConnectOptions`], and the environment variables of the `nats` CLI.
 //!
-//! Besides `store.rs`, this is the only module that uses `async_nats`, and only to set up a
+//! Besides `store/`, this is the only module that uses `async_nats`, and only to set up a
 //! connection. Every setting is checked before a connection is tried, so a bad one is a
 //! [`LockError::InvalidConnectSetting`] naming it, never a connection failure.
 

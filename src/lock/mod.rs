@@ -1,9 +1,12 @@
 //! The lock machinery: the manager actor and its per-key queues, the contender that takes a
 //! key, the lock actor that keeps one, and the tenure operations they share.
 //!
-//! Layout: `manager.rs` (`LockManagerActor` and its messages), `contend.rs` (`Contender`),
-//! `queue.rs` (`KeyQueue`, the per-key state machine), `actor.rs` (`LockActor`), `state.rs` (the lock actor's public messages, `LockState`,
-//! `LockLost`), `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure).
+//! Layout: `manager.rs` (`LockManagerActor`; `manager/grant.rs` serves a waiter: contender,
+//! then lock actor and handle), `requests.rs` (the manager's public messages and
+//! `LockOptions`), `queue.rs` (`KeyQueue`, the per-key state machine: no actix, no async, no
+//! NATS), `contend.rs` (`Contender`), `actor.rs` (`LockActor`; `actor/keep_alive.rs` its
+//! refresh timer), `state.rs` (the lock actor's public messages, `LockState`, `LockLost`),
+//! `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure).
 
 pub(crate) mod actor;
 pub(crate) mod contend;
