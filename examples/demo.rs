@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\n4. A lock deleted behind its holder's back: the holder is told at once.");
-    let mut events = replicas[0].events("demo.fragile")?; // an observer, in any process
+    let mut events = replicas[0].events("demo.fragile").await?; // an observer, in any process
     let lock = replicas[2].acquire("demo.fragile", None).await?;
     let raw = nlock::async_nats::connect(&url).await?;
     let kv = nlock::async_nats::jetstream::new(raw)

@@ -136,7 +136,10 @@ impl LockManager {
             );
         }
         let store = Arc::new(store);
-        let feed = store.changes(">", ChangesFrom::Now);
+        let feed = match config.follow_changes {
+            true => Some(store.changes(">", ChangesFrom::Now).await?),
+            false => None,
+        };
         let losses = Arc::new(Subscribers::default());
         let actor = {
             let (owner, losses, store) = (owner.to_string(), losses.clone(), store.clone());
@@ -300,20 +303,22 @@ impl LockManager {
     /// markers, see [`Capabilities::expiry_events`]). One JetStream consumer per stream, not
     /// one per key.
     ///
+    /// The stream's consumer exists when this returns: nothing that lands afterwards is
+    /// missed, however late the stream is first polled.
+    ///
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
     /// use futures::StreamExt;
-    /// let mut events = m.events("jobs.>")?;
+    /// let mut events = m.events("jobs.>").await?;
     /// while let Some(e) = events.next().await {
     ///     println!("{} {:?} token {:?}", e.key, e.kind, e.token);
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn events(&self, filter: &str) -> Result<LockEvents, LockError> {
+    pub async fn events(&self, filter: &str) -> Result<LockEvents, LockError> {
         validate_filter(filter)?;
-        Ok(LockEvents::new(
-            self.store.changes(filter, ChangesFrom::Current),
-        ))
+        let changes = self.store.changes(filter, ChangesFrom::Current).await?;
+        Ok(LockEvents::new(changes))
     }
 
     /// What the server supports (per-lock TTL, expiry events).

@@ -90,9 +90,11 @@ pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
 /// stop watching.
 pub struct LockEvents {
     changes: Changes,
-    /// Per key, the tenure of the last write seen and its token, to tell a refresh of a
-    /// foreign value from a new tenure. Bounded by the number of keys in the bucket.
-    last: HashMap<String, Vec<u8>>,
+    /// Per key, what the last change seen left: `Some(value)` when held, `None` when free.
+    /// It tells a refresh of a foreign value from a new tenure, and a marker on a key that
+    /// was already free (the server's age-limit marker for an old delete marker) from an end.
+    /// Bounded by the number of keys in the bucket.
+    last: HashMap<String, Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for LockEvents {
@@ -111,14 +113,19 @@ impl LockEvents {
         }
     }
 
-    fn event(&mut self, change: Change) -> LockEvent {
+    /// The event for `change`, or `None` when it tells nothing new: a marker on a key this
+    /// stream already saw free.
+    fn event(&mut self, change: Change) -> Option<LockEvent> {
         let holder = Holder::decode(&change.value);
         let (kind, token) = match change.op {
             ChangeOp::Put => {
                 let token = holder.as_ref().and_then(|h| h.token);
                 // An nlock value names its token from the first refresh on; a foreign value
                 // is a refresh when it repeats the previous write on the key.
-                let previous = self.last.insert(change.key.clone(), change.value.to_vec());
+                let previous = self
+                    .last
+                    .insert(change.key.clone(), Some(change.value.to_vec()))
+                    .flatten();
                 let refreshed = match &holder {
                     Some(h) if !h.foreign => token.is_some(),
                     _ => previous.as_deref() == Some(&change.value[..]),
@@ -130,7 +137,9 @@ impl LockEvents {
                 }
             }
             ChangeOp::Delete | ChangeOp::Purge | ChangeOp::Expired | ChangeOp::Ended(_) => {
-                self.last.remove(&change.key);
+                if let Some(None) = self.last.insert(change.key.clone(), None) {
+                    return None;
+                }
                 let kind = match change.op {
                     ChangeOp::Ended(End::Released) => LockEventKind::Released,
                     // A holder clearing its own lapsed tenure: to the world, it expired.
@@ -140,14 +149,14 @@ impl LockEvents {
                 (kind, holder.as_ref().and_then(|h| h.token))
             }
         };
-        LockEvent {
+        Some(LockEvent {
             key: change.key,
             kind,
             revision: change.revision,
             token,
             holder,
             stored_at_ms: change.stored_at_ms,
-        }
+        })
     }
 }
 
@@ -155,10 +164,16 @@ impl Stream for LockEvents {
     type Item = LockEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LockEvent>> {
-        match self.changes.poll_next_unpin(cx) {
-            Poll::Ready(Some(change)) => Poll::Ready(Some(self.event(change))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.changes.poll_next_unpin(cx) {
+                Poll::Ready(Some(change)) => {
+                    if let Some(event) = self.event(change) {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Config {
     pub(crate) jetstream_api: Option<JetStreamApi>,
     pub(crate) bucket_layout: BucketLayout,
     pub(crate) upgrade_bucket: bool,
+    /// Whether the manager follows the bucket's changes to notice foreign writes at once.
+    pub(crate) follow_changes: bool,
 }
 
 /// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
@@ -93,6 +95,7 @@ impl Default for Config {
             jetstream_api: None,
             bucket_layout: BucketLayout::Full,
             upgrade_bucket: false,
+            follow_changes: true,
         }
     }
 }
@@ -304,6 +307,11 @@ impl Config {
     pub fn upgrade_bucket(&self) -> bool {
         self.upgrade_bucket
     }
+    /// Whether held locks notice someone else's write on their key at once (see
+    /// [`ConfigBuilder::follow_changes`]).
+    pub fn follow_changes(&self) -> bool {
+        self.follow_changes
+    }
 }
 
 impl ConfigBuilder {
@@ -323,6 +331,16 @@ impl ConfigBuilder {
     /// nothing to upgrade to, and this has no effect.
     pub fn upgrade_bucket(mut self, on: bool) -> Self {
         self.config.upgrade_bucket = on;
+        self
+    }
+    /// Whether the manager follows the bucket's changes (default on): one JetStream consumer
+    /// per manager, through which every write that lands on the bucket reaches it, so a
+    /// holder is told within milliseconds when someone else deletes, purges or overwrites
+    /// its key. Off, such a write is noticed at the holder's next refresh (TTL/factor), and
+    /// the manager receives no traffic for other processes' writes: for a process that holds
+    /// many locks on a bucket that many other processes write to.
+    pub fn follow_changes(mut self, on: bool) -> Self {
+        self.config.follow_changes = on;
         self
     }
 }

@@ -95,7 +95,7 @@ impl LockManagerActor {
         store: Arc<Store>,
         config: Config,
         owner: String,
-        feed: Changes,
+        feed: Option<Changes>,
         loss_subscribers: Arc<Subscribers>,
     ) -> Self {
         LockManagerActor {
@@ -107,7 +107,7 @@ impl LockManagerActor {
             queues: HashMap::new(),
             markers: HashMap::new(),
             loss_subscribers,
-            feed: Some(feed),
+            feed,
             shutting_down: false,
             stop_contenders: watch::channel(false).0,
             contending: 0,

@@ -60,8 +60,14 @@ impl Store {
     /// Every change that lands on the keys matching `filter` (a key or a wildcard such as
     /// `>`), from one JetStream ordered consumer: one per caller, not one per lock. The
     /// stream never ends: when the consumer breaks (a restart, a lost bucket) it is opened
-    /// again after [`CHANGES_REOPEN`], from the revision after the last one delivered.
-    pub(crate) fn changes(&self, filter: &str, from: ChangesFrom) -> Changes {
+    /// again after [`CHANGES_REOPEN`], from the revision after the last one delivered. The
+    /// first consumer is created before this returns, so changes from then on are not missed;
+    /// failing that is an error.
+    pub(crate) async fn changes(
+        &self,
+        filter: &str,
+        from: ChangesFrom,
+    ) -> Result<Changes, LockError> {
         struct State {
             store: Store,
             subject: String,
@@ -69,48 +75,62 @@ impl Store {
             last: Option<u64>,
             live: Option<jetstream::consumer::push::Ordered>,
         }
+        let subject = format!("{}{}", self.subject_prefix, filter);
+        let first = match from {
+            ChangesFrom::Now => jetstream::consumer::DeliverPolicy::New,
+            ChangesFrom::Current => jetstream::consumer::DeliverPolicy::LastPerSubject,
+        };
+        let live = self
+            .open_changes(&subject, first)
+            .await
+            .map_err(|e| LockError::Unavailable { source: e })?;
         let state = State {
             store: self.clone(),
-            subject: format!("{}{}", self.subject_prefix, filter),
+            subject,
             from,
             last: None,
-            live: None,
+            live: Some(live),
         };
-        Box::pin(futures::stream::unfold(state, |mut st| async move {
-            loop {
-                let Some(live) = st.live.as_mut() else {
-                    let policy = match (st.last, st.from) {
-                        (Some(last), _) => jetstream::consumer::DeliverPolicy::ByStartSequence {
-                            start_sequence: last + 1,
-                        },
-                        (None, ChangesFrom::Now) => jetstream::consumer::DeliverPolicy::New,
-                        (None, ChangesFrom::Current) => {
-                            jetstream::consumer::DeliverPolicy::LastPerSubject
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut st| async move {
+                loop {
+                    let Some(live) = st.live.as_mut() else {
+                        let policy = match (st.last, st.from) {
+                            (Some(last), _) => {
+                                jetstream::consumer::DeliverPolicy::ByStartSequence {
+                                    start_sequence: last + 1,
+                                }
+                            }
+                            (None, ChangesFrom::Now) => jetstream::consumer::DeliverPolicy::New,
+                            (None, ChangesFrom::Current) => {
+                                jetstream::consumer::DeliverPolicy::LastPerSubject
+                            }
+                        };
+                        match st.store.open_changes(&st.subject, policy).await {
+                            Ok(live) => st.live = Some(live),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "change stream not open; retrying");
+                                tokio::time::sleep(CHANGES_REOPEN).await;
+                            }
                         }
+                        continue;
                     };
-                    match st.store.open_changes(&st.subject, policy).await {
-                        Ok(live) => st.live = Some(live),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "change stream not open; retrying");
+                    match live.next().await {
+                        Some(Ok(msg)) => {
+                            if let Some(change) = st.store.to_change(&msg) {
+                                st.last = Some(change.revision);
+                                return Some((change, st));
+                            }
+                        }
+                        Some(Err(_)) | None => {
+                            st.live = None;
                             tokio::time::sleep(CHANGES_REOPEN).await;
                         }
                     }
-                    continue;
-                };
-                match live.next().await {
-                    Some(Ok(msg)) => {
-                        if let Some(change) = st.store.to_change(&msg) {
-                            st.last = Some(change.revision);
-                            return Some((change, st));
-                        }
-                    }
-                    Some(Err(_)) | None => {
-                        st.live = None;
-                        tokio::time::sleep(CHANGES_REOPEN).await;
-                    }
                 }
-            }
-        }))
+            },
+        )))
     }
 
     async fn open_changes(

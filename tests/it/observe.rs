@@ -68,7 +68,7 @@ async fn events_tell_acquire_refresh_release_and_foreign_delete_in_order() {
     let a = env.manager(env.config()).await;
     let observer = env.manager(env.config()).await;
     let before = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    let mut events = observer.events(">").unwrap();
+    let mut events = observer.events(">").await.unwrap();
     // First the current state.
     let e = next(&mut events).await;
     assert_eq!(
@@ -106,11 +106,14 @@ async fn events_tell_a_lapsed_tenure_as_an_expiry() {
     let cfg = env.config().ttl(Duration::from_secs(1)).keep_alive(false);
     let a = env.manager(cfg.clone()).await;
     let observer = env.manager(cfg).await;
-    let mut events = observer.events("only.this").unwrap();
+    let mut events = observer.events("only.this").await.unwrap();
     let lock = a.acquire("only.this", Some(PATIENCE)).await.unwrap();
     a.acquire("other", Some(PATIENCE)).await.unwrap();
     let e = next(&mut events).await;
-    assert_eq!((e.kind, e.token), (LockEventKind::Acquired, Some(lock.token())));
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(lock.token()))
+    );
     // Nobody refreshes: the holder gives the lock up at its deadline and clears its value
     // (or, with limit markers, the server may expire it first). Either way: expired.
     let e = next(&mut events).await;
@@ -126,12 +129,14 @@ async fn events_tell_a_server_expiry_where_the_server_has_limit_markers() {
         eprintln!("skipped: no limit markers before nats-server 2.11");
         return;
     }
-    let observer = env
-        .manager(env.config().ttl(Duration::from_secs(1)))
-        .await;
-    let mut events = observer.events("abandoned").unwrap();
+    let observer = env.manager(env.config().ttl(Duration::from_secs(1))).await;
+    let mut events = observer.events("abandoned").await.unwrap();
     // A value nobody refreshes or clears (a crashed Go nlock client's, say).
-    env.kv().await.create("abandoned", "go-1".into()).await.unwrap();
+    env.kv()
+        .await
+        .create("abandoned", "go-1".into())
+        .await
+        .unwrap();
     let e = next(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Acquired);
     assert!(e.holder.unwrap().foreign);
@@ -145,7 +150,7 @@ async fn events_reject_a_bad_filter_before_anything_is_sent() {
     let m = env.manager(env.config()).await;
     for bad in ["a.>.b", "a..b", "a b"] {
         assert_eq!(
-            m.events(bad).unwrap_err().kind(),
+            m.events(bad).await.unwrap_err().kind(),
             nlock::ErrorKind::InvalidKey,
             "{bad}"
         );
@@ -192,4 +197,90 @@ async fn states_and_errors_serialize_for_admin_pages() {
     assert_eq!(nlock::ErrorKind::Busy.to_string(), "busy");
     let caps = serde_json::to_value(m.capabilities()).unwrap();
     assert_eq!(caps["per_lock_ttl"], env.modern());
+}
+
+#[actix::test]
+async fn events_miss_nothing_that_lands_after_the_call_however_late_the_first_poll() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let observer = env.manager(env.config()).await;
+    let mut events = observer.events("k").await.unwrap();
+    // Nothing polls the stream while the key is taken and deleted.
+    let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    env.kv().await.delete("k").await.unwrap();
+    tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(lock.token()))
+    );
+    assert_eq!(
+        next_not_refresh(&mut events).await.kind,
+        LockEventKind::Deleted
+    );
+}
+
+#[actix::test]
+async fn a_marker_on_a_key_already_free_is_not_an_event() {
+    let env = Env::start().await;
+    if !env.modern() {
+        eprintln!("skipped: no limit markers before nats-server 2.11");
+        return;
+    }
+    let cfg = env.config().ttl(Duration::from_secs(1));
+    let a = env.manager(cfg.clone()).await;
+    let observer = env.manager(cfg).await;
+    let mut events = observer.events("k").await.unwrap();
+    let first = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    first.release().await.unwrap();
+    assert_eq!(next(&mut events).await.kind, LockEventKind::Acquired);
+    assert_eq!(
+        next_not_refresh(&mut events).await.kind,
+        LockEventKind::Released
+    );
+    // The release's delete marker ages out; the server leaves its own marker in its place.
+    let js = nlock::async_nats::jetstream::new(env.raw().await);
+    let stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
+    let subject = format!("$KV.{}.k", env.bucket);
+    crate::harness::must_eventually(PATIENCE, "the server's age-limit marker", || async {
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => m.headers.get("Nats-Marker-Reason").is_some(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    // The next event is the next tenure, not an "expiry" of a key that was free.
+    let second = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(second.token()))
+    );
+}
+
+#[actix::test]
+async fn each_manager_follows_the_bucket_with_one_consumer_unless_told_not_to() {
+    let env = Env::start().await;
+    let consumers = || async {
+        let js = nlock::async_nats::jetstream::new(env.raw().await);
+        let mut stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
+        stream.info().await.unwrap().state.consumer_count
+    };
+    let following = env.manager(env.config()).await;
+    let mut held = Vec::new();
+    for key in ["a", "b", "c"] {
+        held.push(following.acquire(key, Some(PATIENCE)).await.unwrap());
+    }
+    assert_eq!(consumers().await, 1, "one consumer for three held locks");
+    let quiet = env.manager(env.config().follow_changes(false)).await;
+    let lock = quiet.acquire("d", Some(PATIENCE)).await.unwrap();
+    assert_eq!(
+        consumers().await,
+        1,
+        "none for a manager that does not follow"
+    );
+    // Without it, a foreign delete is still found: at the next refresh (every second here).
+    env.kv().await.delete("d").await.unwrap();
+    let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
+    assert_eq!(lost.reason, nlock::LossReason::Deleted);
 }
