@@ -68,6 +68,18 @@ impl Signals {
     }
 }
 
+/// Whether the terminal already sent `sig` to the command: Ctrl-C (SIGINT) goes to the
+/// terminal's whole foreground process group, which the command shares with nlock. Passing it
+/// on again would make it a second Ctrl-C, which many programs take as "quit now".
+fn terminal_sent(sig: i32) -> bool {
+    if sig != libc::SIGINT {
+        return false;
+    }
+    // SAFETY: both calls take and return plain integers.
+    let (foreground, ours) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+    foreground >= 0 && foreground == ours
+}
+
 /// Sends `sig` to the process `pid`. Only called for a child not yet waited for, so the pid
 /// cannot have been reused.
 fn send_signal(pid: u32, sig: i32) {
@@ -200,8 +212,9 @@ async fn supervise(
                 killed = true;
             }
             sig = signals.recv() => {
-                if let Some(pid) = pid {
-                    send_signal(pid, sig);
+                match pid {
+                    Some(pid) if !terminal_sent(sig) => send_signal(pid, sig),
+                    _ => {}
                 }
             }
         }

@@ -24,6 +24,27 @@ pub struct Waiting {
     drawn: bool,
 }
 
+/// A holder in a few words: its process and description, without the long owner id.
+pub fn short(holder: &nlock::Holder) -> String {
+    if holder.foreign {
+        return holder.to_string();
+    }
+    let mut text = format!("pid {} on {}", holder.pid, holder.host);
+    if let Some(d) = &holder.description {
+        text.push_str(&format!(" {d:?}"));
+    }
+    text
+}
+
+/// The terminal's width for the spinner line: `COLUMNS` when set, else 80.
+fn width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|w: &usize| *w > 10)
+        .unwrap_or(80)
+}
+
 /// `12s`, `3m05s`, `2h07m`.
 pub fn human(ms: u64) -> String {
     let s = ms / 1000;
@@ -72,7 +93,7 @@ impl Waiting {
                 let since = held_for_ms(h)
                     .map(|ms| format!(" for {}", human(ms)))
                     .unwrap_or_default();
-                format!("held by {} (token {}){since}", h.holder, h.token)
+                format!("held by {} (token {}){since}", short(&h.holder), h.token)
             }
             None => "free, taking it".to_owned(),
         };
@@ -94,13 +115,15 @@ impl Waiting {
             return;
         }
         let waited = human(self.started.elapsed().as_millis() as u64);
-        let mut err = std::io::stderr().lock();
-        // \r and "erase to end of line": redraw in place.
-        let _ = write!(
-            err,
-            "\r\x1b[K{} waiting {waited} for {}: {}",
+        let line = format!(
+            "{} waiting {waited} for {}: {}",
             FRAMES[self.frame], self.key, self.holder_text
         );
+        // Cut to the terminal's width: a wrapped line could not be redrawn in place.
+        let line: String = line.chars().take(width() - 1).collect();
+        let mut err = std::io::stderr().lock();
+        // \r and "erase to end of line": redraw in place.
+        let _ = write!(err, "\r\x1b[K{line}");
         let _ = err.flush();
         self.drawn = true;
     }

@@ -383,3 +383,71 @@ fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
     assert_eq!(info["bucket"]["name"], "distributed_locks");
     assert!(info["server_version"].as_str().unwrap().starts_with("2."));
 }
+
+#[test]
+fn a_waiter_says_who_holds_the_lock_in_plain_lines_and_runs_after_it() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let (holder, token) = hold(&scene, &server, "jobs.wait", &["--description", "backup"]);
+    let mut cmd = scene.nlock(&server);
+    cmd.args([
+        "run",
+        "jobs.wait",
+        "--",
+        "sh",
+        "-c",
+        "echo $NLOCK_TOKEN > second",
+    ]);
+    let mut waiter = Lines::spawn_stderr(&mut cmd);
+    // Not a terminal: a plain line naming the holder, no spinner.
+    let line = waiter.next_containing("waiting for jobs.wait");
+    assert!(line.contains("held by pid"), "{line}");
+    assert!(line.contains("\"backup\""), "{line}");
+    assert!(line.contains(&format!("token {token}")), "{line}");
+    assert!(!line.contains('\r'), "{line}");
+    assert!(!scene.path("second").exists());
+    assert_eq!(let_go(holder), Some(0));
+    assert_eq!(wait_exit(&mut waiter.child).code(), Some(0));
+    let second: u64 = scene.wait_file("second").trim().parse().unwrap();
+    assert!(second > token);
+}
+
+#[test]
+fn signals_to_nlock_reach_the_command_and_the_lock_is_released() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let mut run = scene
+        .nlock(&server)
+        .args(["run", "jobs.sig", "--", "sh", "-c"])
+        .arg("trap 'exit 9' TERM; echo up > up; while :; do sleep 0.05; done")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    scene.wait_file("up");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // The command's own exit code, and the lock released on the way out.
+    assert_eq!(wait_exit(&mut run).code(), Some(9));
+    let who = output(scene.nlock(&server).args(["who", "jobs.sig"]));
+    assert_eq!(who.code, Some(6), "{}", who.stdout);
+
+    // Interrupted while waiting: nothing runs, nothing is left behind.
+    let (holder, token) = hold(&scene, &server, "jobs.sig", &[]);
+    let mut cmd = scene.nlock(&server);
+    cmd.args(["run", "jobs.sig", "--", "touch", "ran"]);
+    let mut waiter = Lines::spawn_stderr(&mut cmd);
+    waiter.next_containing("waiting for jobs.sig");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &waiter.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(wait_exit(&mut waiter.child).code(), Some(130));
+    assert!(!scene.path("ran").exists());
+    assert_eq!(let_go(holder), Some(0));
+    let ls = output(scene.nlock(&server).arg("ls"));
+    assert_eq!(json(&ls.stdout), serde_json::json!([]), "token {token}");
+}

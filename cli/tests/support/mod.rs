@@ -182,12 +182,24 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Reads standard output.
     pub fn spawn(cmd: &mut Command) -> Lines {
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
+        Lines::reading(child, stdout)
+    }
+
+    /// Reads standard error.
+    pub fn spawn_stderr(cmd: &mut Command) -> Lines {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        Lines::reading(child, stderr)
+    }
+
+    fn reading(child: Child, from: impl std::io::Read + Send + 'static) -> Lines {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            for line in BufReader::new(from).lines() {
                 let Ok(line) = line else { return };
                 if tx.send(line).is_err() {
                     return;
@@ -202,6 +214,16 @@ impl Lines {
         self.rx
             .recv_timeout(PATIENCE)
             .expect("a line within PATIENCE")
+    }
+
+    /// The next line containing `text`, skipping the others.
+    pub fn next_containing(&self, text: &str) -> String {
+        loop {
+            let line = self.next();
+            if line.contains(text) {
+                return line;
+            }
+        }
     }
 
     /// The next line that parses as JSON and satisfies `want`, skipping the others.
