@@ -21,17 +21,17 @@ use nlock::{ErrorKind, LockError};
 /// The exit codes, as `--help` shows them; `exit` below is their single source.
 const EXIT_CODES: &str = "\
 Exit codes:
-  0    success (for `run`: the command's own exit code is passed through)
-  1    error: NATS unreachable, the server refused, a bucket with other settings, ...
-  2    usage: bad flags, a bad key, a bad connection or bucket setting
-  3    busy: `run --no-wait` found the lock held (the command did not run)
-  4    timed out: `run --timeout` passed before the lock was free (the command did not run)
-  5    lost: the lock was lost while the command ran; it was stopped (SIGTERM, then SIGKILL)
-  6    not held: `who` or `release --force` on a free key
-  7    token mismatch: `release --force --token N` found another tenure holding the key
-  126  `run`: the command could not be started (not executable)
-  127  `run`: the command was not found
-  128+N `run`: the command was killed by signal N";
+  0      success (for `run`: the command's own exit code is passed through)
+  1      error: NATS unreachable, the server refused, a bucket with other settings, ...
+  2      usage: bad flags, a bad key, a bad connection or bucket setting
+  3      busy: `run --no-wait` found the lock held (the command did not run)
+  4      timed out: `run --timeout` passed before the lock was free (the command did not run)
+  5      lost: the lock was lost while the command ran; it was stopped (SIGTERM, then SIGKILL)
+  6      not held: `who` or `release --force` on a free key
+  7      token mismatch: `release --force --token N` found another tenure holding the key
+  126    `run`: the command could not be started (not executable)
+  127    `run`: the command was not found
+  128+N  `run`: the command was killed by signal N (130: nlock interrupted while waiting)";
 
 /// The exit codes of `nlock` (see [`EXIT_CODES`]).
 mod exit {
@@ -67,11 +67,11 @@ struct Cli {
     #[command(flatten)]
     bucket: BucketArgs,
     /// Print only errors (and what the command itself prints).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
     /// JSON output (the default when standard output is not a terminal); errors as JSON on
     /// standard error.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -115,8 +115,10 @@ enum Command {
             the resource the lock protects) and NLOCK_BUCKET in its environment. If the lock \
             is lost while the command runs (the key was deleted, or a refresh could not be \
             confirmed in time), the command gets SIGTERM, SIGKILL after --grace, and nlock \
-            exits with 5. SIGINT, SIGTERM and SIGHUP sent to nlock are passed on to the \
-            command, and the lock is released once it exits.",
+            exits with 5. SIGTERM and SIGHUP sent to nlock are passed on to the command \
+            (SIGINT too, unless the terminal already sent it to both), and the lock is \
+            released once it exits. Interrupted while waiting, nlock exits with 130 and \
+            leaves nothing behind.",
         after_long_help = EXIT_CODES
     )]
     Run(run::RunArgs),
@@ -349,6 +351,23 @@ mod tests {
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         for bad in ["", "s", "10x", "-1s", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_exit_code_table_names_every_code() {
+        for code in [
+            exit::ERROR,
+            exit::USAGE,
+            exit::BUSY,
+            exit::TIMED_OUT,
+            exit::LOST,
+            exit::NOT_HELD,
+            exit::TOKEN_MISMATCH,
+            exit::CANNOT_EXECUTE,
+            exit::NOT_FOUND,
+        ] {
+            assert!(EXIT_CODES.contains(&format!("\n  {code} ")), "{code}");
         }
     }
 
