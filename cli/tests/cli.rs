@@ -234,7 +234,16 @@ fn release_force_checks_the_token_and_asks_first() {
 fn ls_who_and_watch_show_what_happened() {
     let server = Server::start();
     let scene = Scene::new();
+    // The watcher starts with each key's last change: one on jobs.ready, to know it is live
+    // before anything it must see happens.
+    let ready = output(
+        scene
+            .nlock(&server)
+            .args(["run", "jobs.ready", "--", "true"]),
+    );
+    assert_eq!(ready.code, Some(0), "{}", ready.stderr);
     let watch = Lines::spawn(scene.nlock(&server).args(["watch", "jobs.>"]));
+    watch.next_json(|e| e["key"] == "jobs.ready" && e["kind"] == "released");
 
     let (holder, token) = hold(&scene, &server, "jobs.a", &["--description", "nightly"]);
     let ls = output(scene.nlock(&server).arg("ls"));
