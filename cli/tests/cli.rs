@@ -460,3 +460,31 @@ fn signals_to_nlock_reach_the_command_and_the_lock_is_released() {
     let ls = output(scene.nlock(&server).arg("ls"));
     assert_eq!(json(&ls.stdout), serde_json::json!([]), "token {token}");
 }
+
+#[test]
+fn info_says_when_the_bucket_needs_an_upgrade_and_does_it() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let info = |args: &[&str]| {
+        let out = output(scene.nlock(&server).arg("info").args(args));
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        json(&out.stdout)
+    };
+    // A bucket as Go nlock makes it: no per-message TTL, no limit markers.
+    let go = info(&["--go-compatible"]);
+    assert_eq!(go["bucket"]["layout"], "go-compatible");
+    assert_eq!(go["expiry_events"], false);
+    assert_eq!(go["needs_upgrade"], false);
+    let version = go["server_version"].as_str().unwrap().to_owned();
+    let modern = !version.starts_with("2.9.") && !version.starts_with("2.10.");
+
+    let full = info(&[]);
+    assert_eq!(full["expiry_events"], false);
+    assert_eq!(full["needs_upgrade"], modern, "{version}");
+    if modern {
+        let upgraded = info(&["--upgrade-bucket"]);
+        assert_eq!(upgraded["expiry_events"], true);
+        assert_eq!(upgraded["needs_upgrade"], false);
+        assert_eq!(info(&[])["needs_upgrade"], false);
+    }
+}
