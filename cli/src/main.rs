@@ -44,6 +44,8 @@ mod exit {
     pub const TOKEN_MISMATCH: u8 = 7;
     pub const CANNOT_EXECUTE: u8 = 126;
     pub const NOT_FOUND: u8 = 127;
+    /// 128 + SIGINT, as a shell reports an interrupted command.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Debug, Parser)]
@@ -239,14 +241,14 @@ fn exit_code(e: &LockError) -> u8 {
 
 /// What every command needs: the parsed flags and how to print.
 struct Ctx {
-    cli_quiet: bool,
+    quiet: bool,
     json: bool,
 }
 
 impl Ctx {
     /// A status line on standard error, unless `--quiet`.
     fn say(&self, line: impl std::fmt::Display) {
-        if !self.cli_quiet {
+        if !self.quiet {
             eprintln!("nlock: {line}");
         }
     }
@@ -304,7 +306,7 @@ fn report(failure: &Failure, json: bool) -> u8 {
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let ctx = Ctx {
-        cli_quiet: cli.quiet,
+        quiet: cli.quiet,
         json: cli.json || !std::io::stdout().is_terminal(),
     };
     // Keys are checked before connecting: a bad key is a usage error even with no server.

@@ -108,7 +108,7 @@ pub async fn run(
     } else {
         let Some(lock) = wait(ctx, manager, &args, options, &mut signals).await? else {
             ctx.say(format!("interrupted while waiting for {}", args.key));
-            return Err(Failure::Exit(130));
+            return Err(Failure::Exit(exit::INTERRUPTED));
         };
         lock
     };
@@ -126,7 +126,7 @@ async fn wait(
 ) -> Result<Option<LockHandle>, LockError> {
     let acquire = manager.acquire_with(&args.key, args.timeout, options);
     tokio::pin!(acquire);
-    let mut display = Waiting::new(&args.key, std::io::stderr().is_terminal(), ctx.cli_quiet);
+    let mut display = Waiting::new(&args.key, std::io::stderr().is_terminal(), ctx.quiet);
     let mut frames = tokio::time::interval(FRAME);
     // The first read after one poll interval: a free lock is taken before anything shows.
     let mut polls =
