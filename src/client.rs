@@ -47,8 +47,9 @@ pub struct LockManager {
     /// The manager's loss subscribers, shared with its lock actors: subscribing needs no
     /// message, so it works even after the manager stopped.
     losses: Arc<Subscribers>,
-    /// For the read-only views of the whole bucket (`holders`, `events`).
-    store: Arc<Store>,
+    /// For the read-only views of the whole bucket (`holders`, `events`), and the operator's
+    /// break (`operator.rs`).
+    pub(crate) store: Arc<Store>,
 }
 
 impl LockManager {

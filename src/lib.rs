@@ -33,6 +33,7 @@ mod key;
 mod lease;
 mod lock;
 mod observe;
+mod operator;
 mod pending;
 mod runtime;
 mod serde_util;

@@ -181,6 +181,17 @@ pub enum LockError {
         /// What is wrong with it.
         problem: String,
     },
+    /// An operator's break named a tenure (by its fencing token) that does not hold the key:
+    /// the lock changed hands, or the token is wrong. Nothing was deleted.
+    #[error("lock {key:?} is held with token {found}, not {expected}; nothing was deleted")]
+    TokenMismatch {
+        /// The key.
+        key: String,
+        /// The token asked for.
+        expected: u64,
+        /// The token of the tenure that holds the key.
+        found: u64,
+    },
 }
 
 /// The kind of a [`LockError`], for matching in callers and tests. Serialises as its
@@ -218,6 +229,8 @@ pub enum ErrorKind {
     JetStreamNotEnabled,
     /// See [`LockError::InvalidConnectSetting`].
     InvalidConnectSetting,
+    /// See [`LockError::TokenMismatch`].
+    TokenMismatch,
 }
 
 impl ErrorKind {
@@ -240,6 +253,7 @@ impl ErrorKind {
             ErrorKind::BucketRejected => "bucket_rejected",
             ErrorKind::JetStreamNotEnabled => "jetstream_not_enabled",
             ErrorKind::InvalidConnectSetting => "invalid_connect_setting",
+            ErrorKind::TokenMismatch => "token_mismatch",
         }
     }
 }
@@ -285,6 +299,7 @@ impl LockError {
             LockError::BucketRejected { .. } => ErrorKind::BucketRejected,
             LockError::JetStreamNotEnabled { .. } => ErrorKind::JetStreamNotEnabled,
             LockError::InvalidConnectSetting { .. } => ErrorKind::InvalidConnectSetting,
+            LockError::TokenMismatch { .. } => ErrorKind::TokenMismatch,
         }
     }
 }

@@ -162,6 +162,8 @@ impl Store {
             (Some("DEL"), _) => match header(NLOCK_END) {
                 Some("released") => ChangeOp::Ended(End::Released),
                 Some("lapsed") => ChangeOp::Ended(End::Lapsed),
+                // An operator's break is someone else's delete to the holder and to watchers.
+                Some("forced") => ChangeOp::Delete,
                 _ => ChangeOp::Delete,
             },
             (Some("PURGE"), _) => ChangeOp::Purge,

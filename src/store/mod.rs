@@ -41,6 +41,9 @@ pub(crate) enum End {
     /// The tenure had already ended (its lease ran out, or an acquire was abandoned) and the
     /// holder clears its value rather than leave it to expire.
     Lapsed,
+    /// An operator broke the lock ([`LockManager::force_release`](crate::LockManager)): not
+    /// the holder's own end, so watchers and the holder see it as someone else's delete.
+    Forced,
 }
 
 /// What the connected server can do, read once when the manager starts.
@@ -184,6 +187,7 @@ impl Store {
             match end {
                 End::Released => "released",
                 End::Lapsed => "lapsed",
+                End::Forced => "forced",
             },
         );
         headers.insert(

@@ -14,5 +14,6 @@ mod go_interop;
 mod input;
 mod loss;
 mod observe;
+mod operator;
 mod runtimes;
 mod waiting;

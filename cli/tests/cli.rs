@@ -1,0 +1,490 @@
+//! The `nlock` binary against real nats-server processes.
+
+mod support;
+
+use std::process::{Child, Stdio};
+
+use support::{output, wait_exit, Lines, Scene, Server};
+
+/// Starts `nlock run KEY -- sh` holding the lock until its standard input closes; returns the
+/// process and the fencing token the command was given.
+fn hold(scene: &Scene, server: &Server, key: &str, extra: &[&str]) -> (Child, u64) {
+    let marker = format!("token-{key}-{}", std::process::id());
+    let _ = std::fs::remove_file(scene.path(&marker));
+    let child = scene
+        .nlock(server)
+        .arg("run")
+        .args(extra)
+        .arg(key)
+        .args(["--", "sh", "-c"])
+        .arg(format!("echo $NLOCK_TOKEN > {marker}; read line || true"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let token = scene.wait_file(&marker).trim().parse().unwrap();
+    (child, token)
+}
+
+/// Ends a [`hold`]: closes the command's input and waits for nlock to release and exit.
+fn let_go(mut child: Child) -> Option<i32> {
+    drop(child.stdin.take());
+    wait_exit(&mut child).code()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON: {text:?}: {e}"))
+}
+
+#[test]
+fn runs_on_one_key_never_overlap() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let runs: Vec<Child> = (0..3)
+        .map(|_| {
+            scene
+                .nlock(&server)
+                .args(["run", "--quiet", "jobs.exclusive", "--", "sh", "-c"])
+                .arg(format!(
+                    "echo start $NLOCK_KEY $NLOCK_TOKEN >> {0}; sleep 0.2; \
+                     echo stop $NLOCK_KEY $NLOCK_TOKEN >> {0}",
+                    log.display()
+                ))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut run in runs {
+        assert_eq!(wait_exit(&mut run).code(), Some(0));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    let mut tokens = Vec::new();
+    for pair in lines.chunks(2) {
+        let start: Vec<&str> = pair[0].split(' ').collect();
+        let stop: Vec<&str> = pair[1].split(' ').collect();
+        assert_eq!(start[..2], ["start", "jobs.exclusive"], "{text}");
+        assert_eq!(stop[..2], ["stop", "jobs.exclusive"], "{text}");
+        assert_eq!(
+            start[2], stop[2],
+            "a start and a stop of different tenures: {text}"
+        );
+        tokens.push(start[2].parse::<u64>().unwrap());
+    }
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
+#[test]
+fn no_wait_and_timeout_on_a_held_lock_do_not_run_the_command() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let (holder, _) = hold(&scene, &server, "jobs.busy", &[]);
+
+    let busy =
+        output(
+            scene
+                .nlock(&server)
+                .args(["run", "--no-wait", "jobs.busy", "--", "touch", "ran"]),
+        );
+    assert_eq!(busy.code, Some(3), "{}", busy.stderr);
+    assert!(busy.stderr.contains("is held by"), "{}", busy.stderr);
+    let late = output(scene.nlock(&server).args([
+        "run",
+        "--timeout",
+        "300ms",
+        "jobs.busy",
+        "--",
+        "touch",
+        "ran",
+    ]));
+    assert_eq!(late.code, Some(4), "{}", late.stderr);
+    // Not a terminal: the waiting display is plain lines, or nothing if it gave up first.
+    assert!(!late.stderr.contains('\r'), "{}", late.stderr);
+    assert!(!scene.path("ran").exists());
+
+    assert_eq!(let_go(holder), Some(0));
+    let free =
+        output(
+            scene
+                .nlock(&server)
+                .args(["run", "--no-wait", "jobs.busy", "--", "touch", "ran"]),
+        );
+    assert_eq!(free.code, Some(0), "{}", free.stderr);
+    assert!(scene.path("ran").exists());
+}
+
+#[test]
+fn the_commands_exit_code_passes_through_and_the_lock_is_released() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let run = |args: &[&str]| {
+        output(
+            scene
+                .nlock(&server)
+                .args(["run", "jobs.code", "--"])
+                .args(args),
+        )
+    };
+    assert_eq!(run(&["sh", "-c", "exit 42"]).code, Some(42));
+    assert_eq!(run(&["true"]).code, Some(0));
+    // Killed by a signal: 128 + its number, as a shell reports it.
+    assert_eq!(run(&["sh", "-c", "kill -KILL $$"]).code, Some(128 + 9));
+    let missing = run(&["/nonexistent/nlock-test-command"]);
+    assert_eq!(missing.code, Some(127), "{}", missing.stderr);
+    assert!(missing.stderr.contains("cannot run"), "{}", missing.stderr);
+    // Every run released its lock.
+    let who = output(scene.nlock(&server).args(["who", "jobs.code"]));
+    assert_eq!(who.code, Some(6), "{}", who.stderr);
+}
+
+#[test]
+fn a_lost_lock_stops_the_command_with_the_loss_exit_code() {
+    let server = Server::start();
+    let scene = Scene::new();
+    // A command that exits on SIGTERM.
+    let mut polite = scene
+        .nlock(&server)
+        .args(["run", "--grace", "10s", "jobs.lost", "--", "sh", "-c"])
+        .arg("trap 'echo stopped > stopped; exit 0' TERM; echo up > up; while :; do sleep 0.05; done")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    scene.wait_file("up");
+    let broke = output(
+        scene
+            .nlock(&server)
+            .args(["release", "--force", "--yes", "jobs.lost"]),
+    );
+    assert_eq!(broke.code, Some(0), "{}", broke.stderr);
+    assert_eq!(wait_exit(&mut polite).code(), Some(5));
+    assert_eq!(scene.wait_file("stopped").trim(), "stopped");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut polite.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("lost jobs.lost"), "{stderr}");
+    assert!(stderr.contains("deleted"), "{stderr}");
+
+    // A command that ignores SIGTERM gets SIGKILL after the grace period.
+    let mut stubborn = scene
+        .nlock(&server)
+        .args(["run", "--grace", "200ms", "jobs.lost", "--", "sh", "-c"])
+        .arg("trap '' TERM; echo up > up2; exec sleep 600")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    scene.wait_file("up2");
+    let broke = output(
+        scene
+            .nlock(&server)
+            .args(["release", "--force", "--yes", "jobs.lost"]),
+    );
+    assert_eq!(broke.code, Some(0), "{}", broke.stderr);
+    assert_eq!(wait_exit(&mut stubborn).code(), Some(5));
+}
+
+#[test]
+fn release_force_checks_the_token_and_asks_first() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let free = output(
+        scene
+            .nlock(&server)
+            .args(["release", "--force", "--yes", "jobs.r"]),
+    );
+    assert_eq!(free.code, Some(6), "{}", free.stderr);
+
+    let (holder, token) = hold(&scene, &server, "jobs.r", &[]);
+    let wrong = output(scene.nlock(&server).args([
+        "release",
+        "--force",
+        "--yes",
+        "jobs.r",
+        "--token",
+        &(token + 1).to_string(),
+    ]));
+    assert_eq!(wrong.code, Some(7), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("nothing was deleted"),
+        "{}",
+        wrong.stderr
+    );
+    // Not confirmed (standard input is not a terminal, no --yes): nothing is broken.
+    let unasked = output(scene.nlock(&server).args(["release", "--force", "jobs.r"]));
+    assert_eq!(unasked.code, Some(2), "{}", unasked.stderr);
+    assert!(unasked.stderr.contains("--yes"), "{}", unasked.stderr);
+    let who = output(scene.nlock(&server).args(["who", "--json", "jobs.r"]));
+    assert_eq!(json(&who.stdout)["token"], token);
+
+    let right = output(scene.nlock(&server).args([
+        "release",
+        "--force",
+        "--yes",
+        "--json",
+        "jobs.r",
+        "--token",
+        &token.to_string(),
+    ]));
+    assert_eq!(right.code, Some(0), "{}", right.stderr);
+    assert_eq!(json(&right.stdout)["token"], token);
+    assert_eq!(let_go(holder), Some(5));
+}
+
+#[test]
+fn ls_who_and_watch_show_what_happened() {
+    let server = Server::start();
+    let scene = Scene::new();
+    // The watcher starts with each key's last change: one on jobs.ready, to know it is live
+    // before anything it must see happens.
+    let ready = output(
+        scene
+            .nlock(&server)
+            .args(["run", "jobs.ready", "--", "true"]),
+    );
+    assert_eq!(ready.code, Some(0), "{}", ready.stderr);
+    let watch = Lines::spawn(scene.nlock(&server).args(["watch", "jobs.>"]));
+    watch.next_json(|e| e["key"] == "jobs.ready" && e["kind"] == "released");
+
+    let (holder, token) = hold(&scene, &server, "jobs.a", &["--description", "nightly"]);
+    let ls = output(scene.nlock(&server).arg("ls"));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    let rows = json(&ls.stdout);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["key"], "jobs.a");
+    assert_eq!(rows[0]["token"], token);
+    assert_eq!(rows[0]["holder"]["description"], "nightly");
+    assert!(rows[0]["expires_in_ms"].as_u64().unwrap() <= 30_000);
+    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    assert_eq!(who.code, Some(0), "{}", who.stderr);
+    assert_eq!(json(&who.stdout)["token"], token);
+
+    assert_eq!(let_go(holder), Some(0));
+    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    assert_eq!(who.code, Some(6));
+    assert_eq!(json(&who.stdout), serde_json::Value::Null);
+    let ls = output(scene.nlock(&server).arg("ls"));
+    assert_eq!(json(&ls.stdout), serde_json::json!([]));
+
+    // A second tenure, broken by an operator.
+    let (holder, second) = hold(&scene, &server, "jobs.a", &[]);
+    let broke = output(
+        scene
+            .nlock(&server)
+            .args(["release", "--force", "--yes", "jobs.a"]),
+    );
+    assert_eq!(broke.code, Some(0), "{}", broke.stderr);
+    assert_eq!(let_go(holder), Some(5));
+
+    // The watcher saw it all, in order, one JSON line each.
+    let event = |kind: &str| {
+        let kind = kind.to_owned();
+        watch.next_json(move |e| e["key"] == "jobs.a" && e["kind"] == kind.as_str())
+    };
+    assert_eq!(event("acquired")["token"], token);
+    assert_eq!(event("released")["token"], token);
+    assert_eq!(event("acquired")["token"], second);
+    assert_eq!(event("deleted")["token"], second);
+}
+
+#[test]
+fn context_picks_the_server() {
+    let one = Server::start();
+    let two = Server::start();
+    let scene = Scene::new();
+    let contexts = scene.nats_config().join("context");
+    std::fs::create_dir_all(&contexts).unwrap();
+    for (name, server) in [("one", &one), ("two", &two)] {
+        let body = serde_json::json!({ "description": "test", "url": server.url });
+        std::fs::write(contexts.join(format!("{name}.json")), body.to_string()).unwrap();
+    }
+    let (holder, _) = hold(&scene, &one, "jobs.ctx", &[]);
+    let who = |args: &[&str]| {
+        output(scene.bare().args(args).args(["who", "jobs.ctx"]))
+            .code
+            .unwrap()
+    };
+    assert_eq!(who(&["--context", "one"]), 0);
+    assert_eq!(who(&["--context", "two"]), 6);
+    // The selected context, as `nats context select` leaves it.
+    std::fs::write(scene.nats_config().join("context.txt"), "one\n").unwrap();
+    assert_eq!(who(&[]), 0);
+    std::fs::write(scene.nats_config().join("context.txt"), "two").unwrap();
+    assert_eq!(who(&[]), 6);
+    // A flag beats the context, and so does NATS_URL.
+    assert_eq!(who(&["--server", &one.url]), 0);
+    let by_env = output(
+        scene
+            .bare()
+            .env("NATS_URL", &one.url)
+            .args(["who", "jobs.ctx"]),
+    );
+    assert_eq!(by_env.code, Some(0), "{}", by_env.stderr);
+    // A context that does not exist is a usage error naming it.
+    let missing = output(scene.bare().args(["--context", "three", "ls"]));
+    assert_eq!(missing.code, Some(2));
+    assert!(missing.stderr.contains("three"), "{}", missing.stderr);
+    let info = output(scene.bare().args(["--context", "two", "info"]));
+    assert_eq!(json(&info.stdout)["context"], "two");
+    assert_eq!(let_go(holder), Some(0));
+}
+
+#[test]
+fn bad_flags_and_bad_keys_are_usage_errors() {
+    let scene = Scene::new();
+    // No server is needed to refuse these: nothing is connected.
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "bad key", "--", "true"], "invalid lock key"),
+        (&["run", "a..b", "--", "true"], "invalid lock key"),
+        (&["who", "_kv.x"], "reserved"),
+        (&["run", "jobs.a"], "required"),
+        (&["run", "jobs.a", "true"], "unexpected argument"),
+        (
+            &["run", "--timeout", "soon", "jobs.a", "--", "true"],
+            "not a duration",
+        ),
+        (
+            &[
+                "run",
+                "--no-wait",
+                "--timeout",
+                "1s",
+                "jobs.a",
+                "--",
+                "true",
+            ],
+            "cannot be used",
+        ),
+        (&["release", "jobs.a"], "--force"),
+        (&["ls", "--bogus"], "--bogus"),
+        (&["frobnicate"], "unrecognized subcommand"),
+        (&["--server", "nats://a:notaport", "ls"], "server 1"),
+        (&["--ttl", "0", "ls"], "TTL"),
+        (&["--password", "pw", "ls"], "--password needs --user"),
+        (&["--creds", "/nonexistent/x.creds", "ls"], "--creds"),
+    ];
+    for (args, says) in cases {
+        let out = output(scene.bare().args(*args));
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    // With --json, the error is one JSON object naming its kind.
+    let out = output(scene.bare().args(["--json", "who", "bad key"]));
+    let err = json(&out.stderr);
+    assert_eq!(err["error"], "invalid_key");
+    assert_eq!(err["exit_code"], 2);
+    // The help documents the exit codes.
+    let help = output(scene.bare().arg("--help"));
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
+}
+
+#[test]
+fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let out = output(scene.nlock(&server).args(["watch", "a.>.b"]));
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    let info = output(scene.nlock(&server).arg("info"));
+    assert_eq!(info.code, Some(0), "{}", info.stderr);
+    let info = json(&info.stdout);
+    assert_eq!(info["jetstream"], true);
+    assert_eq!(info["bucket"]["name"], "distributed_locks");
+    assert!(info["server_version"].as_str().unwrap().starts_with("2."));
+}
+
+#[test]
+fn a_waiter_says_who_holds_the_lock_in_plain_lines_and_runs_after_it() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let (holder, token) = hold(&scene, &server, "jobs.wait", &["--description", "backup"]);
+    let mut cmd = scene.nlock(&server);
+    cmd.args([
+        "run",
+        "jobs.wait",
+        "--",
+        "sh",
+        "-c",
+        "echo $NLOCK_TOKEN > second",
+    ]);
+    let mut waiter = Lines::spawn_stderr(&mut cmd);
+    // Not a terminal: a plain line naming the holder, no spinner.
+    let line = waiter.next_containing("waiting for jobs.wait");
+    assert!(line.contains("held by pid"), "{line}");
+    assert!(line.contains("\"backup\""), "{line}");
+    assert!(line.contains(&format!("token {token}")), "{line}");
+    assert!(!line.contains('\r'), "{line}");
+    assert!(!scene.path("second").exists());
+    assert_eq!(let_go(holder), Some(0));
+    assert_eq!(wait_exit(&mut waiter.child).code(), Some(0));
+    let second: u64 = scene.wait_file("second").trim().parse().unwrap();
+    assert!(second > token);
+}
+
+#[test]
+fn signals_to_nlock_reach_the_command_and_the_lock_is_released() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let mut run = scene
+        .nlock(&server)
+        .args(["run", "jobs.sig", "--", "sh", "-c"])
+        .arg("trap 'exit 9' TERM; echo up > up; while :; do sleep 0.05; done")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    scene.wait_file("up");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // The command's own exit code, and the lock released on the way out.
+    assert_eq!(wait_exit(&mut run).code(), Some(9));
+    let who = output(scene.nlock(&server).args(["who", "jobs.sig"]));
+    assert_eq!(who.code, Some(6), "{}", who.stdout);
+
+    // Interrupted while waiting: nothing runs, nothing is left behind.
+    let (holder, token) = hold(&scene, &server, "jobs.sig", &[]);
+    let mut cmd = scene.nlock(&server);
+    cmd.args(["run", "jobs.sig", "--", "touch", "ran"]);
+    let mut waiter = Lines::spawn_stderr(&mut cmd);
+    waiter.next_containing("waiting for jobs.sig");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &waiter.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(wait_exit(&mut waiter.child).code(), Some(130));
+    assert!(!scene.path("ran").exists());
+    assert_eq!(let_go(holder), Some(0));
+    let ls = output(scene.nlock(&server).arg("ls"));
+    assert_eq!(json(&ls.stdout), serde_json::json!([]), "token {token}");
+}
+
+#[test]
+fn info_says_when_the_bucket_needs_an_upgrade_and_does_it() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let info = |args: &[&str]| {
+        let out = output(scene.nlock(&server).arg("info").args(args));
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        json(&out.stdout)
+    };
+    // A bucket as Go nlock makes it: no per-message TTL, no limit markers.
+    let go = info(&["--go-compatible"]);
+    assert_eq!(go["bucket"]["layout"], "go-compatible");
+    assert_eq!(go["expiry_events"], false);
+    assert_eq!(go["needs_upgrade"], false);
+    let version = go["server_version"].as_str().unwrap().to_owned();
+    let modern = !version.starts_with("2.9.") && !version.starts_with("2.10.");
+
+    let full = info(&[]);
+    assert_eq!(full["expiry_events"], false);
+    assert_eq!(full["needs_upgrade"], modern, "{version}");
+    if modern {
+        let upgraded = info(&["--upgrade-bucket"]);
+        assert_eq!(upgraded["expiry_events"], true);
+        assert_eq!(upgraded["needs_upgrade"], false);
+        assert_eq!(info(&[])["needs_upgrade"], false);
+    }
+}
