@@ -166,7 +166,7 @@ pub async fn watch(
     filter: Option<&str>,
     refreshes: bool,
 ) -> Result<u8, Failure> {
-    let mut events = manager.events(filter.unwrap_or(">"))?;
+    let mut events = manager.events(filter.unwrap_or(">")).await?;
     while let Some(e) = events.next().await {
         if e.kind == LockEventKind::Refreshed && !refreshes {
             continue;

@@ -7,7 +7,7 @@ use nlock::{ErrorKind, LockEventKind, LockManager, LossReason};
 use crate::fixture::{Env, PATIENCE};
 
 async fn events_until(m: &LockManager, key: &str, kind: LockEventKind) -> nlock::LockEvent {
-    let mut events = m.events(key).unwrap();
+    let mut events = m.events(key).await.unwrap();
     loop {
         let e = tokio::time::timeout(PATIENCE, events.next())
             .await
