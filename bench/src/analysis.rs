@@ -26,10 +26,10 @@ fn writes(row: &crate::w1::Row) -> f64 {
 /// run's breakdown are named.
 fn known_allocation(size: usize) -> Option<&'static str> {
     Some(match size {
-        1024 => "the `LockActor`'s tokio task: actix's `ContextFut` (the actor, its context, mailbox and items) in a task cell (`Actor::start` in `manager.rs` `on_contended`)",
-        384 => "the `tokio::sync::watch` channel behind `LockHandle::lost()` (`LockActor::new` in `lock_actor.rs`); its shared state carries eight `Notify`s",
-        112 => "the lock's timer, `run_later` boxed into the actor's context (`lock_actor.rs`)",
-        130..=200 => "the lock value, the holder's JSON record (`Holder::encode`, `holder.rs`)",
+        1024 => "the `LockActor`'s tokio task: actix's `ContextFut` (the actor, its context, mailbox and items) in a task cell (`Actor::start` in `on_contended`, `src/lock/manager/grant.rs`)",
+        384 => "the `tokio::sync::watch` channel behind `LockHandle::lost()`, in the lock's `LeaseState` (`src/lease.rs`, made by `LockActor::new` in `src/lock/actor.rs`); its shared state carries eight `Notify`s",
+        112 => "the lock's timer, `run_later` boxed into the actor's context (`src/lock/actor/keep_alive.rs`)",
+        130..=200 => "the lock value, the holder's JSON record (`Holder::encode`, `src/holder.rs`)",
         _ => return None,
     })
 }

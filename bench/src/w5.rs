@@ -5,6 +5,8 @@
 //!
 //! Variants, all refreshing every TTL/3 = 10 s with a compare-and-set on the lock's revision:
 //! - `nlock`: `LockManager::acquire`, the handles kept in a `Vec`.
+//! - `nlock-nofollow`: the same with `follow_changes(false)`: no change consumer, so the
+//!   difference to `nlock` is what following the bucket's changes costs.
 //! - `task`: a plain tokio task per lock, sleeping and refreshing in a loop.
 //! - `timer`: one task for all locks, a queue of due times and one small record per lock.
 
@@ -29,7 +31,9 @@ use crate::contenders::RawKv;
 use crate::stats::{process_cpu, rss_bytes};
 use crate::Env;
 
-pub const VARIANTS: [&str; 3] = ["nlock", "task", "timer"];
+pub const VARIANTS: [&str; 4] = ["nlock", NOFOLLOW, "task", "timer"];
+/// nlock with `follow_changes(false)`.
+pub const NOFOLLOW: &str = "nlock-nofollow";
 /// nlock's default: refresh every TTL/3.
 const TTL: Duration = nlock::DEFAULT_TTL;
 const IN_FLIGHT: usize = 64;
@@ -57,6 +61,10 @@ pub struct Report {
     pub grown: Vec<(usize, i64, i64)>,
     /// nats-server CPU during the hold (measured by the parent).
     pub server_cpu_hold: Duration,
+    /// Consumers on the bucket's stream during the hold (server's count).
+    pub consumers: u64,
+    /// Messages the stream's consumers delivered during the hold.
+    pub delivered: u64,
 }
 
 impl Report {
@@ -75,8 +83,13 @@ impl Report {
     }
 }
 
-pub fn config(bucket: &str) -> Result<nlock::Config> {
-    Ok(nlock::Config::builder().bucket(bucket).ttl(TTL).build()?)
+/// The bucket and TTL of every variant; `follow`: the manager follows the bucket's changes.
+pub fn config(bucket: &str, follow: bool) -> Result<nlock::Config> {
+    Ok(nlock::Config::builder()
+        .bucket(bucket)
+        .ttl(TTL)
+        .follow_changes(follow)
+        .build()?)
 }
 
 struct Snap {
@@ -96,6 +109,31 @@ async fn last_seq(raw: &RawKv, bucket: &str) -> Result<u64> {
     Ok(stream.info().await?.state.last_sequence)
 }
 
+/// The stream's consumers and how many messages each has delivered so far, by name.
+async fn consumers(raw: &RawKv, bucket: &str) -> Result<Vec<(String, u64)>> {
+    let stream = raw.js.get_stream(format!("KV_{bucket}")).await?;
+    let infos: Vec<_> = stream.consumers().try_collect().await?;
+    Ok(infos
+        .into_iter()
+        .map(|c| (c.name, c.delivered.consumer_sequence))
+        .collect())
+}
+
+/// Messages delivered between two [`consumers`] readings; a consumer that was created in
+/// between (an ordered consumer reopened) counts from 0.
+fn delivered_between(before: &[(String, u64)], after: &[(String, u64)]) -> u64 {
+    after
+        .iter()
+        .map(|(name, n)| {
+            let n0 = before
+                .iter()
+                .find(|(b, _)| b == name)
+                .map_or(0, |(_, n0)| *n0);
+            n.saturating_sub(n0)
+        })
+        .sum()
+}
+
 fn key(i: usize) -> String {
     format!("held.{i}")
 }
@@ -104,7 +142,8 @@ fn key(i: usize) -> String {
 /// report, and exits without releasing (the parent deletes the bucket).
 pub async fn child(variant: &str, url: &str, bucket: &str, n: usize, hold: Duration) -> Result<()> {
     // nlock opens (or creates) the bucket, so every variant's stream has the same settings.
-    let manager = nlock::LockManager::connect(url, config(bucket)?).await?;
+    // Only the `nlock` variant follows the bucket's changes (one consumer per manager).
+    let manager = nlock::LockManager::connect(url, config(bucket, variant == "nlock")?).await?;
     let info = RawKv::open(url, bucket).await?;
     let value = lock_value();
     let refresh_every = TTL / nlock::DEFAULT_KEEP_ALIVE_FACTOR;
@@ -115,7 +154,7 @@ pub async fn child(variant: &str, url: &str, bucket: &str, n: usize, hold: Durat
     let t0;
     let mut nlock_handles: Vec<nlock::LockHandle> = Vec::new();
     match variant {
-        "nlock" => {
+        "nlock" | NOFOLLOW => {
             let m = manager;
             m.acquire("warm", None).await?.release().await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -214,15 +253,17 @@ pub async fn child(variant: &str, url: &str, bucket: &str, n: usize, hold: Durat
     let held = snap();
     println!("holding");
     let seq0 = last_seq(&info, bucket).await?;
+    let consumers0 = consumers(&info, bucket).await?;
     let cpu0 = process_cpu();
     let h0 = Instant::now();
     tokio::time::sleep(hold).await;
     let cpu_hold = process_cpu() - cpu0;
     let hold = h0.elapsed();
     let seq1 = last_seq(&info, bucket).await?;
+    let consumers1 = consumers(&info, bucket).await?;
     let end = snap();
     let lost = match variant {
-        "nlock" => nlock_handles.iter().filter(|h| !h.is_held()).count() as u64,
+        "nlock" | NOFOLLOW => nlock_handles.iter().filter(|h| !h.is_held()).count() as u64,
         "task" => lost_tasks.load(Ordering::Relaxed),
         _ => lost.get(),
     };
@@ -242,6 +283,8 @@ pub async fn child(variant: &str, url: &str, bucket: &str, n: usize, hold: Durat
         "cpu_hold_s": cpu_hold.as_secs_f64(),
         "refreshes": seq1.saturating_sub(seq0),
         "lost": lost,
+        "consumers": consumers1.len(),
+        "delivered": delivered_between(&consumers0, &consumers1),
         "grown": grown,
     });
     println!("{report}");
@@ -313,22 +356,25 @@ async fn shared_timer(
     }
 }
 
-/// The parent: one child per (count, variant), variants in rotating order per count.
+/// The parent: one child per (count, variant), `variants` (some of [`VARIANTS`]) in rotating
+/// order per count.
 pub async fn run(
     env: &Env,
     sizes: &[usize],
+    variants: &[&str],
     hold_for: impl Fn(&str, usize) -> Duration,
 ) -> Result<Vec<Report>> {
     let exe = std::env::current_exe()?;
     let mut out = Vec::new();
     for (si, &n) in sizes.iter().enumerate() {
-        for turn in 0..VARIANTS.len() {
-            let variant = VARIANTS[(si + turn) % VARIANTS.len()];
+        for turn in 0..variants.len() {
+            let variant = variants[(si + turn) % variants.len()];
             let hold = hold_for(variant, n);
             eprintln!("  w5: {variant}, {n} locks, held {hold:?}");
             let bucket = format!("bench_hold_{variant}_{n}");
-            // nlock creates the bucket, so every variant's stream has the same settings.
-            let m = nlock::LockManager::connect(&env.nats_url, config(&bucket)?).await?;
+            // nlock creates the bucket, so every variant's stream has the same settings; this
+            // manager does not follow changes, so it leaves no consumer behind.
+            let m = nlock::LockManager::connect(&env.nats_url, config(&bucket, false)?).await?;
             m.shutdown().await;
             let mut child = tokio::process::Command::new(&exe)
                 .arg("hold")
@@ -390,6 +436,8 @@ fn parse_report(line: &str, server_cpu_hold: Duration) -> Result<Report> {
         cpu_hold: Duration::from_secs_f64(f("cpu_hold_s")),
         refreshes: u("refreshes"),
         lost: u("lost"),
+        consumers: u("consumers"),
+        delivered: u("delivered"),
         grown: v["grown"]
             .as_array()
             .map(|a| {
