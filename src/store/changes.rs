@@ -139,18 +139,35 @@ impl Store {
         deliver_policy: jetstream::consumer::DeliverPolicy,
     ) -> Result<jetstream::consumer::push::Ordered, async_nats::Error> {
         let consumer = self
+            .ordered_consumer(subject, deliver_policy, "nlock change stream")
+            .await?;
+        Ok(consumer.messages().await?)
+    }
+
+    /// An ordered push consumer on the bucket's stream: no acks, no state kept on the server
+    /// beyond its lifetime, recreated by the client from the next sequence if it breaks.
+    async fn ordered_consumer(
+        &self,
+        subject: &str,
+        deliver_policy: jetstream::consumer::DeliverPolicy,
+        description: &str,
+    ) -> Result<
+        jetstream::consumer::Consumer<jetstream::consumer::push::OrderedConfig>,
+        async_nats::Error,
+    > {
+        let consumer = self
             .kv
             .stream
             .create_consumer(jetstream::consumer::push::OrderedConfig {
                 deliver_subject: self.js.client().new_inbox(),
-                description: Some("nlock change stream".to_owned()),
+                description: Some(description.to_owned()),
                 filter_subject: subject.to_owned(),
                 replay_policy: jetstream::consumer::ReplayPolicy::Instant,
                 deliver_policy,
                 ..Default::default()
             })
             .await?;
-        Ok(consumer.messages().await?)
+        Ok(consumer)
     }
 
     fn to_change(&self, msg: &jetstream::Message) -> Option<Change> {
@@ -162,8 +179,7 @@ impl Store {
             (Some("DEL"), _) => match header(NLOCK_END) {
                 Some("released") => ChangeOp::Ended(End::Released),
                 Some("lapsed") => ChangeOp::Ended(End::Lapsed),
-                // An operator's break is someone else's delete to the holder and to watchers.
-                Some("forced") => ChangeOp::Delete,
+                // Anyone else's delete, an operator's break ("forced") included.
                 _ => ChangeOp::Delete,
             },
             (Some("PURGE"), _) => ChangeOp::Purge,
@@ -188,19 +204,11 @@ impl Store {
     /// For display and observers only, never to decide ownership.
     pub(crate) async fn snapshot(&self, filter: &str) -> Result<Vec<Change>, LockError> {
         let subject = format!("{}{}", self.subject_prefix, filter);
+        let policy = jetstream::consumer::DeliverPolicy::LastPerSubject;
         let consumer = self
-            .kv
-            .stream
-            .create_consumer(jetstream::consumer::push::OrderedConfig {
-                deliver_subject: self.js.client().new_inbox(),
-                description: Some("nlock snapshot".to_owned()),
-                filter_subject: subject,
-                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
-                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
+            .ordered_consumer(&subject, policy, "nlock snapshot")
             .await
-            .map_err(unavailable)?;
+            .map_err(|source| LockError::Unavailable { source })?;
         let mut changes = Vec::new();
         if consumer.cached_info().num_pending == 0 {
             return Ok(changes);

@@ -108,6 +108,28 @@ pub async fn waiting_on(m: &LockManager, key: &str) -> usize {
         .map_or(0, |(_, n)| *n)
 }
 
+/// The next event of a stream (panics after PATIENCE or if the stream ends).
+pub async fn next_event(events: &mut nlock::LockEvents) -> nlock::LockEvent {
+    use futures::StreamExt;
+    tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("an event within PATIENCE")
+        .expect("the stream does not end")
+}
+
+/// The next event that is not of kind `skip` (refreshes, say).
+pub async fn next_event_except(
+    events: &mut nlock::LockEvents,
+    skip: nlock::LockEventKind,
+) -> nlock::LockEvent {
+    loop {
+        let e = next_event(events).await;
+        if e.kind != skip {
+            return e;
+        }
+    }
+}
+
 /// A subscriber for tests: an actor that forwards every `LockLost` it gets into a channel the
 /// test reads. The probe keeps its actor's address: subscriptions are weak, so a subscriber
 /// lives only as long as someone else holds it.

@@ -2,27 +2,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use nlock::{LockEvent, LockEventKind, LockEvents};
+use nlock::LockEventKind;
 
-use crate::fixture::{Env, PATIENCE};
-
-async fn next(events: &mut LockEvents) -> LockEvent {
-    tokio::time::timeout(PATIENCE, events.next())
-        .await
-        .expect("an event within PATIENCE")
-        .expect("the stream does not end")
-}
-
-/// The next event for `key` of `kind`, skipping refreshes.
-async fn next_not_refresh(events: &mut LockEvents) -> LockEvent {
-    loop {
-        let e = next(events).await;
-        if e.kind != LockEventKind::Refreshed {
-            return e;
-        }
-    }
-}
+use crate::fixture::{next_event, Env, PATIENCE};
 
 #[actix::test]
 async fn holders_shows_every_process_locks_with_tokens() {
@@ -70,31 +52,31 @@ async fn events_tell_acquire_refresh_release_and_foreign_delete_in_order() {
     let before = a.acquire("k", Some(PATIENCE)).await.unwrap();
     let mut events = observer.events(">").await.unwrap();
     // First the current state.
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(
         (e.kind, e.token),
         (LockEventKind::Acquired, Some(before.token()))
     );
     before.refresh().await.unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(
         (e.kind, e.token),
         (LockEventKind::Refreshed, Some(before.token()))
     );
     before.release().await.unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Released);
     assert_eq!(e.token, Some(before.token()));
     assert_eq!(e.holder.unwrap().owner, a.owner());
 
     let again = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(
         (e.kind, e.token),
         (LockEventKind::Acquired, Some(again.token()))
     );
     env.kv().await.delete("k").await.unwrap();
-    let e = next_not_refresh(&mut events).await;
+    let e = crate::fixture::next_event_except(&mut events, LockEventKind::Refreshed).await;
     assert_eq!(e.kind, LockEventKind::Deleted);
     assert!(e.holder.is_none());
     assert!(e.stored_at_ms.is_some());
@@ -109,14 +91,14 @@ async fn events_tell_a_lapsed_tenure_as_an_expiry() {
     let mut events = observer.events("only.this").await.unwrap();
     let lock = a.acquire("only.this", Some(PATIENCE)).await.unwrap();
     a.acquire("other", Some(PATIENCE)).await.unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(
         (e.kind, e.token),
         (LockEventKind::Acquired, Some(lock.token()))
     );
     // Nobody refreshes: the holder gives the lock up at its deadline and clears its value
     // (or, with limit markers, the server may expire it first). Either way: expired.
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(e.key, "only.this");
     assert_eq!(e.kind, LockEventKind::Expired);
     assert_eq!(lock.lost().await.reason, nlock::LossReason::Expired);
@@ -137,10 +119,10 @@ async fn events_tell_a_server_expiry_where_the_server_has_limit_markers() {
         .create("abandoned", "go-1".into())
         .await
         .unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Acquired);
     assert!(e.holder.unwrap().foreign);
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Expired);
 }
 
@@ -209,13 +191,15 @@ async fn events_miss_nothing_that_lands_after_the_call_however_late_the_first_po
     let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
     env.kv().await.delete("k").await.unwrap();
     tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(
         (e.kind, e.token),
         (LockEventKind::Acquired, Some(lock.token()))
     );
     assert_eq!(
-        next_not_refresh(&mut events).await.kind,
+        crate::fixture::next_event_except(&mut events, LockEventKind::Refreshed)
+            .await
+            .kind,
         LockEventKind::Deleted
     );
 }
@@ -233,9 +217,11 @@ async fn a_marker_on_a_key_already_free_is_not_an_event() {
     let mut events = observer.events("k").await.unwrap();
     let first = a.acquire("k", Some(PATIENCE)).await.unwrap();
     first.release().await.unwrap();
-    assert_eq!(next(&mut events).await.kind, LockEventKind::Acquired);
+    assert_eq!(next_event(&mut events).await.kind, LockEventKind::Acquired);
     assert_eq!(
-        next_not_refresh(&mut events).await.kind,
+        crate::fixture::next_event_except(&mut events, LockEventKind::Refreshed)
+            .await
+            .kind,
         LockEventKind::Released
     );
     // The release's delete marker ages out; the server leaves its own marker in its place.
@@ -251,7 +237,7 @@ async fn a_marker_on_a_key_already_free_is_not_an_event() {
     .await;
     // The next event is the next tenure, not an "expiry" of a key that was free.
     let second = a.acquire("k", Some(PATIENCE)).await.unwrap();
-    let e = next(&mut events).await;
+    let e = next_event(&mut events).await;
     assert_eq!(
         (e.kind, e.token),
         (LockEventKind::Acquired, Some(second.token()))

@@ -1,7 +1,6 @@
 //! The operator's break, `force_release`: a compare-and-set on the revision read, never a
 //! blind delete.
 
-use futures::StreamExt;
 use nlock::{ErrorKind, LockEventKind, LockManager, LossReason};
 
 use crate::fixture::{Env, PATIENCE};
@@ -9,10 +8,7 @@ use crate::fixture::{Env, PATIENCE};
 async fn events_until(m: &LockManager, key: &str, kind: LockEventKind) -> nlock::LockEvent {
     let mut events = m.events(key).await.unwrap();
     loop {
-        let e = tokio::time::timeout(PATIENCE, events.next())
-            .await
-            .expect("an event within PATIENCE")
-            .expect("the stream does not end");
+        let e = crate::fixture::next_event(&mut events).await;
         if e.kind == kind {
             return e;
         }
