@@ -141,7 +141,10 @@ async fn a_foreign_delete_is_noticed_without_waiting_for_a_refresh() {
     let lost = tokio::time::timeout(PATIENCE, lock.lost())
         .await
         .expect("the delete was noticed");
-    eprintln!("measured: foreign delete to holder told {:?}", deleted.elapsed());
+    eprintln!(
+        "measured: foreign delete to holder told {:?}",
+        deleted.elapsed()
+    );
     assert_eq!(lost.reason, LossReason::Deleted);
     assert_eq!(manager_probe.next().await, lost);
 }
