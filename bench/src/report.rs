@@ -826,8 +826,10 @@ fn write_follow_cost(body: &mut String, reports: &[w5::Report]) {
          check). The rows *nlock* and *nlock, follow_changes off* above differ only in that; \
          here they are side by side, with Δ = on − off. Consumers: the consumers on the \
          bucket's stream during the hold, as the server lists them; delivered: the messages \
-         they delivered during the hold (their consumer info), and that per refresh. The \
-         consumer is created when the manager starts, before the \"before\" snapshot, so its \
+         they delivered during the hold (their consumer info), and that per refresh; where the \
+         consumer was recreated during the hold (the ordered consumer does that after a gap \
+         or missed heartbeats), the count is only the new consumer's, since the old one's left \
+         with it, and the row says so. The consumer is created when the manager starts, before the \"before\" snapshot, so its \
          fixed memory is not in the per-lock columns.\n"
     );
     let _ = writeln!(
@@ -849,12 +851,20 @@ fn write_follow_cost(body: &mut String, reports: &[w5::Report]) {
         );
         let _ = writeln!(
             body,
-            "| {} | {:.0} s / {:.0} s | {} / {} | {} / {} ({:.2}) | {} / {} ({}) | {} / {} ({}) | {} / {} | {} / {} |",
+            "| {} | {:.0} s / {:.0} s | {} / {}{} | {} / {} ({:.2}) | {} / {} ({}) | {} / {} ({}) | {} / {} | {} / {} |",
             on.n,
             on.hold.as_secs_f64(),
             off.hold.as_secs_f64(),
             on.consumers,
             off.consumers,
+            if on.consumers_new > 0 {
+                format!(
+                    " ({} recreated during the hold: delivered counts only since then)",
+                    on.consumers_new
+                )
+            } else {
+                String::new()
+            },
             on.delivered,
             off.delivered,
             on.delivered as f64 / on.refreshes.max(1) as f64,

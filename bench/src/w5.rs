@@ -63,8 +63,12 @@ pub struct Report {
     pub server_cpu_hold: Duration,
     /// Consumers on the bucket's stream during the hold (server's count).
     pub consumers: u64,
-    /// Messages the stream's consumers delivered during the hold.
+    /// Messages the stream's consumers delivered during the hold (only those at its end:
+    /// a consumer that was replaced during the hold takes its count with it).
     pub delivered: u64,
+    /// Consumers at the end of the hold that were not there at its start: an ordered
+    /// consumer that was recreated (a gap or missed heartbeats) shows here.
+    pub consumers_new: u64,
 }
 
 impl Report {
@@ -285,6 +289,10 @@ pub async fn child(variant: &str, url: &str, bucket: &str, n: usize, hold: Durat
         "lost": lost,
         "consumers": consumers1.len(),
         "delivered": delivered_between(&consumers0, &consumers1),
+        "consumers_new": consumers1
+            .iter()
+            .filter(|(name, _)| !consumers0.iter().any(|(n0, _)| n0 == name))
+            .count(),
         "grown": grown,
     });
     println!("{report}");
@@ -438,6 +446,7 @@ fn parse_report(line: &str, server_cpu_hold: Duration) -> Result<Report> {
         lost: u("lost"),
         consumers: u("consumers"),
         delivered: u("delivered"),
+        consumers_new: u("consumers_new"),
         grown: v["grown"]
             .as_array()
             .map(|a| {
