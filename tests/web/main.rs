@@ -9,6 +9,7 @@ mod harness;
 
 mod admin;
 mod app;
+mod browser;
 mod errors;
 mod request;
 mod shutdown;
