@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
+use futures::StreamExt;
 use nlock::web::{HeldLock, KeyFrom, WebLocks};
 use nlock::LockManager;
 use tokio::sync::Semaphore;
@@ -81,6 +82,20 @@ async fn quick(lock: HeldLock) -> HttpResponse {
     HttpResponse::Ok().body(lock.token().to_string())
 }
 
+/// Answers with a streamed body: one chunk at once, the rest after a gate permit. The lock
+/// must outlive the handler until the last byte is sent.
+async fn streamed(lock: HeldLock, probe: web::Data<Probe>) -> HttpResponse {
+    let first = format!("{}\n", lock.token());
+    let gate = probe.gate.clone();
+    let rest = async move {
+        gate.acquire().await.unwrap().forget();
+        Ok::<_, std::convert::Infallible>(web::Bytes::from_static(b"done\n"))
+    };
+    let body = futures::stream::once(async move { Ok(web::Bytes::from(first)) })
+        .chain(futures::stream::once(rest));
+    HttpResponse::Ok().streaming(body)
+}
+
 /// Never answers: the request ends only when the client leaves or the server stops.
 async fn forever(lock: HeldLock, probe: web::Data<Probe>) -> HttpResponse {
     probe.at_gate.lock().unwrap().push(lock.key().to_owned());
@@ -106,7 +121,7 @@ async fn until_lost(
 /// - `/fast/{k}`: gated, fails fast on `wait.{k}` (the same keys as `/wait`);
 /// - `/short/{k}`: quick, waits up to 300 ms on `wait.{k}`;
 /// - `/header`: quick, key from the `x-lock-key` header;
-/// - `/forever/{k}`, `/lost/{k}`: on `wait.{k}` too;
+/// - `/stream/{k}`, `/forever/{k}`, `/lost/{k}`: on `wait.{k}` too;
 /// - `/admin`: the admin scope.
 pub async fn start(manager: LockManager) -> TestServer {
     let locks = WebLocks::new(manager);
@@ -134,6 +149,7 @@ pub async fn start(manager: LockManager) -> TestServer {
                     .wrap(l.lock_per_request(KeyFrom::header("x-lock-key")))
                     .to(quick),
             )
+            .service(web::resource("/stream/{k}").wrap(per("k")).to(streamed))
             .service(web::resource("/forever/{k}").wrap(per("k")).to(forever))
             .service(web::resource("/lost/{k}").wrap(per("k")).to(until_lost))
     })

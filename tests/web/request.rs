@@ -1,6 +1,7 @@
 //! The lock per request: serialised or busy on one key, parallel on different keys, released
 //! after the response and when the client disconnects.
 
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::app::{get, spawn_get, start, token_of};
@@ -101,6 +102,31 @@ async fn the_lock_is_released_once_the_response_is_sent() {
     assert!(token > 0);
     must_eventually(PATIENCE, "h.one is released", || async {
         token_of(&other, "h.one").await.is_none()
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn the_lock_is_held_until_the_last_byte_of_a_streamed_body() {
+    let env = Env::start().await;
+    let manager = env.manager(env.config()).await;
+    let other = env.manager(env.config()).await;
+    let ts = start(manager).await;
+
+    let mut response = crate::app::client()
+        .get(ts.url("/stream/b"))
+        .send()
+        .await
+        .unwrap();
+    let first = response.next().await.unwrap().unwrap();
+    let token: u64 = std::str::from_utf8(&first).unwrap().trim().parse().unwrap();
+    // The handler has returned; the body is still being sent: the lock is held.
+    assert_eq!(token_of(&other, "wait.b").await, Some(token));
+    ts.probe.gate.add_permits(1);
+    let rest = response.body().await.unwrap();
+    assert_eq!(&rest[..], b"done\n");
+    must_eventually(PATIENCE, "wait.b is released after the body", || async {
+        token_of(&other, "wait.b").await.is_none()
     })
     .await;
 }
