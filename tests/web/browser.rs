@@ -124,16 +124,22 @@ async fn the_admin_page_shows_a_lock_live_and_removes_it_on_release() {
         "tr[data-key=\"billing.close-day\"][data-token=\"{}\"]",
         lock.token()
     );
-    let shown = page
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(&row))
-        .await
-        .expect("the page shows the lock the test took, with its token");
-    let text = shown.text().await.unwrap();
-    assert!(text.contains("closing day 2026-11-28"), "{text}");
-    // Its time left is drawn as a bar.
-    shown.find(Locator::Css(".bar > div")).await.unwrap();
+    // The page redraws its rows every 250 ms (the bars move), so an element found in one
+    // draw may be gone by the next command: each check finds the row afresh.
+    must_eventually(
+        PATIENCE,
+        "the page shows the lock the test took, with its token, description and bar",
+        || async {
+            let Ok(shown) = page.find(Locator::Css(&row)).await else {
+                return false;
+            };
+            let text = shown.text().await.unwrap_or_default();
+            // Its time left is drawn as a bar.
+            let bar = shown.find(Locator::Css(".bar > div")).await.is_ok();
+            text.contains("closing day 2026-11-28") && bar
+        },
+    )
+    .await;
 
     if let Ok(path) = std::env::var("NLOCK_SCREENSHOT") {
         // A fuller picture for the README: a request holding a lock, and one waiting.
