@@ -10,8 +10,9 @@
 //! ```
 //!
 //! `NATS_URL` (default `nats://127.0.0.1:4222`) and the other `nats` CLI variables choose the
-//! server; `BIND` (default `127.0.0.1:8080`) the address. Ctrl-C stops it: in-flight
-//! requests finish, then every lock is released.
+//! server; `BIND` (default `127.0.0.1:8080`) the address. `kill -TERM` stops it
+//! gracefully: in-flight requests finish, then every lock is released. Ctrl-C (SIGINT) stops
+//! it at once: in-flight requests are dropped, and every lock is released all the same.
 
 use std::time::Duration;
 

@@ -36,12 +36,13 @@
 //! # Shutdown
 //!
 //! [`WebLocks::run`] runs the server to its end and then releases what is left:
-//! 1. On SIGINT/SIGTERM (actix-server stops gracefully on them by itself) or
-//!    [`WebLocks::stop`], the admin event streams end, so that open pages do not hold up the
-//!    graceful stop.
-//! 2. actix-server stops accepting, and in-flight requests finish; each one's lock is
-//!    released when its response has been sent. Requests still running at the server's
-//!    `shutdown_timeout` are dropped, which releases their locks too.
+//! 1. On a signal (actix-server handles them itself: SIGTERM stops gracefully, SIGINT and
+//!    SIGQUIT at once) or [`WebLocks::stop`], the admin event streams end, so that open pages
+//!    do not hold up a graceful stop.
+//! 2. actix-server stops accepting. In a graceful stop in-flight requests finish, and each
+//!    one's lock is released when its response has been sent; requests still running at the
+//!    server's `shutdown_timeout`, or any in a stop that is not graceful, are dropped, which
+//!    releases their locks too.
 //! 3. When the server has stopped, [`LockManager::shutdown`] tells every lock still held
 //!    (`LockLost { Shutdown }`) and releases it, and ends every waiting acquire; `run`
 //!    returns when the deletes are acknowledged. Nothing is left to expire by TTL.
@@ -191,7 +192,7 @@ impl WebLocks {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM: the signals on which actix-server stops gracefully.
+/// Resolves on SIGINT or SIGTERM, on which actix-server stops (gracefully on SIGTERM).
 async fn termination() {
     #[cfg(unix)]
     {
