@@ -121,6 +121,7 @@ async fn until_lost(
 /// - `/fast/{k}`: gated, fails fast on `wait.{k}` (the same keys as `/wait`);
 /// - `/short/{k}`: quick, waits up to 300 ms on `wait.{k}`;
 /// - `/header`: quick, key from the `x-lock-key` header;
+/// - `/func?k=name`: quick, key `func.name` from a closure;
 /// - `/stream/{k}`, `/forever/{k}`, `/lost/{k}`: on `wait.{k}` too;
 /// - `/admin`: the admin scope.
 pub async fn start(manager: LockManager) -> TestServer {
@@ -147,6 +148,15 @@ pub async fn start(manager: LockManager) -> TestServer {
             .service(
                 web::resource("/header")
                     .wrap(l.lock_per_request(KeyFrom::header("x-lock-key")))
+                    .to(quick),
+            )
+            .service(
+                web::resource("/func")
+                    .wrap(l.lock_per_request(KeyFrom::func(|req| {
+                        // The key from the query string: `?k=name`.
+                        let query = req.query_string();
+                        query.strip_prefix("k=").map(|k| format!("func.{k}"))
+                    })))
                     .to(quick),
             )
             .service(web::resource("/stream/{k}").wrap(per("k")).to(streamed))

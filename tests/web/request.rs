@@ -157,3 +157,46 @@ async fn a_client_that_disconnects_releases_its_lock() {
     )
     .await;
 }
+
+#[actix_web::test]
+async fn a_closure_can_name_the_key() {
+    let env = Env::start().await;
+    let manager = env.manager(env.config()).await;
+    let ts = start(manager.clone()).await;
+
+    let held = manager.acquire("func.x", None).await.unwrap();
+    let (status, _, body) = get(&ts.url("/func?k=x")).await;
+    assert_eq!(status, 409, "the closure's key func.x is held: {body}");
+    held.release().await.unwrap();
+    let (status, _, body) = get(&ts.url("/func?k=x")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = get(&ts.url("/func")).await;
+    assert_eq!(status, 400, "no key: {body}");
+}
+
+#[actix_web::test]
+async fn a_client_that_disconnects_while_waiting_withdraws() {
+    let env = Env::start().await;
+    let manager = env.manager(env.config()).await;
+    let ts = start(manager.clone()).await;
+
+    let held = manager.acquire("wait.w", None).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
+    socket
+        .write_all(b"GET /wait/w HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    must_eventually(PATIENCE, "the request waits for wait.w", || async {
+        waiting_on(&manager, "wait.w").await == 1
+    })
+    .await;
+    drop(socket);
+    must_eventually(PATIENCE, "the request is withdrawn", || async {
+        waiting_on(&manager, "wait.w").await == 0
+    })
+    .await;
+    held.release().await.unwrap();
+    // Nothing took the key for the request that left: this process holds nothing.
+    assert!(manager.locks().await.unwrap().held.is_empty());
+    assert!(ts.probe.entered().is_empty());
+}
