@@ -24,7 +24,8 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 struct Driver {
     _child: tokio::process::Child,
     url: String,
-    _profile: tempfile::TempDir,
+    /// The browser's fresh profile directory, removed on drop.
+    profile: tempfile::TempDir,
 }
 
 async fn start_driver() -> Driver {
@@ -53,12 +54,12 @@ async fn start_driver() -> Driver {
     Driver {
         _child: child,
         url,
-        _profile: tempfile::tempdir().unwrap(),
+        profile: tempfile::tempdir().unwrap(),
     }
 }
 
 async fn browser(driver: &Driver) -> fantoccini::Client {
-    let profile = driver._profile.path().display().to_string();
+    let profile = driver.profile.path().display().to_string();
     let args = [
         "--headless",
         "--no-sandbox",
