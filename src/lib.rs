@@ -39,6 +39,8 @@ mod runtime;
 mod serde_util;
 mod store;
 mod subscribers;
+#[cfg(feature = "actix-web")]
+pub mod web;
 
 /// The async-nats nlock is built with, for [`LockManager::connect_with`] and
 /// [`LockManager::start`]: use it rather than your own dependency, so that the versions match.

@@ -1,0 +1,70 @@
+//! nlock in an actix-web app: a lock per request, the admin page, and a graceful shutdown
+//! that leaves no lock behind.
+//!
+//! ```text
+//! nats-server -js &
+//! cargo run --example web --features actix-web
+//! curl -X POST localhost:8080/accounts/42/close     # holds accounts.42 for 5 s
+//! curl -X POST localhost:8080/accounts/42/close     # meanwhile: waits up to 2 s, then 503
+//! open http://localhost:8080/admin/locks/            # the admin page
+//! ```
+//!
+//! `NATS_URL` (default `nats://127.0.0.1:4222`) and the other `nats` CLI variables choose the
+//! server; `BIND` (default `127.0.0.1:8080`) the address. `kill -TERM` stops it
+//! gracefully: in-flight requests finish, then every lock is released. Ctrl-C (SIGINT) stops
+//! it at once: in-flight requests are dropped, and every lock is released all the same.
+
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use nlock::web::{HeldLock, KeyFrom, WebLocks};
+use nlock::LockOptions;
+
+/// Closes an account under its lock. The fencing token goes with every write, so that the
+/// store can refuse a write from a request whose lock was lost meanwhile.
+async fn close_account(lock: HeldLock) -> Result<HttpResponse, nlock::LockError> {
+    tokio::select! {
+        // Stands for the work: five seconds, so that the admin page has something to show.
+        () = tokio::time::sleep(Duration::from_secs(5)) => {
+            Ok(HttpResponse::Ok().body(format!("closed {} with token {}\n", lock.key(), lock.token())))
+        }
+        // Stop working as soon as the lock is gone, and say why (409 or 503 with the reason).
+        lost = lock.lease().lost() => Err(nlock::LockError::Lost { key: lost.key, reason: lost.reason }),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // Once, before HttpServer::new, in the main system: the lock actors run on this thread's
+    // arbiter, which serves no requests, so a busy worker never delays a refresh.
+    let manager = nlock::LockManager::from_env(nlock::Config::default())
+        .await
+        .map_err(std::io::Error::other)?;
+    let locks = WebLocks::new(manager);
+
+    let app_locks = locks.clone();
+    let server = HttpServer::new(move || {
+        let per_account = app_locks
+            .lock_per_request(KeyFrom::path("id"))
+            .prefix("accounts.")
+            .wait(Duration::from_secs(2))
+            .options(LockOptions::default().description("closing an account"));
+        App::new()
+            // Operators only: it shows hosts and pids.
+            .service(app_locks.admin("/admin/locks"))
+            .service(
+                web::resource("/accounts/{id}/close")
+                    .wrap(per_account)
+                    .route(web::post().to(close_account)),
+            )
+    })
+    // A client that disconnects mid-request ends the request, which releases its lock.
+    .h1_allow_half_closed(false)
+    // Requests still running 10 s after a stop are dropped; their locks are released.
+    .shutdown_timeout(10)
+    .bind(&bind)?
+    .run();
+    println!("listening on http://{bind}, admin page at http://{bind}/admin/locks/");
+    locks.run(server).await
+}

@@ -1,0 +1,119 @@
+//! The admin scope: JSON of the locks in the bucket and of this process, a server-sent-events
+//! stream of lock changes, and one HTML page (inline script and style, nothing fetched from
+//! elsewhere) that shows both live.
+//!
+//! Routes, under the path the app chooses:
+//! - `GET {path}` and `GET {path}/`: the page.
+//! - `GET {path}/locks`: [`AdminLocks`] as JSON.
+//! - `GET {path}/events?filter=jobs.>`: `text/event-stream`, one event per [`LockEvent`]
+//!   (the SSE event name is its kind, the data its JSON); the filter defaults to `>`. It
+//!   begins with each key's last change. It ends when [`WebLocks::begin_stop`] is called, so
+//!   that a graceful stop does not wait for open pages.
+//!
+//! It shows owner ids, hosts and pids: mount it where only operators reach it.
+
+use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpResponse, Scope};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::client::LockManager;
+use crate::error::LockError;
+use crate::lock::requests::LocksReport;
+use crate::observe::{KeyHolder, LockEvent};
+use crate::web::WebLocks;
+
+/// The page, served as it is: no build step, no assets from elsewhere.
+const PAGE: &str = include_str!("admin.html");
+
+/// What `GET {path}/locks` answers.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct AdminLocks {
+    /// This manager's owner id: the bucket's entries with it are this process's.
+    pub owner: String,
+    /// The connected nats-server's version.
+    pub server_version: String,
+    /// Every key held in the bucket, by any process, sorted by key.
+    pub bucket: Vec<KeyHolder>,
+    /// What this process holds (with TTL and time left) and waits for.
+    pub process: LocksReport,
+}
+
+impl AdminLocks {
+    /// Reads both views from `manager`.
+    pub async fn read(manager: &LockManager) -> Result<AdminLocks, LockError> {
+        let process = manager.locks().await?;
+        let bucket = manager.holders().await?;
+        Ok(AdminLocks {
+            owner: manager.owner().to_owned(),
+            server_version: manager.capabilities().server_version.clone(),
+            bucket,
+            process,
+        })
+    }
+}
+
+/// The scope; [`WebLocks::admin`] builds it.
+pub(crate) fn scope(path: &str, web: WebLocks) -> Scope {
+    web::scope(path)
+        .app_data(web::Data::new(web))
+        .route("", web::get().to(page))
+        .route("/", web::get().to(page))
+        .route("/locks", web::get().to(locks))
+        .route("/events", web::get().to(events))
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .body(PAGE)
+}
+
+async fn locks(web: web::Data<WebLocks>) -> Result<HttpResponse, LockError> {
+    let locks = AdminLocks::read(web.manager()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(locks))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    filter: Option<String>,
+}
+
+async fn events(
+    web: web::Data<WebLocks>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, LockError> {
+    let filter = query.filter.as_deref().unwrap_or(">");
+    let events = web.manager().events(filter).await?;
+    let stopping = web.stopped();
+    let stream = events
+        .take_until(stopping)
+        .map(|event| Ok::<_, std::convert::Infallible>(sse(&event)));
+    // A first comment line makes the response start at once: a browser's EventSource (and a
+    // test) sees the stream open before any lock changes.
+    let open = futures::stream::once(async { Ok(Bytes::from_static(b": nlock events\n\n")) });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .streaming(open.chain(stream)))
+}
+
+/// One server-sent event: `id` the revision, `event` the kind, `data` the JSON.
+fn sse(event: &LockEvent) -> Bytes {
+    // Serialising strings, integers and a holder record cannot fail; an empty object keeps
+    // the stream well-formed if it ever did.
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+    let kind = serde_json::to_value(event.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "change".to_owned());
+    Bytes::from(format!(
+        "id: {}\nevent: {kind}\ndata: {data}\n\n",
+        event.revision
+    ))
+}

@@ -1,0 +1,219 @@
+//! The actix-web integration (cargo feature `actix-web`, off by default): nlock's errors as
+//! HTTP responses, a lock per request, an admin scope, and a graceful shutdown that leaves no
+//! lock behind. Built on nlock's public API only; nothing else in nlock knows it exists.
+//!
+//! # Layout
+//! - `error.rs`: `impl ResponseError for LockError` and [`LockErrorResponse`].
+//! - `request.rs`: the [`LockPerRequest`] middleware, [`KeyFrom`] and the [`HeldLock`]
+//!   extractor.
+//! - `admin.rs` and `admin.html`: the admin scope ([`WebLocks::admin`], [`AdminLocks`]).
+//! - this file: [`WebLocks`], which ties them to one manager and runs the shutdown.
+//!
+//! # Error responses
+//!
+//! Every body is JSON: `{"error": kind, "message": ..., "key": ...}` plus the fields below.
+//! `error` is [`ErrorKind::as_str`](crate::ErrorKind::as_str), stable across releases.
+//!
+//! | error | status | extra |
+//! | --- | --- | --- |
+//! | `busy` | 409 Conflict | `holder.description` (the holder's [`LockOptions::description`](crate::LockOptions::description)); owner id, host and pid only with [`LockErrorResponse::holder_details`] |
+//! | `acquire_timed_out` | 503 Service Unavailable | `Retry-After` header and `retry_after_s`: the time waited, rounded up, at least 1 s |
+//! | `unavailable`, `outcome_unknown`, `manager_gone` | 503 Service Unavailable | no server addresses in the message |
+//! | `invalid_key` | 400 Bad Request | also when [`KeyFrom`] finds no key in the request |
+//! | `lost` | 409 Conflict; 503 when the reason is `shutdown` | `reason`: `deleted`, `taken`, `expired` or `shutdown` |
+//! | `token_mismatch` | 409 Conflict | |
+//! | anything else (`not_held`, `invalid_config`, `task_panicked`, ...) | 500 Internal Server Error | |
+//!
+//! # Where the manager lives, and on which thread things run
+//!
+//! Create the [`LockManager`] once, before `HttpServer::new`, inside `#[actix_web::main]`,
+//! and clone it (or a [`WebLocks`]) into the app factory; never create one per worker. Its
+//! actors then run on the main system's arbiter (the main thread), which serves no requests:
+//! a worker busy in a handler never delays a refresh. Handlers and the middleware talk to the
+//! actors through thread-safe addresses; a [`HeldLock`]'s `lease().is_held()` is read
+//! locally without a message.
+//!
+//! # Shutdown
+//!
+//! [`WebLocks::run`] runs the server to its end and then releases what is left:
+//! 1. On a signal (actix-server handles them itself: SIGTERM stops gracefully, SIGINT and
+//!    SIGQUIT at once) or [`WebLocks::stop`], the admin event streams end, so that open pages
+//!    do not hold up a graceful stop.
+//! 2. actix-server stops accepting. In a graceful stop in-flight requests finish, and each
+//!    one's lock is released when its response has been sent; requests still running at the
+//!    server's `shutdown_timeout`, or any in a stop that is not graceful, are dropped, which
+//!    releases their locks too.
+//! 3. When the server has stopped, [`LockManager::shutdown`] tells every lock still held
+//!    (`LockLost { Shutdown }`) and releases it, and ends every waiting acquire; `run`
+//!    returns when the deletes are acknowledged. Nothing is left to expire by TTL.
+//!
+//! Leader-gated readiness and the leaders the admin scope would show are not here yet: they
+//! come with leader election.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use actix_web::{web, App, HttpResponse, HttpServer};
+//! use nlock::web::{HeldLock, KeyFrom, WebLocks};
+//!
+//! async fn close(lock: HeldLock) -> HttpResponse {
+//!     HttpResponse::Ok().body(format!("closed with token {}", lock.token()))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // Once, before HttpServer::new: the actors run on this (main) thread's arbiter.
+//!     let manager = nlock::LockManager::connect("nats://127.0.0.1:4222", nlock::Config::default())
+//!         .await
+//!         .map_err(std::io::Error::other)?;
+//!     let locks = WebLocks::new(manager);
+//!     let app_locks = locks.clone();
+//!     let server = HttpServer::new(move || {
+//!         App::new()
+//!             .service(app_locks.admin("/admin/locks"))
+//!             .service(
+//!                 web::resource("/accounts/{id}/close")
+//!                     .wrap(app_locks.lock_per_request(KeyFrom::path("id")).prefix("accounts.").wait(Duration::from_secs(2)))
+//!                     .route(web::post().to(close)),
+//!             )
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run();
+//!     locks.run(server).await
+//! }
+//! ```
+
+mod admin;
+mod error;
+mod request;
+
+pub use admin::AdminLocks;
+pub use error::LockErrorResponse;
+pub use request::{HeldLock, KeyFn, KeyFrom, LockPerRequest, LockPerRequestService};
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::Scope;
+use tokio::sync::watch;
+
+use crate::client::LockManager;
+
+/// One manager's web integration: the per-request middleware, the admin scope, and the
+/// shutdown that ties them together. Cheap to clone; clones share the stop signal.
+#[derive(Clone, Debug)]
+pub struct WebLocks {
+    manager: LockManager,
+    /// Turned true once by `begin_stop`; a watch channel so that a stream opened later
+    /// still sees it. In an `Arc` so every clone (one per worker) shares it.
+    stopping: Arc<watch::Sender<bool>>,
+}
+
+impl WebLocks {
+    /// The integration for `manager`.
+    pub fn new(manager: LockManager) -> Self {
+        WebLocks {
+            manager,
+            stopping: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &LockManager {
+        &self.manager
+    }
+
+    /// A [`LockPerRequest`] middleware on this manager.
+    pub fn lock_per_request(&self, key: KeyFrom) -> LockPerRequest {
+        LockPerRequest::new(self.manager.clone(), key)
+    }
+
+    /// The admin scope at `path` (`"/admin/locks"`): the page, `/locks` JSON and the
+    /// `/events` stream; see [`AdminLocks`] and the admin module's routes.
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// let app = actix_web::App::new().service(locks.admin("/ops/locks"));
+    /// # }
+    /// ```
+    pub fn admin(&self, path: &str) -> Scope {
+        admin::scope(path, self.clone())
+    }
+
+    /// Ends the admin event streams, now and any opened later, so that a graceful stop does
+    /// not wait for them. [`run`](WebLocks::run) and [`stop`](WebLocks::stop) call it.
+    pub fn begin_stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Whether [`begin_stop`](WebLocks::begin_stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Resolves once [`begin_stop`](WebLocks::begin_stop) has been called.
+    pub fn stopped(&self) -> impl Future<Output = ()> + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            // The sender lives as long as any WebLocks; if all are gone, nothing can stop.
+            if rx.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops the server through `handle` (gracefully or not, as actix-server's
+    /// [`ServerHandle::stop`]), ending the admin event streams first. [`run`](WebLocks::run)
+    /// then releases what is left.
+    pub async fn stop(&self, handle: &ServerHandle, graceful: bool) {
+        self.begin_stop();
+        handle.stop(graceful).await;
+    }
+
+    /// Runs `server` until it stops (signal or [`stop`](WebLocks::stop)), then shuts the
+    /// manager down: every lock still held is released and its holder told. See the
+    /// [module docs](self#shutdown) for the order.
+    pub async fn run(&self, server: Server) -> std::io::Result<()> {
+        let server = std::pin::pin!(server);
+        let result = {
+            let mut server = server;
+            tokio::select! {
+                result = &mut server => result,
+                () = termination() => {
+                    // actix-server saw the same signal and is stopping gracefully.
+                    self.begin_stop();
+                    server.await
+                }
+            }
+        };
+        self.begin_stop();
+        self.manager.shutdown().await;
+        result
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, on which actix-server stops (gracefully on SIGTERM).
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            // Without a SIGTERM handler, Ctrl-C still works.
+            return ctrl_c().await;
+        };
+        tokio::select! {
+            () = ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await
+}
+
+/// Resolves on Ctrl-C; never, when no handler can be installed (then a stop comes from
+/// actix-server's own handling or a handle, and must not be mistaken for a signal).
+async fn ctrl_c() {
+    if actix_web::rt::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
