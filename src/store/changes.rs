@@ -203,25 +203,44 @@ impl Store {
     /// who holds what right now, as far as this (possibly follower-served) read can tell.
     /// For display and observers only, never to decide ownership.
     pub(crate) async fn snapshot(&self, filter: &str) -> Result<Vec<Change>, LockError> {
+        // A key written while the snapshot consumer starts can leave it waiting for a message
+        // it counted but no longer has (seen on 2.9 servers, about once in 200 reads under
+        // writes): such a read times out, and a fresh snapshot answers.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.snapshot_once(filter).await {
+                Err(SnapshotError::Stalled(_)) if attempt < SNAPSHOT_ATTEMPTS => continue,
+                Err(SnapshotError::Stalled(e)) | Err(SnapshotError::Failed(e)) => return Err(e),
+                Ok(changes) => return Ok(changes),
+            }
+        }
+    }
+
+    async fn snapshot_once(&self, filter: &str) -> Result<Vec<Change>, SnapshotError> {
+        use SnapshotError::{Failed, Stalled};
         let subject = format!("{}{}", self.subject_prefix, filter);
         let policy = jetstream::consumer::DeliverPolicy::LastPerSubject;
         let consumer = self
             .ordered_consumer(&subject, policy, "nlock snapshot")
             .await
-            .map_err(|source| LockError::Unavailable { source })?;
+            .map_err(|source| Failed(LockError::Unavailable { source }))?;
         let mut changes = Vec::new();
         if consumer.cached_info().num_pending == 0 {
             return Ok(changes);
         }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| Failed(unavailable(e)))?;
         loop {
             // Each message is due at once; the request timeout bounds a stalled delivery.
             let next = tokio::time::timeout(self.request_timeout, messages.next()).await;
             let msg = match next {
                 Ok(Some(Ok(msg))) => msg,
-                Ok(Some(Err(e))) => return Err(unavailable(e)),
+                Ok(Some(Err(e))) => return Err(Failed(unavailable(e))),
                 Ok(None) => return Ok(changes),
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => return Err(Stalled(unavailable(e))),
             };
             let pending = msg.info().map(|i| i.pending).unwrap_or(0);
             changes.extend(self.to_change(&msg));
@@ -230,6 +249,16 @@ impl Store {
             }
         }
     }
+}
+
+/// How many times a stalled snapshot is taken again before its timeout is the answer.
+const SNAPSHOT_ATTEMPTS: u32 = 3;
+
+/// Why one snapshot attempt failed: a delivery that stalled (worth another attempt), or
+/// anything else.
+enum SnapshotError {
+    Stalled(LockError),
+    Failed(LockError),
 }
 
 /// The server's timestamp in a JetStream ack subject, in milliseconds since the epoch:

@@ -270,3 +270,29 @@ async fn each_manager_follows_the_bucket_with_one_consumer_unless_told_not_to() 
     let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
     assert_eq!(lost.reason, nlock::LossReason::Deleted);
 }
+
+#[actix::test]
+async fn holders_answers_while_the_keys_are_being_written() {
+    let env = Env::start().await;
+    let writer = env.manager(env.config()).await;
+    let observer = env.manager(env.config()).await;
+    let cycles = {
+        let writer = writer.clone();
+        actix::spawn(async move {
+            for _ in 0..200 {
+                let lock = writer.acquire("busy", Some(PATIENCE)).await.unwrap();
+                lock.release().await.unwrap();
+            }
+        })
+    };
+    // Every read answers (a snapshot taken while the key changes is taken again, not left
+    // to time out), and shows the key held or free, never another key.
+    let mut reads = 0;
+    while !cycles.is_finished() {
+        let held = observer.holders().await.expect("a snapshot under writes");
+        assert!(held.iter().all(|h| h.key == "busy"));
+        reads += 1;
+    }
+    cycles.await.unwrap();
+    assert!(reads > 0);
+}
