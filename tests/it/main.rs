@@ -12,6 +12,7 @@ mod faults;
 mod fixture;
 mod go_interop;
 mod input;
+mod leader;
 mod loss;
 mod observe;
 mod runtimes;

@@ -117,6 +117,15 @@ impl ChildClient {
         }
     }
 
+    /// The events of kind `ev` read so far while waiting for others, oldest first (kept).
+    pub fn pending(&self, ev: &str) -> Vec<Value> {
+        self.pending
+            .iter()
+            .filter(|v| v["ev"] == ev)
+            .cloned()
+            .collect()
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("child running")
