@@ -11,7 +11,8 @@
 //! - `res-read <subject>`: asks a test resource for its value: `{"ev":"read","value"}`.
 //! - `res-write <subject> <key> <value>`: writes to a test resource with the key's fencing
 //!   token (0 if not held): `{"ev":"write","accepted":bool}`.
-//! - `elect <key> <identity>`: starts a candidate for leadership of `key` (lock-delay 1 s)
+//! - `elect <key> <identity> [ttl-s]`: starts a candidate for leadership of `key` (lock-delay
+//!   1 s; with a TTL of its own, sent as `Nats-TTL`, when given)
 //!   whose role ticks every 20 ms: `{"ev":"elector","key"}` at once, then
 //!   `{"ev":"role-start","token","t_us"}`, `{"ev":"tick","token","held","t_us"}` and
 //!   `{"ev":"role-stop","token","t_us"}` as they happen (`t_us`: wall clock, microseconds).
@@ -108,8 +109,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let accepted = reply.payload.as_ref() == b"accepted";
                 emit(json!({"ev": "write", "accepted": accepted, "token": token}));
             }
-            ["elect", key, identity] => {
-                let options = ElectorOptions::new(*identity);
+            ["elect", key, identity, rest @ ..] => {
+                let mut options = ElectorOptions::new(*identity);
+                if let Some(ttl) = rest.first() {
+                    options = options.ttl(Duration::from_secs(ttl.parse()?));
+                }
                 match manager.elector(key, options, Ticker::new) {
                     Ok(elector) => {
                         electors.insert(key.to_string(), elector);

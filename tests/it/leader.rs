@@ -19,28 +19,30 @@ use crate::fixture::{Env, PATIENCE};
 use crate::harness::child::ChildClient;
 use crate::harness::{must_eventually, ProxyMode, TcpProxy};
 
-const KEY: &str = "svc.leader";
+pub(crate) const KEY: &str = "svc.leader";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum What {
+pub(crate) enum What {
     Start,
     Stop,
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
-    who: String,
-    token: u64,
-    what: What,
-    at: Instant,
+pub(crate) struct Entry {
+    pub(crate) who: String,
+    pub(crate) token: u64,
+    pub(crate) what: What,
+    pub(crate) at: Instant,
+    /// The same moment on the wall clock, to compare with server timestamps.
+    pub(crate) wall: std::time::SystemTime,
 }
 
 /// A candidate's name and its role's address.
-type RoleAddr = (String, WeakAddr<Recorder>);
+pub(crate) type RoleAddr = (String, WeakAddr<Recorder>);
 
 /// Starts and stops of every role in this process, and the latest role of each candidate.
 #[derive(Clone, Default)]
-struct Book {
+pub(crate) struct Book {
     entries: Arc<Mutex<Vec<Entry>>>,
     roles: Arc<Mutex<Vec<RoleAddr>>>,
     /// Make roles panic in `stopped()`, to show a role is never restarted after its term.
@@ -48,17 +50,17 @@ struct Book {
 }
 
 impl Book {
-    fn entries(&self) -> Vec<Entry> {
+    pub(crate) fn entries(&self) -> Vec<Entry> {
         self.entries.lock().unwrap().clone()
     }
 
-    fn starts(&self) -> Vec<Entry> {
+    pub(crate) fn starts(&self) -> Vec<Entry> {
         let e = self.entries();
         e.into_iter().filter(|e| e.what == What::Start).collect()
     }
 
     /// The candidate whose role runs now, and its token.
-    fn running(&self) -> Option<(String, u64)> {
+    pub(crate) fn running(&self) -> Option<(String, u64)> {
         let mut running = None;
         for e in self.entries() {
             running = match e.what {
@@ -70,7 +72,7 @@ impl Book {
     }
 
     /// Waits until a role of a term with a token above `above` runs; returns who and token.
-    async fn next_term(&self, above: u64) -> (String, u64) {
+    pub(crate) async fn next_term(&self, above: u64) -> (String, u64) {
         must_eventually(PATIENCE, "a role of a new term runs", || async {
             self.running().is_some_and(|(_, t)| t > above)
         })
@@ -87,7 +89,7 @@ impl Book {
 
     /// No two role runs overlap (a start only when nothing runs), and a new term's token is
     /// above every earlier one (a restart within a term keeps its token and candidate).
-    fn check(&self) {
+    pub(crate) fn check(&self) {
         let mut running: Option<&Entry> = None;
         let mut last: Option<(String, u64)> = None;
         let entries = self.entries();
@@ -116,7 +118,7 @@ impl Book {
 
 /// A role that records itself; `Boom` makes it panic, `Quit` stops it, `Unhealthy` asks its
 /// candidate to step down.
-struct Recorder {
+pub(crate) struct Recorder {
     who: String,
     term: Term,
     book: Book,
@@ -129,6 +131,7 @@ impl Recorder {
             token: self.term.token(),
             what,
             at: Instant::now(),
+            wall: std::time::SystemTime::now(),
         });
     }
 }
@@ -167,13 +170,18 @@ impl Handler<Poke> for Recorder {
     }
 }
 
-fn options(who: &str) -> ElectorOptions {
+pub(crate) fn options(who: &str) -> ElectorOptions {
     ElectorOptions::new(who)
         .metadata(serde_json::json!({"who": who}))
         .backoff(Duration::from_millis(50), Duration::from_millis(500))
 }
 
-fn elect(m: &LockManager, who: &str, options: ElectorOptions, book: &Book) -> nlock::Elector {
+pub(crate) fn elect(
+    m: &LockManager,
+    who: &str,
+    options: ElectorOptions,
+    book: &Book,
+) -> nlock::Elector {
     let (who, book) = (who.to_owned(), book.clone());
     m.elector(KEY, options, move |term| Recorder {
         who: who.clone(),

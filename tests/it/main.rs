@@ -13,6 +13,7 @@ mod fixture;
 mod go_interop;
 mod input;
 mod leader;
+mod leader_measure;
 mod loss;
 mod observe;
 mod runtimes;

@@ -110,7 +110,10 @@ async fn events_tell_a_lapsed_tenure_as_an_expiry() {
     let lock = a.acquire("only.this", Some(PATIENCE)).await.unwrap();
     a.acquire("other", Some(PATIENCE)).await.unwrap();
     let e = next(&mut events).await;
-    assert_eq!((e.kind, e.token), (LockEventKind::Acquired, Some(lock.token())));
+    assert_eq!(
+        (e.kind, e.token),
+        (LockEventKind::Acquired, Some(lock.token()))
+    );
     // Nobody refreshes: the holder gives the lock up at its deadline and clears its value
     // (or, with limit markers, the server may expire it first). Either way: expired.
     let e = next(&mut events).await;
@@ -126,12 +129,14 @@ async fn events_tell_a_server_expiry_where_the_server_has_limit_markers() {
         eprintln!("skipped: no limit markers before nats-server 2.11");
         return;
     }
-    let observer = env
-        .manager(env.config().ttl(Duration::from_secs(1)))
-        .await;
+    let observer = env.manager(env.config().ttl(Duration::from_secs(1))).await;
     let mut events = observer.events("abandoned").unwrap();
     // A value nobody refreshes or clears (a crashed Go nlock client's, say).
-    env.kv().await.create("abandoned", "go-1".into()).await.unwrap();
+    env.kv()
+        .await
+        .create("abandoned", "go-1".into())
+        .await
+        .unwrap();
     let e = next(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Acquired);
     assert!(e.holder.unwrap().foreign);
