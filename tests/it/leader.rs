@@ -574,3 +574,79 @@ impl ChangeProbe {
             .expect("probe alive")
     }
 }
+
+/// A candidate in its own process takes part: paused past its TTL, then killed. The check is
+/// on the wall clock, which every process here shares: in-process roles run from start to
+/// stop; the child's role acts from its start to its last tick that saw `is_held()` true (a
+/// paused process's role is stopped only after it resumes, but it no longer acts).
+#[actix::test]
+async fn no_role_acts_while_another_runs_over_a_paused_and_a_killed_leader_process() {
+    let env = Env::start().await;
+    let mut child = ChildClient::start(&env.server.url(), &env.bucket, 3, 100).await;
+    child.send(&format!("elect {KEY} child")).await;
+    let mut child_runs = Vec::new(); // (token, start t_us)
+    let started = child.expect("role-start").await;
+    let first = started["token"].as_u64().unwrap();
+    child_runs.push((first, started["t_us"].as_u64().unwrap()));
+    let book = Book::default();
+    let config = env.config().retry_interval(Duration::from_millis(100));
+    let (ma, mb) = (env.manager(config.clone()).await, env.manager(config).await);
+    let a = elect(&ma, "a", options("a"), &book);
+    let b = elect(&mb, "b", options("b"), &book);
+
+    // 1. The child is paused past its TTL; a or b takes over; the child resumes.
+    child.pause();
+    let (_, token) = book.next_term(first).await;
+    child.resume();
+    assert_eq!(
+        child.expect("role-stop").await["token"].as_u64(),
+        Some(first)
+    );
+    // 2. a and b resign and stand aside for 3 s: the child leads again.
+    a.resign(Duration::from_secs(3)).await;
+    b.resign(Duration::from_secs(3)).await;
+    let started = child.expect("role-start").await;
+    let second = started["token"].as_u64().unwrap();
+    assert!(second > token);
+    child_runs.push((second, started["t_us"].as_u64().unwrap()));
+    // 3. The child is killed while it leads; a or b takes over after its TTL.
+    child.kill().await;
+    let (_, last) = book.next_term(second).await;
+    assert!(last > second);
+
+    // Runs on the wall clock: (start, end, who, token).
+    let us = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+    };
+    let mut runs = Vec::new();
+    let mut open = None;
+    for e in book.entries() {
+        match e.what {
+            What::Start => open = Some((us(e.wall), e.who, e.token)),
+            What::Stop => {
+                let (start, who, token) = open.take().unwrap();
+                runs.push((start, us(e.wall), who, token));
+            }
+        }
+    }
+    if let Some((start, who, token)) = open {
+        runs.push((start, u64::MAX, who, token));
+    }
+    child.drain().await;
+    let ticks = child.pending("tick");
+    for (token, start) in child_runs {
+        let acted = ticks
+            .iter()
+            .filter(|t| t["token"].as_u64() == Some(token) && t["held"] == true)
+            .map(|t| t["t_us"].as_u64().unwrap())
+            .max()
+            .unwrap_or(start);
+        runs.push((start, acted, "child".to_owned(), token));
+    }
+    runs.sort();
+    for pair in runs.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlap: {pair:?}");
+        let same_term = pair[0].3 == pair[1].3 && pair[0].2 == pair[1].2;
+        assert!(same_term || pair[0].3 < pair[1].3, "tokens: {pair:?}");
+    }
+}

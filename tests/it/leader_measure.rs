@@ -187,5 +187,9 @@ async fn killed_leader_from_server_expiry_to_the_next_role_running() {
             "killed leader, server expiry to its marker's timestamp",
             marker_lag,
         );
+        report(
+            "killed leader, its marker's timestamp to the next role running",
+            after_marker,
+        );
     }
 }

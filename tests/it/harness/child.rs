@@ -126,6 +126,13 @@ impl ChildClient {
             .collect()
     }
 
+    /// After the process ended: reads everything it printed into the kept events.
+    pub async fn drain(&mut self) {
+        while let Ok(Some(v)) = tokio::time::timeout(ANSWER_TIMEOUT, self.events.recv()).await {
+            self.pending.push(v);
+        }
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("child running")
