@@ -190,8 +190,12 @@ impl LockManager {
     /// with jitter.
     ///
     /// The role runs on the elector's arbiter (the current one, or nlock's own under plain
-    /// tokio). It must not keep its own address alive past its stop. Identity and metadata
-    /// are written in the lock value for observers ([`LockManager::leader`]).
+    /// tokio); `role` itself runs there too and must not panic. A role whose `stopping()`
+    /// keeps it running is waited for until the lease deadline, then the term is released
+    /// anyway. Identity and metadata are written in the lock value for observers
+    /// ([`LockManager::leader`]); together, as JSON, at most
+    /// [`MAX_DESCRIPTION`](crate::MAX_DESCRIPTION) bytes
+    /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind) otherwise).
     ///
     /// ```no_run
     /// use actix::prelude::*;
