@@ -47,6 +47,9 @@ pub(crate) struct Book {
     roles: Arc<Mutex<Vec<RoleAddr>>>,
     /// Make roles panic in `stopped()`, to show a role is never restarted after its term.
     panic_when_stopped: Arc<AtomicBool>,
+    /// Make roles take 100 ms to stop (finishing their work), so that a term released before
+    /// its role stopped would show as an overlap.
+    linger: Arc<AtomicBool>,
 }
 
 impl Book {
@@ -71,13 +74,19 @@ impl Book {
         running
     }
 
-    /// Waits until a role of a term with a token above `above` runs; returns who and token.
+    /// Waits until a role of a term with a token above `above` has started; returns who and
+    /// token (of the first such start).
     pub(crate) async fn next_term(&self, above: u64) -> (String, u64) {
-        must_eventually(PATIENCE, "a role of a new term runs", || async {
-            self.running().is_some_and(|(_, t)| t > above)
+        let newer = || {
+            let starts = self.starts();
+            let s = starts.into_iter().find(|s| s.token > above)?;
+            Some((s.who, s.token))
+        };
+        must_eventually(PATIENCE, "a role of a new term starts", || async {
+            newer().is_some()
         })
         .await;
-        self.running().unwrap()
+        newer().unwrap()
     }
 
     /// The role of `who`, to send it messages.
@@ -122,6 +131,8 @@ pub(crate) struct Recorder {
     who: String,
     term: Term,
     book: Book,
+    /// Whether a stop was already put off once (see `Book::linger`).
+    lingered: bool,
 }
 
 impl Recorder {
@@ -142,6 +153,14 @@ impl Actor for Recorder {
         let me = (self.who.clone(), ctx.address().downgrade());
         self.book.roles.lock().unwrap().push(me);
         self.record(What::Start);
+    }
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
+        if self.book.linger.load(Ordering::SeqCst) && !self.lingered {
+            self.lingered = true;
+            ctx.run_later(Duration::from_millis(100), |_, ctx| ctx.stop());
+            return Running::Continue;
+        }
+        Running::Stop
     }
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.record(What::Stop);
@@ -187,6 +206,7 @@ pub(crate) fn elect(
         who: who.clone(),
         term,
         book: book.clone(),
+        lingered: false,
     })
     .unwrap()
 }
@@ -273,6 +293,7 @@ async fn resign_hands_over_at_once_without_lock_delay_or_ttl() {
     let config = env.config().ttl(Duration::from_secs(30));
     let slow = |who: &str| options(who).lock_delay(Duration::from_secs(60));
     let book = Book::default();
+    book.linger.store(true, Ordering::SeqCst);
     let observer = env.manager(config.clone()).await;
     let mut changes = follow(observer.leader_changes(KEY).unwrap());
     let ms = [
