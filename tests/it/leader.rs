@@ -671,3 +671,28 @@ async fn no_role_acts_while_another_runs_over_a_paused_and_a_killed_leader_proce
         assert!(same_term || pair[0].3 < pair[1].3, "tokens: {pair:?}");
     }
 }
+
+/// From plain tokio, with no actix system of the caller's own: the electors and their roles
+/// run on nlock's own actor thread; handoff and shutdown work the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn electors_work_from_plain_tokio() {
+    let env = Env::start().await;
+    let book = Book::default();
+    let (ma, mb) = (
+        env.manager(env.config()).await,
+        env.manager(env.config()).await,
+    );
+    let a = elect(&ma, "a", options("a"), &book);
+    let (first, t1) = book.next_term(0).await;
+    assert_eq!(first, "a");
+    let b = elect(&mb, "b", options("b"), &book);
+    a.resign(Duration::from_secs(60)).await;
+    let (second, t2) = book.next_term(t1).await;
+    assert_eq!(second, "b");
+    assert_eq!(mb.leader(KEY).await.unwrap().unwrap().token, t2);
+    b.shutdown().await;
+    a.shutdown().await;
+    assert_eq!(book.running(), None);
+    assert_eq!(ma.leader(KEY).await.unwrap(), None);
+    book.check();
+}
