@@ -1,7 +1,7 @@
 //! Leadership handoffs, measured: prints `measured:` lines (p50, p99, max) for BENCHMARKS.md
 //! and asserts only order (no overlap, increasing tokens), never time.
 //!
-//! `NLOCK_LEADER_TRIALS` sets the number of trials (default 10; BENCHMARKS.md used more);
+//! `NLOCK_LEADER_TRIALS` sets the number of trials (default 5; BENCHMARKS.md used more);
 //! `NLOCK_LEADER_MSG_TTL=1` gives the killed leader's key a TTL of its own (`Nats-TTL`):
 //! `NLOCK_LEADER_TRIALS=100 cargo test --test it leader_measure -- --nocapture --test-threads=1`
 
@@ -19,7 +19,7 @@ fn trials() -> usize {
     std::env::var("NLOCK_LEADER_TRIALS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(5)
 }
 
 /// Prints p50, p99 and max of `samples` (milliseconds).
