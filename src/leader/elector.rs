@@ -236,8 +236,12 @@ impl LockManager {
         let (status_tx, status) = watch::channel(ElectorStatus::Campaigning);
         let (manager, key_owned, tx) = (self.clone(), key.to_owned(), commands_tx.clone());
         let make = move |_: &mut Context<ElectorActor>| {
-            // Opened here, on the elector's arbiter, and polled at once by its own task.
-            let history = KeyHistory::follow(manager.events(&key_owned));
+            // Opened and polled at once by a task of its own on the elector's arbiter.
+            let open = {
+                let (manager, key) = (manager.clone(), key_owned.clone());
+                async move { manager.events(&key) }
+            };
+            let history = KeyHistory::follow(open);
             let campaign = Campaign {
                 manager,
                 key: key_owned,

@@ -44,14 +44,18 @@ impl Drop for KeyHistory {
 }
 
 impl KeyHistory {
-    /// Starts following `events` (a stream for the one election key) and polls it at once.
-    pub(crate) fn follow(events: Result<LockEvents, LockError>) -> KeyHistory {
+    /// Starts following the stream `open` gives (for the one election key), opening and
+    /// polling it at once on its own task.
+    pub(crate) fn follow<O>(open: O) -> KeyHistory
+    where
+        O: std::future::Future<Output = Result<LockEvents, LockError>> + 'static,
+    {
         let seen = Arc::new(Mutex::new(VecDeque::with_capacity(KEEP)));
         let (tx, latest) = watch::channel(0);
         let task = {
             let seen = seen.clone();
             actix::spawn(async move {
-                let Ok(mut events) = events else {
+                let Ok(mut events) = open.await else {
                     return; // a bad key: the campaign's own acquire reports it
                 };
                 while let Some(event) = events.next().await {
