@@ -30,6 +30,7 @@ mod error;
 mod handle;
 mod holder;
 mod key;
+mod leader;
 mod lease;
 mod lock;
 mod observe;
@@ -57,6 +58,10 @@ pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason}
 pub use handle::LockHandle;
 pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
+pub use leader::{
+    Elector, ElectorActor, ElectorOptions, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
+    LeaderChanges, LeaderSubscription, Resign, StopElecting, Term, DEFAULT_LOCK_DELAY,
+};
 pub use lease::{Lease, LeaseEnd};
 pub use lock::actor::LockActor;
 pub use lock::manager::LockManagerActor;

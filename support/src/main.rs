@@ -11,6 +11,14 @@
 //! - `res-read <subject>`: asks a test resource for its value: `{"ev":"read","value"}`.
 //! - `res-write <subject> <key> <value>`: writes to a test resource with the key's fencing
 //!   token (0 if not held): `{"ev":"write","accepted":bool}`.
+//! - `elect <key> <identity> [ttl-s]`: starts a candidate for leadership of `key` (lock-delay
+//!   1 s; with a TTL of its own, sent as `Nats-TTL`, when given)
+//!   whose role ticks every 20 ms: `{"ev":"elector","key"}` at once, then
+//!   `{"ev":"role-start","token","t_us"}`, `{"ev":"tick","token","held","t_us"}` and
+//!   `{"ev":"role-stop","token","t_us"}` as they happen (`t_us`: wall clock, microseconds).
+//! - `resign <key> <hold-off-ms>`: the candidate on `key` resigns: `{"ev":"resigned","key"}`.
+//! - `observe <key>`: prints every leadership change of `key`:
+//!   `{"ev":"leader","kind","identity","token","revision"}`.
 //! - `exit`: releases everything and exits.
 //!
 //! The resource protocol is the test's: a request with `{"token":u64,"value":i64}`, answered
@@ -19,7 +27,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use nlock::{Config, LockError, LockHandle, LockLost, LockManager};
+use nlock::{Config, Elector, ElectorOptions, LockError, LockHandle, LockLost, LockManager, Term};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -61,6 +69,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let printer = actix::Actor::start(LossPrinter);
     let mut locks: HashMap<String, LockHandle> = HashMap::new();
+    let mut electors: HashMap<String, Elector> = HashMap::new();
+    let mut observers = Vec::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -99,9 +109,45 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let accepted = reply.payload.as_ref() == b"accepted";
                 emit(json!({"ev": "write", "accepted": accepted, "token": token}));
             }
+            ["elect", key, identity, rest @ ..] => {
+                let mut options = ElectorOptions::new(*identity);
+                if let Some(ttl) = rest.first() {
+                    options = options.ttl(Duration::from_secs(ttl.parse()?));
+                }
+                match manager.elector(key, options, Ticker::new) {
+                    Ok(elector) => {
+                        electors.insert(key.to_string(), elector);
+                        emit(json!({"ev": "elector", "key": key}));
+                    }
+                    Err(e) => emit_error(key, &e),
+                }
+            }
+            ["resign", key, ms] => {
+                if let Some(elector) = electors.get(*key) {
+                    elector.resign(Duration::from_millis(ms.parse()?)).await;
+                }
+                emit(json!({"ev": "resigned", "key": key}));
+            }
+            ["observe", key] => {
+                use futures::StreamExt;
+                let mut changes = manager.leader_changes(key).await?;
+                observers.push(tokio::spawn(async move {
+                    while let Some(c) = changes.next().await {
+                        let kind = format!("{:?}", c.kind);
+                        let identity = c.leader.as_ref().map(|l| l.identity.clone());
+                        let token = c.leader.as_ref().map(|l| l.token);
+                        emit(json!({"ev": "leader", "kind": kind, "identity": identity,
+                            "token": token, "revision": c.revision}));
+                    }
+                }));
+                emit(json!({"ev": "observing", "key": key}));
+            }
             ["exit"] => break,
             _ => emit(json!({"ev": "error", "kind": "BadCommand", "error": line})),
         }
+    }
+    for (_, elector) in electors.drain() {
+        elector.shutdown().await;
     }
     for (_, lock) in locks.drain() {
         let _ = lock.release().await;
@@ -139,5 +185,42 @@ fn got(
             locks.insert(key.to_owned(), lock);
         }
         Err(e) => emit_error(key, &e),
+    }
+}
+
+/// Wall-clock microseconds since the Unix epoch: one clock for every process on the machine.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The role of `elect`: says when it starts and stops, and ticks every 20 ms with what its
+/// lease says then.
+struct Ticker {
+    term: Term,
+}
+
+impl Ticker {
+    fn new(term: Term) -> Ticker {
+        Ticker { term }
+    }
+}
+
+impl actix::Actor for Ticker {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut actix::Context<Self>) {
+        use actix::AsyncContext;
+        emit(json!({"ev": "role-start", "token": self.term.token(), "t_us": now_us()}));
+        ctx.run_interval(Duration::from_millis(20), |this, _| {
+            let held = this.term.is_held();
+            emit(json!({"ev": "tick", "token": this.term.token(), "held": held, "t_us": now_us()}));
+        });
+    }
+
+    fn stopped(&mut self, _: &mut actix::Context<Self>) {
+        emit(json!({"ev": "role-stop", "token": self.term.token(), "t_us": now_us()}));
     }
 }

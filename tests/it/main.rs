@@ -12,6 +12,8 @@ mod faults;
 mod fixture;
 mod go_interop;
 mod input;
+mod leader;
+mod leader_measure;
 mod loss;
 mod observe;
 mod operator;

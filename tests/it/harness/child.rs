@@ -117,6 +117,22 @@ impl ChildClient {
         }
     }
 
+    /// The events of kind `ev` read so far while waiting for others, oldest first (kept).
+    pub fn pending(&self, ev: &str) -> Vec<Value> {
+        self.pending
+            .iter()
+            .filter(|v| v["ev"] == ev)
+            .cloned()
+            .collect()
+    }
+
+    /// After the process ended: reads everything it printed into the kept events.
+    pub async fn drain(&mut self) {
+        while let Ok(Some(v)) = tokio::time::timeout(ANSWER_TIMEOUT, self.events.recv()).await {
+            self.pending.push(v);
+        }
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("child running")

@@ -1,0 +1,208 @@
+//! Leadership: a periodic job that runs only on the leader.
+//!
+//! Needs: a nats-server 2.9+ with JetStream. With `NATS_URL` set, it uses that server;
+//! otherwise it tries `nats://127.0.0.1:4222` (what `scripts/nats-server` starts), and if
+//! nothing answers there it starts its own nats-server on a random loopback port (binary from
+//! `NATS_SERVER_BIN`, or `nats-server` on PATH; `scripts/install-nats-server` installs one).
+//!
+//! Against a shared server, start it in three terminals:
+//!
+//! ```sh
+//! scripts/nats-server                          # terminal 0
+//! cargo run --example leader -- node-a         # terminals 1, 2, 3 (node-b, node-c)
+//! ```
+//!
+//! One of them ticks "as leader"; stop it with Ctrl-C (it resigns: another takes over at
+//! once) or kill it with `kill -9` (another takes over when its TTL of 3 s runs out). Each
+//! prints every change of leadership it sees. On its own server it runs three candidates in
+//! one process instead, resigns twice and stops.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::StreamExt;
+use nlock::{Config, ElectorOptions, LockManager, Term};
+
+const KEY: &str = "example.leader";
+
+/// The leader-only job: a tick every second, each checked against the lease first.
+struct Job {
+    term: Term,
+    ticks: u64,
+}
+
+impl Actor for Job {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        println!(
+            "[{}] role started, term token {}",
+            self.term.identity(),
+            self.term.token()
+        );
+        ctx.run_interval(Duration::from_secs(1), |job, _| {
+            if !job.term.is_held() {
+                return; // a paused process wakes here: the lease says no, do nothing
+            }
+            job.ticks += 1;
+            // A real job passes job.term.token() to what it writes, to fence it.
+            println!(
+                "[{}] tick {} as leader (token {})",
+                job.term.identity(),
+                job.ticks,
+                job.term.token()
+            );
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        println!("[{}] role stopped", self.term.identity());
+    }
+}
+
+fn job(term: Term) -> Job {
+    Job { term, ticks: 0 }
+}
+
+#[actix::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::builder()
+        .bucket("nlock_example_leader")
+        .ttl(Duration::from_secs(3))
+        .build()?;
+    let shared = match std::env::var("NATS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            let url = "nats://127.0.0.1:4222";
+            let up = LockManager::connect(url, config.clone()).await.is_ok();
+            up.then(|| url.to_owned())
+        }
+    };
+    match shared {
+        Some(url) => one_candidate(&url, config).await,
+        None => three_candidates(config).await,
+    }
+}
+
+/// One candidate per process, until Ctrl-C.
+async fn one_candidate(url: &str, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let identity = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+    let manager = LockManager::connect(url, config).await?;
+    println!("[{identity}] candidate for {KEY} on {url}; Ctrl-C resigns and exits");
+    let _watch = watch(&manager, &identity).await?;
+    let options = ElectorOptions::new(&identity).metadata(serde_json::json!({
+        "pid": std::process::id(),
+    }));
+    let elector = manager.elector(KEY, options, job)?;
+    tokio::signal::ctrl_c().await?;
+    elector.shutdown().await; // stops the role, then releases: the next leader starts now
+    manager.shutdown().await;
+    Ok(())
+}
+
+/// Three candidates in one process, on a server of its own: two resigns, then a shutdown.
+async fn three_candidates(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let server = LocalServer::start()?;
+    println!(
+        "nothing at 127.0.0.1:4222; started a nats-server at {}",
+        server.url
+    );
+    let mut electors = Vec::new();
+    let mut managers = Vec::new();
+    for identity in ["node-a", "node-b", "node-c"] {
+        let manager = LockManager::connect(&server.url, config.clone()).await?;
+        electors.push(manager.elector(KEY, ElectorOptions::new(identity), job)?);
+        managers.push(manager);
+    }
+    let _watch = watch(&managers[0], "observer").await?;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        if let Some(leader) = electors.iter().find(|e| e.is_leader()) {
+            println!("-- the leader resigns (and stands aside for 10 s)");
+            leader.resign(Duration::from_secs(10)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    println!("-- shutting down");
+    for elector in &electors {
+        elector.shutdown().await;
+    }
+    for manager in &managers {
+        manager.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Prints every change of leadership, as any process (leader or not) can see it.
+async fn watch(
+    manager: &LockManager,
+    me: &str,
+) -> Result<tokio::task::JoinHandle<()>, nlock::LockError> {
+    let mut changes = manager.leader_changes(KEY).await?;
+    let me = me.to_owned();
+    Ok(actix::spawn(async move {
+        while let Some(c) = changes.next().await {
+            let who = c
+                .leader
+                .map(|l| format!("{} (token {})", l.identity, l.token));
+            println!("[{me}] sees {:?}: {}", c.kind, who.unwrap_or_default());
+        }
+    }))
+}
+
+/// A nats-server of the example's own, on a random loopback port, removed on exit.
+struct LocalServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalServer {
+    fn start() -> Result<LocalServer, Box<dyn std::error::Error>> {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let dir = tempfile::tempdir()?;
+        let child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+            .arg(dir.path())
+            .arg("-sd")
+            .arg(dir.path().join("store"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}; set NATS_SERVER_BIN"))?;
+        let name = std::path::Path::new(&bin)
+            .file_name()
+            .map_or("nats-server".into(), |n| n.to_string_lossy().into_owned());
+        let ports_file = dir.path().join(format!("{name}_{}.ports", child.id()));
+        let mut server = LocalServer {
+            child,
+            url: String::new(),
+            _dir: dir,
+        };
+        // The server writes its ports file once it listens; 10 s is ample on loopback.
+        let started = std::time::Instant::now();
+        while server.url.is_empty() {
+            if let Ok(text) = std::fs::read_to_string(&ports_file) {
+                let ports: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if let Some(url) = ports["nats"][0].as_str() {
+                    server.url = url.to_owned();
+                }
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("nats-server did not start within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

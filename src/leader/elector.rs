@@ -1,0 +1,272 @@
+//! `ElectorActor`, one per election key and candidate, and `Elector`, the handle callers
+//! keep. The actor runs the campaign loop in its own context and forwards its messages to it.
+//!
+//! Shutdown: `Elector::shutdown` (or `StopElecting`) ends the campaign: a running role is
+//! stopped, the term released, and the actor stops. Dropping the last `Elector` handle does
+//! the same without waiting. `LockManager::shutdown` also ends every term (its holders are
+//! told `Shutdown`, which stops the role) and then the campaign (`ManagerGone`); but it sends
+//! its deletes without waiting for roles to stop, so call `Elector::shutdown` first where a
+//! role must be stopped before the next leader starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::fut::{ActorFutureExt, WrapFuture};
+use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::campaign::Campaign;
+use super::history::KeyHistory;
+use super::options::ElectorOptions;
+use super::term::{Command, Term};
+use crate::client::LockManager;
+use crate::error::LockError;
+
+/// Where a candidate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ElectorStatus {
+    /// Waiting for the key (a queued acquire that wakes when the key is free).
+    Campaigning,
+    /// Holding the key with this token: in the lock-delay, or running the role.
+    Leading {
+        /// The term's fencing token.
+        token: u64,
+    },
+    /// Not campaigning for a while: after a resign, a lost term or a failed attempt.
+    HoldingOff,
+    /// The campaign ended (shut down, the manager gone, or a bad key).
+    Stopped,
+}
+
+/// Hands the lead over now (when leading: the role is stopped, then the lock released) and
+/// does not campaign for `hold_off` (at least the backoff with jitter). Answered when done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resign {
+    /// How long not to campaign afterwards.
+    pub hold_off: Duration,
+}
+
+/// Resigns for good and stops the elector. Answered when the role has stopped and the term
+/// is released.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopElecting;
+
+/// The actor of one candidate on one key. Started by [`LockManager::elector`]; see the
+/// module's shutdown notes on [`Elector`].
+pub struct ElectorActor {
+    commands: mpsc::UnboundedSender<Command>,
+    /// The campaign, until `started` moves it into this actor's context.
+    campaign: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>,
+}
+
+impl Actor for ElectorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(campaign) = self.campaign.take() {
+            // The actor lives as long as its campaign, and stops when it ends.
+            ctx.spawn(campaign.into_actor(self).map(|_, _, ctx| ctx.stop()));
+        }
+    }
+}
+
+impl Handler<Resign> for ElectorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Resign, _: &mut Context<Self>) -> Self::Result {
+        let (done, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Resign {
+            hold_off: msg.hold_off,
+            done: Some(done),
+        });
+        Box::pin(async move {
+            // A dropped sender means the campaign already ended: nothing left to resign.
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<StopElecting> for ElectorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopElecting, _: &mut Context<Self>) -> Self::Result {
+        let (done, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Stop { done: Some(done) });
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// A candidate for leadership of one key, campaigning on its own; see
+/// [`LockManager::elector`]. Clones share one candidate; dropping the last clone stops it
+/// (without waiting: call [`shutdown`](Elector::shutdown) to wait).
+#[derive(Clone, Debug)]
+pub struct Elector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    key: String,
+    addr: Addr<ElectorActor>,
+    status: watch::Receiver<ElectorStatus>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop { done: None });
+    }
+}
+
+impl Elector {
+    /// The election key.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// Where this candidate stands now.
+    pub fn status(&self) -> ElectorStatus {
+        *self.inner.status.borrow()
+    }
+
+    /// Whether this candidate holds the key (also during the lock-delay, before its role
+    /// starts).
+    pub fn is_leader(&self) -> bool {
+        matches!(self.status(), ElectorStatus::Leading { .. })
+    }
+
+    /// Waits until the status satisfies `pred`, and returns it.
+    pub async fn wait_for(&self, pred: impl Fn(&ElectorStatus) -> bool) -> ElectorStatus {
+        let mut rx = self.inner.status.clone();
+        let status = match rx.wait_for(|s| pred(s)).await {
+            Ok(s) => *s,
+            // The campaign is gone: its last word was `Stopped`.
+            Err(_) => ElectorStatus::Stopped,
+        };
+        status
+    }
+
+    /// Hands the lead over now and stands aside for `hold_off` (at least the backoff with
+    /// jitter); returns when the role has stopped and the lock is released. Candidates
+    /// already waiting for the key take it at once, without a lock-delay (the release is
+    /// clean). Not leading: stands aside all the same.
+    pub async fn resign(&self, hold_off: Duration) {
+        // An actor already gone has nothing to resign.
+        let _ = self.inner.addr.send(Resign { hold_off }).await;
+    }
+
+    /// Asks to step down (for a health check that fails), like a resign with the default
+    /// backoff, without waiting for it.
+    pub fn step_down(&self) {
+        self.inner.addr.do_send(Resign {
+            hold_off: Duration::ZERO,
+        });
+    }
+
+    /// Resigns for good: stops the role, releases the term, ends the campaign; returns when
+    /// all that is done.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.addr.send(StopElecting).await;
+        self.wait_for(|s| *s == ElectorStatus::Stopped).await;
+    }
+
+    /// The elector actor's address.
+    pub fn actor(&self) -> &Addr<ElectorActor> {
+        &self.inner.addr
+    }
+}
+
+impl LockManager {
+    /// Starts a candidate for leadership of `key`. It campaigns at once, and whenever it
+    /// leads runs an actor made by `role` with the [`Term`]: restarted from `role` when it
+    /// stops or panics while the term lasts, never after; stopped (and waited for) before
+    /// the term's lock is released. After a lost term it campaigns again after a backoff
+    /// with jitter.
+    ///
+    /// The role runs on the elector's arbiter (the current one, or nlock's own under plain
+    /// tokio); `role` itself runs there too and must not panic. A role whose `stopping()`
+    /// keeps it running is waited for until the lease deadline, then the term is released
+    /// anyway. Identity and metadata are written in the lock value for observers
+    /// ([`LockManager::leader`]); together, as JSON, at most
+    /// [`MAX_DESCRIPTION`](crate::MAX_DESCRIPTION) bytes
+    /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind) otherwise).
+    ///
+    /// ```no_run
+    /// use actix::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// struct Ticker(nlock::Term);
+    /// impl Actor for Ticker {
+    ///     type Context = Context<Self>;
+    ///     fn started(&mut self, ctx: &mut Context<Self>) {
+    ///         ctx.run_interval(Duration::from_secs(1), |this, _| {
+    ///             if this.0.is_held() {
+    ///                 println!("tick as leader, token {}", this.0.token());
+    ///             }
+    ///         });
+    ///     }
+    /// }
+    ///
+    /// # async fn f(manager: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let options = nlock::ElectorOptions::new("node-a");
+    /// let elector = manager.elector("jobs.leader", options, Ticker)?;
+    /// // ... later:
+    /// elector.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn elector<A, F>(
+        &self,
+        key: &str,
+        options: ElectorOptions,
+        role: F,
+    ) -> Result<Elector, LockError>
+    where
+        A: Actor<Context = Context<A>>,
+        F: FnMut(Term) -> A + Send + 'static,
+    {
+        crate::key::validate_key(key)?;
+        let lock_options = options.lock_options()?;
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(ElectorStatus::Campaigning);
+        let (manager, key_owned, tx) = (self.clone(), key.to_owned(), commands_tx.clone());
+        let make = move |_: &mut Context<ElectorActor>| {
+            // Opened and polled at once by a task of its own on the elector's arbiter.
+            let open = {
+                let (manager, key) = (manager.clone(), key_owned.clone());
+                async move { manager.events(&key).await }
+            };
+            let history = KeyHistory::follow(open);
+            let campaign = Campaign {
+                manager,
+                key: key_owned,
+                options,
+                lock_options,
+                factory: role,
+                commands,
+                commands_tx: tx.clone(),
+                status: status_tx,
+                history,
+                _role: std::marker::PhantomData::<fn() -> A>,
+            };
+            ElectorActor {
+                commands: tx,
+                campaign: Some(Box::pin(campaign.run())),
+            }
+        };
+        let addr = crate::runtime::start(make)?;
+        Ok(Elector {
+            inner: Arc::new(Inner {
+                key: key.to_owned(),
+                addr,
+                status,
+                commands: commands_tx,
+            }),
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! Who leads a key, and how that changes, for anyone in any process, candidate or not. Reads
+//! of the bucket (`LockManager::holder`, `LockManager::events`): for display and for
+//! following a leader, never for deciding who leads (only a compare-and-set does).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix::{Message, Recipient};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+
+use super::options::CandidateRecord;
+use crate::client::LockManager;
+use crate::error::LockError;
+use crate::holder::Holder;
+use crate::observe::{LockEvent, LockEventKind, LockEvents};
+
+/// The leader of a key, as the bucket shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Leader {
+    /// The election key.
+    pub key: String,
+    /// The candidate's identity ([`ElectorOptions::identity`](crate::ElectorOptions)); for a
+    /// key held by a plain lock, not an elector, the holder's owner id.
+    pub identity: String,
+    /// The candidate's metadata (`null` when none, or for a plain lock).
+    pub metadata: serde_json::Value,
+    /// The term's fencing token.
+    pub token: u64,
+    /// When the term began, ms since the Unix epoch on the leader's clock (0 if unknown).
+    pub since_ms: u64,
+    /// The whole lock record (owner id, host, pid).
+    pub holder: Holder,
+}
+
+impl Leader {
+    fn new(key: String, token: u64, holder: Holder) -> Leader {
+        let record = holder
+            .description
+            .as_deref()
+            .and_then(CandidateRecord::decode);
+        let (identity, metadata) = match record {
+            Some(r) => (r.leader.id, r.leader.meta),
+            None => (holder.owner.clone(), serde_json::Value::Null),
+        };
+        Leader {
+            key,
+            identity,
+            metadata,
+            token,
+            since_ms: holder.acquired_at_ms,
+            holder,
+        }
+    }
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LeaderChangeKind {
+    /// A term began (or, as the first change of a stream, the term already running).
+    Elected,
+    /// The leader released the key: it resigned, stepped down, or shut down cleanly.
+    Resigned,
+    /// Someone other than the leader deleted or purged the key.
+    Deleted,
+    /// The term lapsed: its leader stopped refreshing (a crash, a pause, a cut connection).
+    /// Before nats-server 2.11 the server does not mark an expiry; then it is told just
+    /// before the next `Elected`, at that change's revision.
+    Expired,
+}
+
+/// One change of leadership, as every process sees it, in the key's order. Also an actix
+/// message, for [`LockManager::subscribe_leader`].
+#[derive(Debug, Clone, PartialEq, Serialize, Message)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub struct LeaderChange {
+    /// The election key.
+    pub key: String,
+    /// What happened.
+    pub kind: LeaderChangeKind,
+    /// `Elected`: the new leader. Otherwise the leader whose term ended, when known.
+    pub leader: Option<Leader>,
+    /// The revision of the change.
+    pub revision: u64,
+    /// When the server stored it (server clock, ms since the Unix epoch), if known.
+    pub stored_at_ms: Option<u64>,
+}
+
+/// A stream of [`LeaderChange`]s for one key, from [`LockManager::leader_changes`]. It starts
+/// with the key's current state and does not end by itself; drop it to stop.
+pub struct LeaderChanges {
+    events: LockEvents,
+    /// The leader of the running term, to name it when the term ends (a delete marker by
+    /// someone else does not say whose term it ended).
+    current: Option<Leader>,
+    /// Changes made from one event and not yet handed out (at most two).
+    ready: VecDeque<LeaderChange>,
+}
+
+impl std::fmt::Debug for LeaderChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderChanges")
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
+impl LeaderChanges {
+    fn new(events: LockEvents) -> LeaderChanges {
+        LeaderChanges {
+            events,
+            current: None,
+            ready: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, e: &LockEvent, kind: LeaderChangeKind, leader: Option<Leader>) {
+        self.ready.push_back(LeaderChange {
+            key: e.key.clone(),
+            kind,
+            leader,
+            revision: e.revision,
+            stored_at_ms: e.stored_at_ms,
+        });
+    }
+
+    fn absorb(&mut self, e: LockEvent) {
+        let ended = match e.kind {
+            LockEventKind::Released => Some(LeaderChangeKind::Resigned),
+            LockEventKind::Deleted => Some(LeaderChangeKind::Deleted),
+            LockEventKind::Expired => Some(LeaderChangeKind::Expired),
+            _ => None,
+        };
+        if let Some(kind) = ended {
+            let leader = self.current.take().or_else(|| {
+                let holder = e.holder.clone()?;
+                Some(Leader::new(e.key.clone(), e.token?, holder))
+            });
+            self.push(&e, kind, leader);
+            return;
+        }
+        let (Some(token), Some(holder)) = (e.token, e.holder.clone()) else {
+            return; // a write naming nobody: nothing to tell
+        };
+        if self.current.as_ref().is_some_and(|c| c.token == token) {
+            return; // a refresh of the running term
+        }
+        if let Some(old) = self.current.take() {
+            // A new term over a live one: the old one lapsed without a marker.
+            self.push(&e, LeaderChangeKind::Expired, Some(old));
+        }
+        let leader = Leader::new(e.key.clone(), token, holder);
+        self.current = Some(leader.clone());
+        self.push(&e, LeaderChangeKind::Elected, Some(leader));
+    }
+}
+
+impl Stream for LeaderChanges {
+    type Item = LeaderChange;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LeaderChange>> {
+        loop {
+            if let Some(change) = self.ready.pop_front() {
+                return Poll::Ready(Some(change));
+            }
+            match self.events.poll_next_unpin(cx) {
+                Poll::Ready(Some(event)) => self.absorb(event),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// A subscription made by [`LockManager::subscribe_leader`]: it lasts until this is dropped
+/// or the subscriber stops.
+#[derive(Debug)]
+pub struct LeaderSubscription {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LeaderSubscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LockManager {
+    /// Who leads `key` now, in any process; `None` when nobody does. A read, for display.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// if let Some(l) = m.leader("jobs.leader").await? {
+    ///     println!("{} leads since {} (token {}, {})", l.identity, l.since_ms, l.token, l.metadata);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn leader(&self, key: &str) -> Result<Option<Leader>, LockError> {
+        let held = self.holder(key).await?;
+        Ok(held.map(|h| Leader::new(h.key, h.token, h.holder)))
+    }
+
+    /// The changes of leadership of `key`, in order: first the current state, then each
+    /// election, resign, delete and expiry as it lands. The stream follows the key when this
+    /// returns: nothing that lands afterwards is missed.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use futures::StreamExt;
+    /// let mut changes = m.leader_changes("jobs.leader").await?;
+    /// while let Some(c) = changes.next().await {
+    ///     println!("{:?} {:?}", c.kind, c.leader.map(|l| l.identity));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn leader_changes(&self, key: &str) -> Result<LeaderChanges, LockError> {
+        crate::key::validate_key(key)?;
+        Ok(LeaderChanges::new(self.events(key).await?))
+    }
+
+    /// Sends every [`LeaderChange`] of `key` to `recipient`, in order, until the returned
+    /// subscription is dropped or the recipient's actor stops; it follows the key when this
+    /// returns. Call it from inside a tokio runtime (an actix system is one).
+    pub async fn subscribe_leader(
+        &self,
+        key: &str,
+        recipient: Recipient<LeaderChange>,
+    ) -> Result<LeaderSubscription, LockError> {
+        let mut changes = self.leader_changes(key).await?;
+        let task = tokio::spawn(async move {
+            while let Some(change) = changes.next().await {
+                // Into the mailbox whatever its size: a change must not be dropped.
+                if !recipient.connected() {
+                    return;
+                }
+                recipient.do_send(change);
+            }
+        });
+        Ok(LeaderSubscription { task })
+    }
+}
