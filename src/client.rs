@@ -25,6 +25,12 @@ use crate::subscribers::{Subscribers, SubscriptionId};
 #[cfg(doc)]
 use crate::error::ErrorKind;
 
+/// Sent by [`LockManager::shutdown`] to what is built on the manager before it releases its
+/// locks; answered when that has wound down.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct BeforeShutdown;
+
 /// A handle to a running lock manager. Clones share one manager actor.
 ///
 /// Shutdown: call [`shutdown`](LockManager::shutdown) to release every held lock and stop.
@@ -47,6 +53,10 @@ pub struct LockManager {
     /// The manager's loss subscribers, shared with its lock actors: subscribing needs no
     /// message, so it works even after the manager stopped.
     losses: Arc<Subscribers>,
+    /// Actors built on this manager that must wind down before it releases its locks
+    /// (electors: a role stops before its term's delete is sent). Weak, like subscribers:
+    /// the manager does not know what they are, and does not keep them alive.
+    dependents: Arc<std::sync::Mutex<Vec<actix::WeakRecipient<BeforeShutdown>>>>,
     /// For the read-only views of the whole bucket (`holders`, `events`), and the operator's
     /// break (`operator.rs`).
     pub(crate) store: Arc<Store>,
@@ -154,6 +164,7 @@ impl LockManager {
             caps,
             owner,
             losses,
+            dependents: Arc::default(),
             store,
         })
     }
@@ -259,13 +270,31 @@ impl LockManager {
         self.losses.unsubscribe(id)
     }
 
-    /// Ends every waiting acquire with `ManagerGone` (queued or already contending), tells
-    /// every holder `LockLost { reason: Shutdown }` before its delete is sent, releases every
-    /// held lock, and stops the manager. Returns when the releases are answered: about one
-    /// round-trip for a contender in the middle of a write, plus the deletes.
+    /// Winds down what is built on this manager first (each elector stops its role, waits
+    /// for it and releases its term), then ends every waiting acquire with `ManagerGone`
+    /// (queued or already contending), tells every holder `LockLost { reason: Shutdown }`
+    /// before its delete is sent, releases every held lock, and stops the manager. Returns
+    /// when the releases are answered: about one round-trip for a contender in the middle of
+    /// a write, plus the deletes (and whatever the roles take to stop).
+    ///
+    /// The `Shutdown` message, sent to the manager actor directly, does only the second part.
     pub async fn shutdown(&self) {
+        let dependents: Vec<_> = match self.dependents.lock() {
+            Ok(mut list) => list.drain(..).filter_map(|d| d.upgrade()).collect(),
+            Err(_) => Vec::new(),
+        };
+        // A dependent already gone has nothing to wind down.
+        futures::future::join_all(dependents.iter().map(|d| d.send(BeforeShutdown))).await;
         // A manager already gone has nothing left to release.
         let _ = self.addr.send(Shutdown).await;
+    }
+
+    /// Registers an actor that [`shutdown`](LockManager::shutdown) winds down first.
+    pub(crate) fn add_dependent(&self, who: actix::Recipient<BeforeShutdown>) {
+        if let Ok(mut list) = self.dependents.lock() {
+            list.retain(|d| d.upgrade().is_some());
+            list.push(who.downgrade());
+        }
     }
 
     /// Every key held in the bucket right now, by any process, sorted by key. A read, for

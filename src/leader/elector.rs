@@ -3,10 +3,10 @@
 //!
 //! Shutdown: `Elector::shutdown` (or `StopElecting`) ends the campaign: a running role is
 //! stopped, the term released, and the actor stops. Dropping the last `Elector` handle does
-//! the same without waiting. `LockManager::shutdown` also ends every term (its holders are
-//! told `Shutdown`, which stops the role) and then the campaign (`ManagerGone`); but it sends
-//! its deletes without waiting for roles to stop, so call `Elector::shutdown` first where a
-//! role must be stopped before the next leader starts.
+//! the same without waiting. `LockManager::shutdown` first stops every elector started on it
+//! the same way (role stopped and waited for, then the term released), then its own locks.
+//! The `Shutdown` message sent to the manager actor directly skips that first part: terms are
+//! then told `Shutdown` (which stops their roles) while the deletes go out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +87,18 @@ impl Handler<Resign> for ElectorActor {
             // A dropped sender means the campaign already ended: nothing left to resign.
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<crate::client::BeforeShutdown> for ElectorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(
+        &mut self,
+        _: crate::client::BeforeShutdown,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        <Self as Handler<StopElecting>>::handle(self, StopElecting, ctx)
     }
 }
 
@@ -260,6 +272,9 @@ impl LockManager {
             }
         };
         let addr = crate::runtime::start(make)?;
+        // The manager's shutdown stops this campaign (role first, then the term) before it
+        // sends its own deletes.
+        self.add_dependent(addr.clone().recipient());
         Ok(Elector {
             inner: Arc::new(Inner {
                 key: key.to_owned(),

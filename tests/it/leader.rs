@@ -697,3 +697,27 @@ async fn electors_work_from_plain_tokio() {
     assert_eq!(ma.leader(KEY).await.unwrap(), None);
     book.check();
 }
+
+#[actix::test]
+async fn manager_shutdown_stops_the_role_before_the_term_is_released() {
+    let env = Env::start().await;
+    let config = env.config().ttl(Duration::from_secs(30));
+    let book = Book::default();
+    // Roles take 100 ms to stop: a term released before its role stopped shows as an overlap.
+    book.linger.store(true, Ordering::SeqCst);
+    let ma = env.manager(config.clone()).await;
+    let mb = env.manager(config).await;
+    let _a = elect(&ma, "a", options("a"), &book);
+    let (first, t1) = book.next_term(0).await;
+    assert_eq!(first, "a");
+    let _b = elect(&mb, "b", options("b"), &book);
+    must_eventually(PATIENCE, "b campaigns", || async {
+        crate::fixture::waiting_on(&mb, KEY).await > 0
+    })
+    .await;
+    // Only the manager is shut down, not the elector: the manager stops it first.
+    ma.shutdown().await;
+    let (second, _) = book.next_term(t1).await;
+    assert_eq!(second, "b");
+    book.check();
+}
