@@ -52,7 +52,7 @@
 //! # Leadership
 //!
 //! [`WebLocks::readiness`] serves a readiness probe that answers 200 only while a given
-//! [`Elector`](crate::Elector) leads (503 otherwise), so that a load balancer sends traffic to
+//! [`Elector`] leads (503 otherwise), so that a load balancer sends traffic to
 //! the leader only. [`WebLocks::observe_leaders`] names election keys whose current leaders
 //! the admin scope shows (`{path}/leaders` and a table on the page), whoever leads them, in
 //! any process.
