@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::app::get;
 use crate::fixture::{Env, PATIENCE};
 
-const KEY: &str = "jobs.leader";
+pub const KEY: &str = "jobs.leader";
 
 /// A role that does nothing: the tests look at who leads, not at what the role does.
 struct Idle;
@@ -22,7 +22,7 @@ impl actix::Actor for Idle {
     type Context = actix::Context<Self>;
 }
 
-fn elect(m: &LockManager, who: &str) -> Elector {
+pub fn elect(m: &LockManager, who: &str) -> Elector {
     let options = ElectorOptions::new(who)
         .metadata(json!({"who": who}))
         .backoff(Duration::from_millis(50), Duration::from_millis(500));
@@ -30,7 +30,7 @@ fn elect(m: &LockManager, who: &str) -> Elector {
 }
 
 /// Waits until `e` leads, and returns its token.
-async fn leads(e: &Elector) -> u64 {
+pub async fn leads(e: &Elector) -> u64 {
     let status = tokio::time::timeout(
         PATIENCE,
         e.wait_for(|s| matches!(s, ElectorStatus::Leading { .. })),
@@ -45,7 +45,7 @@ async fn leads(e: &Elector) -> u64 {
 
 /// A server with the admin scope at `/admin`, observing `KEY` and `other.leader`, and
 /// readiness at `/ready` bound to `elector`.
-fn serve(locks: WebLocks, elector: &Elector) -> (SocketAddr, ServerHandle) {
+pub fn serve(locks: WebLocks, elector: &Elector) -> (SocketAddr, ServerHandle) {
     let locks = locks.observe_leaders([KEY, "other.leader"]).unwrap();
     let elector = elector.clone();
     let server = HttpServer::new(move || {
