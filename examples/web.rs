@@ -1,5 +1,6 @@
-//! nlock in an actix-web app: a lock per request, the admin page, and a graceful shutdown
-//! that leaves no lock behind.
+//! nlock in an actix-web app: a lock per request, the admin page (with the leader of an
+//! election), a readiness probe that is 200 only on the leader, and a graceful shutdown that
+//! leaves no lock behind.
 //!
 //! ```text
 //! nats-server -js &
@@ -7,7 +8,12 @@
 //! curl -X POST localhost:8080/accounts/42/close     # holds accounts.42 for 5 s
 //! curl -X POST localhost:8080/accounts/42/close     # meanwhile: waits up to 2 s, then 503
 //! open http://localhost:8080/admin/locks/            # the admin page
+//! curl -i localhost:8080/ready                       # 200 while this process leads, else 503
 //! ```
+//!
+//! Start a second one (`BIND=127.0.0.1:8081 NODE=node-b`): one of the two leads
+//! `web.leader` and is ready; stop it and the other takes over. `NODE` (default: the host
+//! name and pid) names the candidate on the admin page.
 //!
 //! `NATS_URL` (default `nats://127.0.0.1:4222`) and the other `nats` CLI variables choose the
 //! server; `BIND` (default `127.0.0.1:8080`) the address. `kill -TERM` stops it
@@ -16,9 +22,10 @@
 
 use std::time::Duration;
 
+use actix::AsyncContext;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use nlock::web::{HeldLock, KeyFrom, WebLocks};
-use nlock::LockOptions;
+use nlock::{ElectorOptions, LockOptions, Term};
 
 /// Closes an account under its lock. The fencing token goes with every write, so that the
 /// store can refuse a write from a request whose lock was lost meanwhile.
@@ -33,6 +40,22 @@ async fn close_account(lock: HeldLock) -> Result<HttpResponse, nlock::LockError>
     }
 }
 
+/// What only the leader does: here, say so once a minute.
+struct Leading(Term);
+
+impl actix::Actor for Leading {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        println!("leading {} with token {}", self.0.key(), self.0.token());
+        ctx.run_interval(Duration::from_secs(60), |this, _| {
+            if this.0.is_held() {
+                println!("still leading, token {}", this.0.token());
+            }
+        });
+    }
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
@@ -41,9 +64,20 @@ async fn main() -> std::io::Result<()> {
     let manager = nlock::LockManager::from_env(nlock::Config::default())
         .await
         .map_err(std::io::Error::other)?;
-    let locks = WebLocks::new(manager);
+    let node =
+        std::env::var("NODE").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+    let elector = manager
+        .elector(
+            "web.leader",
+            ElectorOptions::new(node).metadata(serde_json::json!({ "bind": bind })),
+            Leading,
+        )
+        .map_err(std::io::Error::other)?;
+    let locks = WebLocks::new(manager)
+        .observe_leaders(["web.leader"])
+        .map_err(std::io::Error::other)?;
 
-    let app_locks = locks.clone();
+    let (app_locks, app_elector) = (locks.clone(), elector.clone());
     let server = HttpServer::new(move || {
         let per_account = app_locks
             .lock_per_request(KeyFrom::path("id"))
@@ -53,6 +87,8 @@ async fn main() -> std::io::Result<()> {
         App::new()
             // Operators only: it shows hosts and pids.
             .service(app_locks.admin("/admin/locks"))
+            // For a load balancer that should send traffic to the leader only.
+            .service(app_locks.readiness("/ready", &app_elector))
             .service(
                 web::resource("/accounts/{id}/close")
                     .wrap(per_account)
@@ -66,5 +102,16 @@ async fn main() -> std::io::Result<()> {
     .bind(&bind)?
     .run();
     println!("listening on http://{bind}, admin page at http://{bind}/admin/locks/");
+    // On a stop the term ends with the rest: its role is told, and the key released.
     locks.run(server).await
+}
+
+/// The host name, for a default candidate name.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }

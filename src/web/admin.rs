@@ -5,6 +5,10 @@
 //! Routes, under the path the app chooses:
 //! - `GET {path}` and `GET {path}/`: the page.
 //! - `GET {path}/locks`: [`AdminLocks`] as JSON.
+//! - `GET {path}/leaders`: for each key given to [`WebLocks::observe_leaders`], in that
+//!   order, an [`ObservedLeader`]: `[{"key": ..., "leader": {"identity", "metadata",
+//!   "token", "since_ms", "holder", ..} or null}]`. An election key is a lock key, so the
+//!   `/events` stream tells its changes too; the page reads this again on each.
 //! - `GET {path}/events?filter=jobs.>`: `text/event-stream`, one event per [`LockEvent`]
 //!   (the SSE event name is its kind, the data its JSON); the filter defaults to `>`. It
 //!   begins with each key's last change. It ends when [`WebLocks::begin_stop`] is called, so
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::LockManager;
 use crate::error::LockError;
+use crate::leader::Leader;
 use crate::lock::requests::LocksReport;
 use crate::observe::{KeyHolder, LockEvent};
 use crate::web::WebLocks;
@@ -55,6 +60,33 @@ impl AdminLocks {
     }
 }
 
+/// One observed election key and who leads it, in what `GET {path}/leaders` answers.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ObservedLeader {
+    /// The election key.
+    pub key: String,
+    /// Its leader now, in any process; `None` (`null`) when nobody leads.
+    pub leader: Option<Leader>,
+}
+
+impl ObservedLeader {
+    /// Reads the leader of each of `keys` from `manager`, at once, in the order given.
+    pub async fn read(
+        manager: &LockManager,
+        keys: &[String],
+    ) -> Result<Vec<ObservedLeader>, LockError> {
+        futures::future::try_join_all(keys.iter().map(|key| async move {
+            let leader = manager.leader(key).await?;
+            Ok::<_, LockError>(ObservedLeader {
+                key: key.clone(),
+                leader,
+            })
+        }))
+        .await
+    }
+}
+
 /// The scope; [`WebLocks::admin`] builds it.
 pub(crate) fn scope(path: &str, web: WebLocks) -> Scope {
     web::scope(path)
@@ -62,6 +94,7 @@ pub(crate) fn scope(path: &str, web: WebLocks) -> Scope {
         .route("", web::get().to(page))
         .route("/", web::get().to(page))
         .route("/locks", web::get().to(locks))
+        .route("/leaders", web::get().to(leaders))
         .route("/events", web::get().to(events))
 }
 
@@ -77,6 +110,13 @@ async fn locks(web: web::Data<WebLocks>) -> Result<HttpResponse, LockError> {
     Ok(HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
         .json(locks))
+}
+
+async fn leaders(web: web::Data<WebLocks>) -> Result<HttpResponse, LockError> {
+    let leaders = ObservedLeader::read(web.manager(), web.observed_leaders()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(leaders))
 }
 
 #[derive(Debug, Deserialize)]

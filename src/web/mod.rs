@@ -6,7 +6,9 @@
 //! - `error.rs`: `impl ResponseError for LockError` and [`LockErrorResponse`].
 //! - `request.rs`: the [`LockPerRequest`] middleware, [`KeyFrom`] and the [`HeldLock`]
 //!   extractor.
-//! - `admin.rs` and `admin.html`: the admin scope ([`WebLocks::admin`], [`AdminLocks`]).
+//! - `admin.rs` and `admin.html`: the admin scope ([`WebLocks::admin`], [`AdminLocks`],
+//!   and the leaders it observes, [`WebLocks::observe_leaders`], [`ObservedLeader`]).
+//! - `ready.rs`: leader-gated readiness ([`WebLocks::readiness`], [`Readiness`]).
 //! - this file: [`WebLocks`], which ties them to one manager and runs the shutdown.
 //!
 //! # Error responses
@@ -47,13 +49,23 @@
 //!    (`LockLost { Shutdown }`) and releases it, and ends every waiting acquire; `run`
 //!    returns when the deletes are acknowledged. Nothing is left to expire by TTL.
 //!
-//! Leader-gated readiness and the leaders the admin scope would show are not here yet: they
-//! come with leader election.
+//! # Leadership
+//!
+//! [`WebLocks::readiness`] serves a readiness probe that answers 200 only while a given
+//! [`Elector`] leads (503 otherwise), so that a load balancer sends traffic to
+//! the leader only. [`WebLocks::observe_leaders`] names election keys whose current leaders
+//! the admin scope shows (`{path}/leaders` and a table on the page), whoever leads them, in
+//! any process.
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use actix_web::{web, App, HttpResponse, HttpServer};
 //! use nlock::web::{HeldLock, KeyFrom, WebLocks};
+//!
+//! struct Job; // the role: what only the leader does
+//! impl actix::Actor for Job {
+//!     type Context = actix::Context<Self>;
+//! }
 //!
 //! async fn close(lock: HeldLock) -> HttpResponse {
 //!     HttpResponse::Ok().body(format!("closed with token {}", lock.token()))
@@ -65,11 +77,14 @@
 //!     let manager = nlock::LockManager::connect("nats://127.0.0.1:4222", nlock::Config::default())
 //!         .await
 //!         .map_err(std::io::Error::other)?;
-//!     let locks = WebLocks::new(manager);
-//!     let app_locks = locks.clone();
+//!     let elector = manager.elector("jobs.leader", nlock::ElectorOptions::new("node-a"), |_term| Job)
+//!         .map_err(std::io::Error::other)?;
+//!     let locks = WebLocks::new(manager).observe_leaders(["jobs.leader"]).map_err(std::io::Error::other)?;
+//!     let (app_locks, app_elector) = (locks.clone(), elector.clone());
 //!     let server = HttpServer::new(move || {
 //!         App::new()
 //!             .service(app_locks.admin("/admin/locks"))
+//!             .service(app_locks.readiness("/ready", &app_elector))
 //!             .service(
 //!                 web::resource("/accounts/{id}/close")
 //!                     .wrap(app_locks.lock_per_request(KeyFrom::path("id")).prefix("accounts.").wait(Duration::from_secs(2)))
@@ -78,26 +93,31 @@
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
 //!     .run();
+//!     // manager.shutdown() at the end also ends the term (its role is told `Shutdown`).
 //!     locks.run(server).await
 //! }
 //! ```
 
 mod admin;
 mod error;
+mod ready;
 mod request;
 
-pub use admin::AdminLocks;
+pub use admin::{AdminLocks, ObservedLeader};
 pub use error::LockErrorResponse;
+pub use ready::Readiness;
 pub use request::{HeldLock, KeyFn, KeyFrom, LockPerRequest, LockPerRequestService};
 
 use std::future::Future;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::Scope;
+use actix_web::{Resource, Scope};
 use tokio::sync::watch;
 
 use crate::client::LockManager;
+use crate::error::LockError;
+use crate::leader::Elector;
 
 /// One manager's web integration: the per-request middleware, the admin scope, and the
 /// shutdown that ties them together. Cheap to clone; clones share the stop signal.
@@ -107,6 +127,9 @@ pub struct WebLocks {
     /// Turned true once by `begin_stop`; a watch channel so that a stream opened later
     /// still sees it. In an `Arc` so every clone (one per worker) shares it.
     stopping: Arc<watch::Sender<bool>>,
+    /// The election keys whose leaders the admin scope shows, validated, in the order given.
+    /// An `Arc` so that the clone per worker does not copy them.
+    leader_keys: Arc<[String]>,
 }
 
 impl WebLocks {
@@ -115,7 +138,42 @@ impl WebLocks {
         WebLocks {
             manager,
             stopping: Arc::new(watch::channel(false).0),
+            leader_keys: Arc::from(Vec::new()),
         }
+    }
+
+    /// Shows the current leader of each of `keys` in the admin scope: `{path}/leaders` as
+    /// JSON ([`ObservedLeader`]) and a "Leaders" table on the page. Whoever leads, in any
+    /// process; a read of the bucket, for display. Replaces the keys given before.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind) for a key that is not a valid lock key.
+    ///
+    /// ```no_run
+    /// # fn f(manager: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let locks = nlock::web::WebLocks::new(manager).observe_leaders(["jobs.leader", "mail.leader"])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn observe_leaders<I, K>(mut self, keys: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let keys = keys
+            .into_iter()
+            .map(|k| {
+                let k = k.into();
+                crate::validate_key(&k).map(|()| k)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.leader_keys = Arc::from(keys);
+        Ok(self)
+    }
+
+    /// The election keys the admin scope shows; see [`observe_leaders`](WebLocks::observe_leaders).
+    pub fn observed_leaders(&self) -> &[String] {
+        &self.leader_keys
     }
 
     /// The manager.
@@ -138,6 +196,22 @@ impl WebLocks {
     /// ```
     pub fn admin(&self, path: &str) -> Scope {
         admin::scope(path, self.clone())
+    }
+
+    /// A readiness resource at `path` (`"/ready"`) that answers 200 while `elector` leads and
+    /// 503 otherwise (campaigning, holding off, stopped), with a small JSON body
+    /// ([`Readiness`]: `ready`, `key`, `status`, and the term's `token` while leading), to
+    /// GET and HEAD. Read locally from the elector: a probe costs no message and no request
+    /// to the server. It is 200 from the moment the elector holds the key, also during the
+    /// lock-delay before its role starts.
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks, elector: nlock::Elector) {
+    /// let app = actix_web::App::new().service(locks.readiness("/ready", &elector));
+    /// # }
+    /// ```
+    pub fn readiness(&self, path: &str, elector: &Elector) -> Resource {
+        ready::resource(path, elector)
     }
 
     /// Ends the admin event streams, now and any opened later, so that a graceful stop does

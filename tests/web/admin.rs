@@ -63,6 +63,8 @@ async fn the_page_is_served_with_and_without_a_trailing_slash() {
             .unwrap()
             .starts_with("text/html"));
         assert!(body.contains("<title>nlock</title>"));
+        // The leaders section, shown once the app observes an election.
+        assert!(body.contains(r#"<table id="leaders">"#), "{body}");
         // No assets from elsewhere.
         assert!(
             !body.contains("http://") && !body.contains("https://"),

@@ -176,3 +176,55 @@ async fn the_admin_page_shows_a_lock_live_and_removes_it_on_release() {
     .await;
     page.close().await.unwrap();
 }
+
+#[actix_web::test]
+async fn the_admin_page_shows_the_leader_live_through_a_handover() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        eprintln!("SKIPPED the leaders browser test: {CHROMIUM} or {CHROMEDRIVER} is missing");
+        return;
+    }
+    use crate::leader::{elect, leads, serve, KEY};
+    let env = Env::start().await;
+    let (ma, mb) = (
+        env.manager(env.config()).await,
+        env.manager(env.config()).await,
+    );
+    let a = elect(&ma, "a");
+    let (addr, handle) = serve(nlock::web::WebLocks::new(ma.clone()), &a);
+    let driver = start_driver().await;
+    let page = browser(&driver).await;
+    page.goto(&format!("http://{addr}/admin/")).await.unwrap();
+
+    // Each check finds the row afresh: the page redraws on every change.
+    let shows = |who: &'static str, token: u64| {
+        let row = format!(
+            "#leaders tr[data-key=\"{KEY}\"][data-identity=\"{who}\"][data-token=\"{token}\"]"
+        );
+        let page = page.clone();
+        async move {
+            must_eventually(
+                PATIENCE,
+                &format!("the page shows {who} leading"),
+                || async {
+                    let Ok(shown) = page.find(Locator::Css(&row)).await else {
+                        return false;
+                    };
+                    shown.is_displayed().await.unwrap_or(false)
+                },
+            )
+            .await;
+        }
+    };
+    let a_token = leads(&a).await;
+    shows("a", a_token).await;
+
+    let b = elect(&mb, "b");
+    a.resign(Duration::from_secs(60)).await;
+    let b_token = leads(&b).await;
+    shows("b", b_token).await;
+
+    page.close().await.unwrap();
+    handle.stop(false).await;
+    b.shutdown().await;
+    a.shutdown().await;
+}

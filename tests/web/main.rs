@@ -11,5 +11,6 @@ mod admin;
 mod app;
 mod browser;
 mod errors;
+mod leader;
 mod request;
 mod shutdown;
