@@ -56,6 +56,8 @@ enum Event {
         code: u8,
         by_itself: bool,
     },
+    /// The command did not stop within `grace` of its SIGTERM: SIGKILL.
+    Killing { grace: Duration },
     /// The command could not be started; `code` is 126, 127 or 1.
     CannotStart { code: u8, message: String },
 }
@@ -103,10 +105,7 @@ impl Role {
                     std::io::ErrorKind::PermissionDenied => exit::CANNOT_EXECUTE,
                     _ => exit::ERROR,
                 };
-                let message = format!(
-                    "cannot run {}: {e}",
-                    self.spec.program.to_string_lossy()
-                );
+                let message = format!("cannot run {}: {e}", self.spec.program.to_string_lossy());
                 let _ = self.events.send(Event::CannotStart { code, message });
                 // Nothing to wait for; the main task shuts the elector down.
                 self.exited = true;
@@ -168,6 +167,9 @@ impl Actor for Role {
             }
             ctx.run_later(self.spec.grace, |role, _| {
                 if let Some(pid) = role.pid {
+                    let _ = role.events.send(Event::Killing {
+                        grace: role.spec.grace,
+                    });
                     send_signal(pid, libc::SIGKILL);
                 }
             });
@@ -266,7 +268,7 @@ pub async fn elect(
         tokio::select! {
             sig = signals.recv() => {
                 ctx.say(format!("signal {sig}: stopping the command and resigning {key}"));
-                elector.shutdown().await;
+                shut_down(ctx, &elector, &mut events, key).await;
                 return Ok(0);
             }
             status = elector.wait_for(|s| *s == ElectorStatus::Stopped) => {
@@ -275,16 +277,12 @@ pub async fn elect(
                 return Err(Failure::Other(format!("the campaign for {key} ended")));
             }
             event = events.recv() => match event {
-                Some(Event::Started { token, pid }) => {
-                    let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                    ctx.say(format!("leading {key} (token {token}): started the command{pid}"));
-                }
                 Some(Event::Exited { token, code, by_itself: true }) => {
                     if args.resign_on_exit {
                         ctx.say(format!(
                             "the command exited with {code}: resigning {key} (token {token})"
                         ));
-                        elector.shutdown().await;
+                        shut_down(ctx, &elector, &mut events, key).await;
                         return Ok(code);
                     }
                     ctx.say(format!(
@@ -292,22 +290,62 @@ pub async fn elect(
                          campaigning again"
                     ));
                 }
-                Some(Event::Exited { token, code, by_itself: false }) => {
-                    ctx.say(format!(
-                        "term {token} of {key} ended: the command stopped ({code})"
-                    ));
-                }
                 Some(Event::CannotStart { code, message }) => {
                     eprintln!("nlock: error: {message}");
-                    elector.shutdown().await;
+                    shut_down(ctx, &elector, &mut events, key).await;
                     return Err(Failure::Exit(code));
                 }
+                Some(other) => say(ctx, key, &other),
                 // The factory (and with it the sender) lives as long as the elector.
                 None => {
-                    elector.shutdown().await;
+                    shut_down(ctx, &elector, &mut events, key).await;
                     return Err(Failure::Other(format!("the campaign for {key} ended")));
                 }
             }
         }
+    }
+}
+
+/// Prints what a role reports (the events that do not decide anything).
+fn say(ctx: &Ctx, key: &str, event: &Event) {
+    match event {
+        Event::Started { token, pid } => {
+            let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            ctx.say(format!(
+                "leading {key} (token {token}): started the command{pid}"
+            ));
+        }
+        Event::Exited { token, code, .. } => {
+            ctx.say(format!(
+                "term {token} of {key} ended: the command exited with {code}"
+            ));
+        }
+        Event::Killing { grace } => {
+            ctx.say(format!(
+                "the command did not stop within {grace:?}: SIGKILL"
+            ));
+        }
+        Event::CannotStart { message, .. } => ctx.say(message),
+    }
+}
+
+/// Shuts the elector down (the role stops the command first), printing what the role
+/// reports meanwhile.
+async fn shut_down(
+    ctx: &Ctx,
+    elector: &nlock::Elector,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    key: &str,
+) {
+    let shutdown = elector.shutdown();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = events.recv() => say(ctx, key, &event),
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        say(ctx, key, &event);
     }
 }

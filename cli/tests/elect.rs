@@ -51,7 +51,11 @@ fn wait_line(scene: &Scene, prefix: &str) -> Vec<String> {
 
 /// Who leads, as `nlock who --json` reports it: the lock's description, or None when free.
 fn who(scene: &Scene, server: &Server, ttl: &str) -> Option<String> {
-    let out = output(scene.nlock(server).args(["--ttl", ttl, "--json", "who", KEY]));
+    let out = output(
+        scene
+            .nlock(server)
+            .args(["--ttl", ttl, "--json", "who", KEY]),
+    );
     match out.code {
         Some(0) => {
             let held: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
@@ -196,19 +200,68 @@ fn a_command_that_exits_runs_again_in_a_new_term() {
         .step_by(2)
         .map(|l| l.split(' ').nth(2).unwrap().parse().unwrap())
         .collect();
-    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "a term each: {tokens:?}");
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "a term each: {tokens:?}"
+    );
 }
 
 #[test]
 fn a_command_that_cannot_start_ends_nlock_with_127() {
     let server = Server::start();
     let scene = Scene::new();
-    let out = output(scene.nlock(&server).args([
-        "elect",
-        KEY,
-        "--",
-        "/nonexistent/command",
-    ]));
+    let out = output(
+        scene
+            .nlock(&server)
+            .args(["elect", KEY, "--", "/nonexistent/command"]),
+    );
     assert_eq!(out.code, Some(127), "{}", out.stderr);
     assert_eq!(who(&scene, &server, "30s"), None, "released");
+}
+
+#[test]
+fn the_next_leader_starts_only_after_the_command_has_stopped() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    // a's command takes its time to stop: b must not start meanwhile.
+    let slow = format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; \
+         trap 'sleep 0.5; echo stop $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; exit 0' TERM; \
+         while :; do sleep 0.05; done",
+        log.display()
+    );
+    let mut a = candidate(&scene, &server, "60s", "a", &slow);
+    wait_line(&scene, "start a ");
+    let mut b = candidate(&scene, &server, "60s", "b", &looping(&log));
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    wait_line(&scene, "start b ");
+    sigterm(&b.child);
+    assert_eq!(wait_exit(&mut b.child).code(), Some(0));
+    let lines = log_lines(&scene);
+    assert_one_at_a_time(&lines);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+}
+
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let stubborn = format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; trap '' TERM; \
+         while :; do sleep 0.05; done",
+        log.display()
+    );
+    let mut cmd = scene.nlock(&server);
+    cmd.args(["--ttl", "60s", "elect", "--id", "a", "--grace", "200ms"])
+        .args([KEY, "--", "sh", "-c", &stubborn]);
+    let mut a = Lines::spawn_stderr(&mut cmd);
+    let started = wait_line(&scene, "start a ");
+    sigterm(&a.child);
+    a.next_containing("SIGKILL");
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    assert!(gone(&started[3]), "the command was killed");
+    assert_eq!(who(&scene, &server, "60s"), None, "released");
 }
