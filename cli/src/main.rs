@@ -3,10 +3,11 @@
 //!
 //! Layout: this file has the flags (clap derive), exit codes and error reporting;
 //! `connect.rs` builds the NATS connection from flags, variables and the `nats` CLI's
-//! contexts; `run.rs` runs a command under a lock; `show.rs` has the read-only commands and
+//! contexts; `run.rs` runs a command under a lock; `elect.rs` runs one while leading; `show.rs` has the read-only commands and
 //! `release --force`; `spinner.rs` shows who holds a lock while we wait for it.
 
 mod connect;
+mod elect;
 mod run;
 mod show;
 mod spinner;
@@ -21,7 +22,8 @@ use nlock::{ErrorKind, LockError};
 /// The exit codes, as `--help` shows them; `exit` below is their single source.
 const EXIT_CODES: &str = "\
 Exit codes:
-  0      success (for `run`: the command's own exit code is passed through)
+  0      success (for `run`: the command's own exit code is passed through; `elect`: stopped by
+         SIGTERM, SIGINT or SIGHUP, the term released)
   1      error: NATS unreachable, the server refused, a bucket with other settings, ...
   2      usage: bad flags, a bad key, a bad connection or bucket setting
   3      busy: `run --no-wait` found the lock held (the command did not run)
@@ -29,9 +31,10 @@ Exit codes:
   5      lost: the lock was lost while the command ran; it was stopped (SIGTERM, then SIGKILL)
   6      not held: `who` or `release --force` on a free key
   7      token mismatch: `release --force --token N` found another tenure holding the key
-  126    `run`: the command could not be started (not executable)
-  127    `run`: the command was not found
-  128+N  `run`: the command was killed by signal N (130: nlock interrupted while waiting)";
+  126    `run`, `elect`: the command could not be started (not executable)
+  127    `run`, `elect`: the command was not found
+  128+N  `run`: the command was killed by signal N (130: nlock interrupted while waiting)
+  any    `elect --resign-on-exit`: the command's own exit code (128+N: killed by signal N)";
 
 /// The exit codes of `nlock` (see [`EXIT_CODES`]).
 mod exit {
@@ -124,6 +127,24 @@ enum Command {
         after_long_help = EXIT_CODES
     )]
     Run(run::RunArgs),
+    /// Run a command only while leading: campaign for a key, stop the command when the term
+    /// ends, campaign again.
+    #[command(
+        long_about = "Campaigns for the election key KEY and runs the command while this \
+            candidate leads, never while another does. The command gets NLOCK_KEY, \
+            NLOCK_TOKEN (the term's fencing token), NLOCK_BUCKET and NLOCK_LEADER_ID (--id) in \
+            its environment. When the term ends (the key was deleted, a refresh could not be \
+            confirmed in time), the command gets SIGTERM, SIGKILL after --grace, and the term \
+            is released only once it has exited; then nlock campaigns again.\n\n\
+            When the command exits by itself, nlock resigns (the next candidate takes over at \
+            once) and campaigns again, running it afresh in its next term; with \
+            --resign-on-exit it resigns and exits with the command's exit code instead. \
+            SIGTERM, SIGINT and SIGHUP to nlock stop the command the same way, resign, and \
+            exit 0. On Linux the command is killed (SIGKILL) when nlock dies, so a killed \
+            nlock leaves no command running while the next leader starts after the TTL.",
+        after_long_help = EXIT_CODES
+    )]
+    Elect(elect::ElectArgs),
     /// List the bucket's locks: key, token, holder, age and time left.
     Ls,
     /// Show who holds a lock (exit code 6 when it is free).
@@ -312,6 +333,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     // Keys are checked before connecting: a bad key is a usage error even with no server.
     match &cli.command {
         Command::Run(args) => nlock::validate_key(&args.key)?,
+        Command::Elect(args) => nlock::validate_key(&args.key)?,
         Command::Who { key } | Command::Release { key, .. } => nlock::validate_key(key)?,
         Command::Watch { .. } | Command::Ls | Command::Info { .. } => {}
     }
@@ -326,6 +348,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let manager = target.connect(config).await?;
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, &manager, &cli.bucket.bucket, args).await,
+        Command::Elect(args) => elect::elect(&ctx, &manager, &cli.bucket.bucket, args).await,
         Command::Ls => show::ls(&ctx, &manager, cli.bucket.ttl).await,
         Command::Who { key } => show::who(&ctx, &manager, &key, cli.bucket.ttl).await,
         Command::Watch { filter, refreshes } => {

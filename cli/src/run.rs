@@ -41,14 +41,14 @@ const HOLDER_POLL: Duration = Duration::from_secs(1);
 const FRAME: Duration = Duration::from_millis(100);
 
 /// The signals nlock passes on to the command (and that end a wait).
-struct Signals {
+pub(crate) struct Signals {
     int: Signal,
     term: Signal,
     hup: Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Signals, Failure> {
+    pub(crate) fn new() -> Result<Signals, Failure> {
         let make =
             |kind| signal(kind).map_err(|e| Failure::Other(format!("cannot handle signals: {e}")));
         Ok(Signals {
@@ -59,7 +59,7 @@ impl Signals {
     }
 
     /// The next of the three signals, as its number.
-    async fn recv(&mut self) -> i32 {
+    pub(crate) async fn recv(&mut self) -> i32 {
         tokio::select! {
             _ = self.int.recv() => libc::SIGINT,
             _ = self.term.recv() => libc::SIGTERM,
@@ -82,7 +82,7 @@ fn terminal_sent(sig: i32) -> bool {
 
 /// Sends `sig` to the process `pid`. Only called for a child not yet waited for, so the pid
 /// cannot have been reused.
-fn send_signal(pid: u32, sig: i32) {
+pub(crate) fn send_signal(pid: u32, sig: i32) {
     let Ok(pid) = i32::try_from(pid) else { return };
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     unsafe {

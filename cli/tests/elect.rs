@@ -1,0 +1,267 @@
+//! `nlock elect` against a real nats-server: one command at a time across candidates, a
+//! take-over after a SIGKILLed leader, hand-overs when the command exits.
+
+mod support;
+
+use std::process::{Child, Stdio};
+
+use support::{eventually, output, wait_exit, Lines, Scene, Server};
+
+const KEY: &str = "jobs.leader";
+
+/// A command that logs "start ID TOKEN PID", runs until SIGTERM, then logs "stop ID TOKEN PID".
+/// Killed outright (SIGKILL) it logs nothing more.
+fn looping(log: &std::path::Path) -> String {
+    format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; \
+         trap 'echo stop $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; exit 0' TERM; \
+         while :; do sleep 0.05; done",
+        log.display()
+    )
+}
+
+/// `nlock --ttl TTL elect --id ID KEY -- sh -c SCRIPT`, its standard error read line by
+/// line, returned once it campaigns.
+fn candidate(scene: &Scene, server: &Server, ttl: &str, id: &str, script: &str) -> Lines {
+    let mut cmd = scene.nlock(server);
+    cmd.args(["--ttl", ttl, "elect", "--id", id])
+        .args([KEY, "--", "sh", "-c", script]);
+    let lines = Lines::spawn_stderr(&mut cmd);
+    lines.next_containing("campaigning");
+    lines
+}
+
+fn log_lines(scene: &Scene) -> Vec<String> {
+    std::fs::read_to_string(scene.path("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until the log has a line starting with `prefix`, and returns its fields.
+fn wait_line(scene: &Scene, prefix: &str) -> Vec<String> {
+    eventually(&format!("the log has {prefix:?}"), || {
+        log_lines(scene)
+            .into_iter()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l.split(' ').map(str::to_owned).collect())
+    })
+}
+
+/// Who leads, as `nlock who --json` reports it: the lock's description, or None when free.
+fn who(scene: &Scene, server: &Server, ttl: &str) -> Option<String> {
+    let out = output(
+        scene
+            .nlock(server)
+            .args(["--ttl", ttl, "--json", "who", KEY]),
+    );
+    match out.code {
+        Some(0) => {
+            let held: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+            Some(held.to_string())
+        }
+        Some(6) => None,
+        other => panic!("who: {other:?}: {}", out.stderr),
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: kill(2) with plain integers.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// Checks that no two commands ever ran at once: each start comes after the stop (or the
+/// observed death, "dead ID") of the one before.
+fn assert_one_at_a_time(lines: &[String]) {
+    let mut running: Option<&str> = None;
+    for line in lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        match fields[0] {
+            "start" => {
+                assert!(running.is_none(), "two commands at once: {lines:#?}");
+                running = Some(fields[1]);
+            }
+            "stop" | "dead" => {
+                assert_eq!(running, Some(fields[1]), "{lines:#?}");
+                running = None;
+            }
+            other => panic!("unexpected line {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn two_elects_run_one_command_and_the_second_takes_over_when_the_first_is_killed() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let script = looping(&scene.path("log"));
+    let mut a = candidate(&scene, &server, "2s", "a", &script);
+    let started_a = wait_line(&scene, "start a ");
+    let b = candidate(&scene, &server, "2s", "b", &script);
+    let leader = who(&scene, &server, "2s").expect("a leads");
+    assert!(leader.contains("\\\"id\\\":\\\"a\\\""), "{leader}");
+
+    // A SIGKILLed nlock cannot stop its command: the death signal set at spawn does.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let pid_a = &started_a[3];
+    eventually("a's command is gone", || gone(pid_a).then_some(()));
+    // Written by the test once a's command is seen gone; b's start must come after it.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(scene.path("log"))
+        .unwrap();
+    std::io::Write::write_all(&mut log, b"dead a\n").unwrap();
+
+    // b takes over once the key expires (TTL 2 s), with a later term.
+    let started_b = wait_line(&scene, "start b ");
+    let (token_a, token_b): (u64, u64) =
+        (started_a[2].parse().unwrap(), started_b[2].parse().unwrap());
+    assert!(token_b > token_a, "{token_a} then {token_b}");
+    let leader = who(&scene, &server, "2s").expect("b leads");
+    assert!(leader.contains("\\\"id\\\":\\\"b\\\""), "{leader}");
+
+    // SIGTERM to nlock: the command is stopped, the term released, nlock exits 0.
+    let mut b = b;
+    sigterm(&b.child);
+    assert_eq!(wait_exit(&mut b.child).code(), Some(0));
+    wait_line(&scene, "stop b ");
+    assert_eq!(who(&scene, &server, "2s"), None, "released");
+    let lines = log_lines(&scene);
+    assert_one_at_a_time(&lines);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+}
+
+#[test]
+fn resign_on_exit_hands_over_at_once_and_exits_with_the_commands_code() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    // a's command runs until its standard input closes, then exits with 3.
+    let script_a = format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; read line || true; \
+         echo stop $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; exit 3",
+        log.display()
+    );
+    let mut cmd = scene.nlock(&server);
+    // A TTL longer than the tests' patience: b can only take over if a hands over.
+    cmd.args(["--ttl", "60s", "elect", "--id", "a", "--resign-on-exit"])
+        .args([KEY, "--", "sh", "-c", &script_a])
+        .stdin(Stdio::piped());
+    let mut a = Lines::spawn_stderr(&mut cmd);
+    wait_line(&scene, "start a ");
+    let mut b = candidate(&scene, &server, "60s", "b", &looping(&log));
+
+    drop(a.child.stdin.take());
+    assert_eq!(wait_exit(&mut a.child).code(), Some(3));
+    wait_line(&scene, "start b ");
+    sigterm(&b.child);
+    assert_eq!(wait_exit(&mut b.child).code(), Some(0));
+    let lines = log_lines(&scene);
+    assert_one_at_a_time(&lines);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+}
+
+#[test]
+fn a_command_that_exits_runs_again_in_a_new_term() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let script = format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; \
+         echo stop $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}",
+        log.display()
+    );
+    let mut a = candidate(&scene, &server, "2s", "a", &script);
+    let lines = eventually("the command ran three times", || {
+        let lines = log_lines(&scene);
+        (lines.len() >= 6).then_some(lines)
+    });
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    let lines = &lines[..6];
+    assert_one_at_a_time(lines);
+    let tokens: Vec<u64> = lines
+        .iter()
+        .step_by(2)
+        .map(|l| l.split(' ').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "a term each: {tokens:?}"
+    );
+}
+
+#[test]
+fn a_command_that_cannot_start_ends_nlock_with_127() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let out = output(
+        scene
+            .nlock(&server)
+            .args(["elect", KEY, "--", "/nonexistent/command"]),
+    );
+    assert_eq!(out.code, Some(127), "{}", out.stderr);
+    assert_eq!(who(&scene, &server, "30s"), None, "released");
+}
+
+#[test]
+fn the_next_leader_starts_only_after_the_command_has_stopped() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    // a's command takes its time to stop: b must not start meanwhile.
+    let slow = format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; \
+         trap 'sleep 0.5; echo stop $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; exit 0' TERM; \
+         while :; do sleep 0.05; done",
+        log.display()
+    );
+    let mut a = candidate(&scene, &server, "60s", "a", &slow);
+    wait_line(&scene, "start a ");
+    let mut b = candidate(&scene, &server, "60s", "b", &looping(&log));
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    wait_line(&scene, "start b ");
+    sigterm(&b.child);
+    assert_eq!(wait_exit(&mut b.child).code(), Some(0));
+    let lines = log_lines(&scene);
+    assert_one_at_a_time(&lines);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+}
+
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let stubborn = format!(
+        "echo start $NLOCK_LEADER_ID $NLOCK_TOKEN $$ >> {0}; trap '' TERM; \
+         while :; do sleep 0.05; done",
+        log.display()
+    );
+    let mut cmd = scene.nlock(&server);
+    cmd.args(["--ttl", "60s", "elect", "--id", "a", "--grace", "200ms"])
+        .args([KEY, "--", "sh", "-c", &stubborn]);
+    let mut a = Lines::spawn_stderr(&mut cmd);
+    let started = wait_line(&scene, "start a ");
+    sigterm(&a.child);
+    a.next_containing("SIGKILL");
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    assert!(gone(&started[3]), "the command was killed");
+    assert_eq!(who(&scene, &server, "60s"), None, "released");
+}
