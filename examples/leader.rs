@@ -17,11 +17,14 @@
 //! prints every change of leadership it sees. On its own server it runs three candidates in
 //! one process instead, resigns twice and stops.
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/local_server.rs"]
+mod local_server;
+
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures::StreamExt;
+use local_server::LocalServer;
 use nlock::{Config, ElectorOptions, LockManager, Term};
 
 const KEY: &str = "example.leader";
@@ -151,58 +154,4 @@ async fn watch(
             println!("[{me}] sees {:?}: {}", c.kind, who.unwrap_or_default());
         }
     }))
-}
-
-/// A nats-server of the example's own, on a random loopback port, removed on exit.
-struct LocalServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalServer {
-    fn start() -> Result<LocalServer, Box<dyn std::error::Error>> {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let dir = tempfile::tempdir()?;
-        let child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
-            .arg(dir.path())
-            .arg("-sd")
-            .arg(dir.path().join("store"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {bin}: {e}; set NATS_SERVER_BIN"))?;
-        let name = std::path::Path::new(&bin)
-            .file_name()
-            .map_or("nats-server".into(), |n| n.to_string_lossy().into_owned());
-        let ports_file = dir.path().join(format!("{name}_{}.ports", child.id()));
-        let mut server = LocalServer {
-            child,
-            url: String::new(),
-            _dir: dir,
-        };
-        // The server writes its ports file once it listens; 10 s is ample on loopback.
-        let started = std::time::Instant::now();
-        while server.url.is_empty() {
-            if let Ok(text) = std::fs::read_to_string(&ports_file) {
-                let ports: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                if let Some(url) = ports["nats"][0].as_str() {
-                    server.url = url.to_owned();
-                }
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err("nats-server did not start within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(server)
-    }
-}
-
-impl Drop for LocalServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
