@@ -67,10 +67,15 @@ pub enum LeaderChangeKind {
     Resigned,
     /// Someone other than the leader deleted or purged the key.
     Deleted,
-    /// The term lapsed: its leader stopped refreshing (a crash, a pause, a cut connection).
-    /// Before nats-server 2.11 the server does not mark an expiry; then it is told just
-    /// before the next `Elected`, at that change's revision.
+    /// The term lapsed: its leader stopped refreshing (a crash, a pause, a cut connection),
+    /// as marked by the server (limit markers, 2.11+) or by the lapsed holder itself.
     Expired,
+    /// The term ended, but this observer did not see how: the next term began over it.
+    /// Either nothing marked the end (an expiry on a server before 2.11), or the next
+    /// leader's first write replaced the end's marker before this observer read it (the
+    /// bucket keeps one message per key, so a fast handoff can hide a release). Told just
+    /// before the next `Elected`, at that change's revision.
+    Ended,
 }
 
 /// One change of leadership, as every process sees it, in the key's order. Also an actix
@@ -151,8 +156,8 @@ impl LeaderChanges {
             return; // a refresh of the running term
         }
         if let Some(old) = self.current.take() {
-            // A new term over a live one: the old one lapsed without a marker.
-            self.push(&e, LeaderChangeKind::Expired, Some(old));
+            // A new term over a live one: the old one ended unseen.
+            self.push(&e, LeaderChangeKind::Ended, Some(old));
         }
         let leader = Leader::new(e.key.clone(), token, holder);
         self.current = Some(leader.clone());
