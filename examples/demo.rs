@@ -37,6 +37,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "server {}: per-lock TTL {}, expiry events {}\n",
         caps.server_version, caps.per_lock_ttl, caps.expiry_events
     );
+    // A bucket whose data is younger than one TTL (new, or lost in a memory-storage restart)
+    // grants nothing until a holder of the data it replaced can no longer count its lease.
+    if let Some(grace) = replicas[0].restart_grace().await? {
+        println!(
+            "The bucket is new: no lock is granted for {:.1} s (the restart grace: one TTL plus \
+             clock skew; see GUARANTEES.md). Waiting acquires wait it out.\n",
+            grace.remaining.as_secs_f64()
+        );
+    }
 
     println!("1. Three replicas take turns on one key; fencing tokens only go up.");
     let mut turns = Vec::new();

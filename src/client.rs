@@ -19,7 +19,7 @@ use crate::lock::manager::LockManagerActor;
 use crate::lock::requests::{Acquire, ListLocks, LockOptions, LocksReport, Shutdown, TryAcquire};
 use crate::lock::state::LockLost;
 use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
-use crate::store::{Capabilities, ChangesFrom, Store};
+use crate::store::{Capabilities, ChangesFrom, RestartGrace, Store};
 use crate::subscribers::{Subscribers, SubscriptionId};
 // Only doc links name `ErrorKind`.
 #[cfg(doc)]
@@ -351,9 +351,31 @@ impl LockManager {
         Ok(LockEvents::new(changes))
     }
 
-    /// What the server supports (per-lock TTL, expiry events).
+    /// What the server supports (per-lock TTL, expiry events), and how long the restart
+    /// grace is.
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// The restart grace in force now, read from the server: `Some` while the bucket's data
+    /// is younger than its TTL plus the allowed clock skew (a new or re-created bucket, a
+    /// reset cluster), with when it ends; `None` once it is past (or with
+    /// [`ConfigBuilder::restart_grace`](crate::ConfigBuilder::restart_grace) off). No lock is
+    /// granted during it: waiting acquires wait, `try_acquire` answers
+    /// [`LockError::RestartGrace`].
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// if let Some(grace) = m.restart_grace().await? {
+    ///     println!("no locks for {:?} more", grace.remaining);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn restart_grace(&self) -> Result<Option<RestartGrace>, LockError> {
+        self.store
+            .restart_grace()
+            .await
+            .map_err(|e| e.into_lock_error(""))
     }
 
     /// This manager's owner id, as written in its lock values.

@@ -50,9 +50,9 @@ pub use async_nats;
 pub use client::{DoOutcome, LockManager, OnLoss};
 pub use config::{
     BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET,
-    DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
-    MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT,
-    MIN_RETRY_INTERVAL,
+    DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_SKEW,
+    MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
@@ -71,7 +71,7 @@ pub use lock::requests::{
 pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
 pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};
 pub use pending::PendingLock;
-pub use store::Capabilities;
+pub use store::{Capabilities, RestartGrace};
 pub use subscribers::SubscriptionId;
 
 /// Compiles the README's examples as doc tests, so they cannot rot.

@@ -62,7 +62,11 @@ pub const BUCKET: &str = "bench";
 
 impl Env {
     pub fn config(&self) -> Result<nlock::Config> {
-        Ok(nlock::Config::builder().bucket(BUCKET).build()?)
+        Ok(nlock::Config::builder()
+            .bucket(BUCKET)
+            // The bench's own fresh servers: no earlier holders; measure the steady state.
+            .restart_grace(false)
+            .build()?)
     }
 
     /// An nlock manager on its own connection.

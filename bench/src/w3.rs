@@ -33,6 +33,8 @@ pub struct Outcome {
 pub fn config() -> Result<nlock::Config> {
     Ok(nlock::Config::builder()
         .bucket(BUCKET)
+        // The bench's own fresh servers: no earlier holders; measure the steady state.
+        .restart_grace(false)
         .ttl(TTL)
         // Must be under the TTL; a loopback server answers in well under a millisecond.
         .request_timeout(Duration::from_millis(500))

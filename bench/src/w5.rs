@@ -91,6 +91,8 @@ impl Report {
 pub fn config(bucket: &str, follow: bool) -> Result<nlock::Config> {
     Ok(nlock::Config::builder()
         .bucket(bucket)
+        // The bench's own fresh servers: no earlier holders; measure the steady state.
+        .restart_grace(false)
         .ttl(TTL)
         .follow_changes(follow)
         .build()?)

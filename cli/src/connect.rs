@@ -189,6 +189,7 @@ impl Target {
             .bucket(bucket.bucket.clone())
             .ttl(bucket.ttl)
             .replicas(bucket.replicas)
+            .restart_grace(!bucket.no_restart_grace)
             .storage(match bucket.storage {
                 StorageArg::Memory => Storage::Memory,
                 StorageArg::File => Storage::File,

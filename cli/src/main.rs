@@ -102,6 +102,12 @@ struct BucketArgs {
     /// shared with Go nlock clients.
     #[arg(long, global = true)]
     go_compatible: bool,
+    /// Grant locks at once on a bucket whose data is younger than one TTL, instead of waiting
+    /// out the restart grace. Safe only where no process can still hold a lock on an earlier
+    /// life of the bucket (a fresh server of your own): after a memory-storage restart such a
+    /// holder may still count its lease for one TTL.
+    #[arg(long, global = true, env = "NLOCK_NO_RESTART_GRACE")]
+    no_restart_grace: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -254,6 +254,10 @@ struct Info<'a> {
     per_lock_ttl: bool,
     expiry_events: bool,
     needs_upgrade: bool,
+    /// How long a bucket whose data is new grants nothing (TTL + clock skew); null when off.
+    restart_grace_ms: Option<u64>,
+    /// The grace in force now: how long it still runs (null when none).
+    restart_grace_remaining_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -282,6 +286,7 @@ pub async fn info(
 ) -> Result<u8, Failure> {
     let caps = manager.capabilities();
     let modern = major_minor(&caps.server_version) >= (2, 11);
+    let grace_now = manager.restart_grace().await?;
     let info = Info {
         context: target.context.as_deref(),
         server_version: &caps.server_version,
@@ -305,6 +310,8 @@ pub async fn info(
         expiry_events: caps.expiry_events,
         // A 2.11+ server, a full-layout manager, and still no limit markers: an old bucket.
         needs_upgrade: modern && !bucket.go_compatible && !caps.expiry_events,
+        restart_grace_ms: caps.restart_grace.map(|d| d.as_millis() as u64),
+        restart_grace_remaining_ms: grace_now.map(|g| g.remaining.as_millis() as u64),
     };
     if ctx.json {
         print_json(&info)?;
@@ -327,6 +334,19 @@ pub async fn info(
     );
     println!("per-lock TTL:   {}", yes_no(info.per_lock_ttl));
     println!("expiry events:  {}", yes_no(info.expiry_events));
+    match (info.restart_grace_ms, info.restart_grace_remaining_ms) {
+        (None, _) => println!("restart grace:  off (--no-restart-grace)"),
+        (Some(len), None) => println!(
+            "restart grace:  {:.1}s after the bucket's data begins; not in force",
+            len as f64 / 1000.0
+        ),
+        (Some(len), Some(left)) => println!(
+            "restart grace:  {:.1}s after the bucket's data begins; in force: no lock is \
+             granted for {:.1}s more (the bucket is new, or lost its data)",
+            len as f64 / 1000.0,
+            left as f64 / 1000.0
+        ),
+    }
     if info.needs_upgrade {
         println!(
             "upgrade:        needed: the bucket lacks per-message TTL and limit markers; \

@@ -391,6 +391,62 @@ fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
     assert_eq!(info["jetstream"], true);
     assert_eq!(info["bucket"]["name"], "distributed_locks");
     assert!(info["server_version"].as_str().unwrap().starts_with("2."));
+    // The tests turn the restart grace off (a fresh server of their own).
+    assert!(info["restart_grace_ms"].is_null());
+}
+
+#[test]
+fn info_shows_the_restart_grace_of_a_new_bucket_and_run_waits_it_out() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let info = output(
+        scene
+            .nlock(&server)
+            .env("NLOCK_NO_RESTART_GRACE", "false")
+            .args(["--ttl", "2s", "info"]),
+    );
+    assert_eq!(info.code, Some(0), "{}", info.stderr);
+    let info = json(&info.stdout);
+    // TTL 2 s plus the default 1 s of clock skew.
+    assert_eq!(info["restart_grace_ms"], 3000);
+    let left = info["restart_grace_remaining_ms"]
+        .as_u64()
+        .expect("in force");
+    assert!(left > 0 && left <= 3000, "{left}");
+    // --no-wait is busy while the grace runs (exit 3), and says why.
+    let busy = output(
+        scene
+            .nlock(&server)
+            .env("NLOCK_NO_RESTART_GRACE", "false")
+            .args([
+                "--ttl",
+                "2s",
+                "run",
+                "--no-wait",
+                "jobs.grace",
+                "--",
+                "true",
+            ]),
+    );
+    assert_eq!(busy.code, Some(3), "{}", busy.stderr);
+    assert!(busy.stderr.contains("restart grace"), "{}", busy.stderr);
+    // A waiting run waits it out.
+    let ran = output(
+        scene
+            .nlock(&server)
+            .env("NLOCK_NO_RESTART_GRACE", "false")
+            .args([
+                "--ttl",
+                "2s",
+                "run",
+                "--timeout",
+                "20s",
+                "jobs.grace",
+                "--",
+                "true",
+            ]),
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
 }
 
 #[test]

@@ -31,6 +31,10 @@ pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(10);
 /// The request timeout when none is set, unless the bucket TTL is shorter than twice it:
 /// then the default is TTL/2, so that every valid TTL (1 s and up) works with the default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default clock skew between hosts that the restart grace allows for.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
+/// The largest clock skew a config may allow for.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// The longest bucket name: the bucket's stream is `KV_<name>`, and a stream name is at most
 /// 255 bytes.
 pub const MAX_BUCKET_LEN: usize = 252;
@@ -67,6 +71,11 @@ pub struct Config {
     pub(crate) upgrade_bucket: bool,
     /// Whether the manager follows the bucket's changes to notice foreign writes at once.
     pub(crate) follow_changes: bool,
+    /// Whether new tenures wait out the restart grace of a bucket whose data is younger
+    /// than one TTL.
+    pub(crate) restart_grace: bool,
+    /// The clock skew between hosts that the restart grace allows for.
+    pub(crate) max_clock_skew: Duration,
 }
 
 /// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
@@ -96,6 +105,8 @@ impl Default for Config {
             bucket_layout: BucketLayout::Full,
             upgrade_bucket: false,
             follow_changes: true,
+            restart_grace: true,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }
@@ -162,6 +173,14 @@ impl Config {
         self.jetstream_api.as_ref()
     }
 
+    /// Whether new locks wait out the restart grace.
+    pub fn restart_grace(&self) -> bool {
+        self.restart_grace
+    }
+    /// The clock skew the restart grace allows for.
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew
+    }
     /// The refresh interval for a lock of this TTL.
     pub(crate) fn refresh_interval(&self, ttl: Duration) -> Duration {
         ttl / self.keep_alive_factor
@@ -238,6 +257,30 @@ impl ConfigBuilder {
         self.request_timeout = Some(timeout);
         self
     }
+    /// Whether a new lock waits out the restart grace (default true): no lock is granted on a
+    /// bucket whose data is younger than one TTL plus [`max_clock_skew`](Self::max_clock_skew),
+    /// because a holder of the data it replaced (lost in a memory-storage restart, a wiped
+    /// store, a cluster whose every node went down) may still count its lease that long.
+    /// Waiting acquires keep waiting; `try_acquire` answers
+    /// [`LockError::RestartGrace`](crate::LockError::RestartGrace). A brand-new bucket pays
+    /// it once, since nothing can tell it from a lost one.
+    ///
+    /// Turn it off only where no process can hold a lease on an earlier life of the bucket:
+    /// a test's or a demo's own fresh server. See GUARANTEES.md, promise 1.
+    pub fn restart_grace(mut self, on: bool) -> Self {
+        self.config.restart_grace = on;
+        self
+    }
+
+    /// The largest difference between the clocks of this host, the other lock clients' hosts
+    /// and the NATS servers that the restart grace allows for (default 1 s, at most
+    /// [`MAX_CLOCK_SKEW`]). The grace compares the stream's creation time (the server's
+    /// clock) and its clock-set sequence (another client's clock) with this host's clock.
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.config.max_clock_skew = skew;
+        self
+    }
+
     /// How much earlier than `send time + TTL` a holder declares its lock expired
     /// (default TTL/20 + 50 ms). Must be under half the TTL.
     pub fn lease_margin(mut self, margin: Duration) -> Self {

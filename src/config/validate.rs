@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigBuilder, JetStreamApi, DEFAULT_REQUEST_TIMEOUT, MAX_BUCKET_DESCRIPTION,
-    MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
+    MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
 use crate::error::ConfigError;
 use crate::key::validate_bucket;
@@ -41,6 +41,9 @@ impl ConfigBuilder {
         };
         if let Some(api) = &c.jetstream_api {
             validate_jetstream_api(api)?;
+        }
+        if c.max_clock_skew > MAX_CLOCK_SKEW {
+            return Err(ConfigError::ClockSkew(c.max_clock_skew));
         }
         if let Some(m) = c.lease_margin {
             if m >= c.ttl / 2 {

@@ -42,6 +42,9 @@ pub enum ConfigError {
     /// The lease margin must be shorter than half the TTL.
     #[error("invalid lease margin {0:?}: it must be shorter than half the TTL")]
     LeaseMargin(Duration),
+    /// The clock skew the restart grace allows for is above [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW).
+    #[error("invalid max clock skew {0:?}: at most 1 hour")]
+    ClockSkew(Duration),
     /// A per-lock TTL longer than the bucket's: the bucket's `max_age` would expire the key
     /// first.
     #[error("per-lock TTL {ttl:?} is longer than the bucket TTL {bucket_ttl:?}")]

@@ -79,6 +79,17 @@ pub enum LockError {
         /// The holder's record, when it could be read.
         holder: Option<Box<Holder>>,
     },
+    /// The bucket is in its restart grace (`TryAcquire`, `Do`): its data is younger than one
+    /// TTL (a memory-storage restart, a wiped store, a reset cluster), so a holder of the data
+    /// it replaced may still count its lease, and no lock is granted until the grace ends.
+    /// Its kind is [`ErrorKind::Busy`]. See [`ConfigBuilder::restart_grace`](crate::ConfigBuilder::restart_grace).
+    #[error("lock {key:?} is not granted yet: the bucket is in its restart grace for {remaining:?} more (its data is younger than one TTL)")]
+    RestartGrace {
+        /// The key.
+        key: String,
+        /// How long the grace still runs.
+        remaining: std::time::Duration,
+    },
     /// The lock is not held (already released, lost, or never held).
     #[error("lock {key:?} is not held")]
     NotHeld {
@@ -285,7 +296,7 @@ impl LockError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             LockError::AcquireTimedOut { .. } => ErrorKind::AcquireTimedOut,
-            LockError::Busy { .. } => ErrorKind::Busy,
+            LockError::Busy { .. } | LockError::RestartGrace { .. } => ErrorKind::Busy,
             LockError::NotHeld { .. } => ErrorKind::NotHeld,
             LockError::Lost { .. } => ErrorKind::Lost,
             LockError::InvalidKey { .. } => ErrorKind::InvalidKey,

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::lock::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
-use crate::store::{KeyWatch, Op, Store, WriteError};
+use crate::store::{Admission, KeyWatch, Op, RestartGrace, Store, WriteError};
 
 /// A lock just taken: its fencing token and the write that proved it.
 #[derive(Debug, Clone)]
@@ -169,9 +169,32 @@ impl Contender<'_> {
         Cas::Unknown(last)
     }
 
+    /// Runs rounds until one decides, once the bucket is past its restart grace, and checks
+    /// the grant against a reset that may have landed meanwhile (`store/grace.rs`). A grant
+    /// that fails that check is withdrawn before anyone sees it.
+    async fn settle(&self, expected: u64) -> Result<Grant, Settled> {
+        let ticket = match self.store.admit().await {
+            Ok(Admission::Open(ticket)) => ticket,
+            Ok(Admission::Grace(g)) => return Err(Settled::Grace(g)),
+            Err(e) => return Err(Settled::Failed(e.into_lock_error(&self.tenure.key))),
+        };
+        let grant = self.settle_rounds(expected).await?;
+        match self
+            .store
+            .confirm_grant(ticket, &self.tenure.key, grant.token)
+            .await
+        {
+            Ok(()) => Ok(grant),
+            Err(g) => {
+                release_if_ours(self.store, self.tenure).await;
+                Err(Settled::Grace(g))
+            }
+        }
+    }
+
     /// Runs rounds until one decides, resolving unknown outcomes for `resolve_for`.
     /// `None` means: held by someone else (with the record when it could be read).
-    async fn settle(&self, mut expected: u64) -> Result<Grant, Settled> {
+    async fn settle_rounds(&self, mut expected: u64) -> Result<Grant, Settled> {
         // A handful of rounds: each `Again` means the key changed between two requests.
         for _ in 0..4 {
             match self.round(expected).await {
@@ -202,6 +225,10 @@ impl Contender<'_> {
             Ok(g) => Contended::Acquired(g),
             Err(Settled::Held(h)) => Contended::Busy(h),
             Err(Settled::Failed(e)) => Contended::Failed(e),
+            Err(Settled::Grace(g)) => Contended::Failed(LockError::RestartGrace {
+                key: self.tenure.key.clone(),
+                remaining: g.remaining,
+            }),
         }
     }
 
@@ -212,11 +239,21 @@ impl Contender<'_> {
         stop: impl Future<Output = ()>,
     ) -> Contended {
         tokio::pin!(stop);
-        match self.settle(hint.unwrap_or(0)).await {
-            Ok(g) => return Contended::Acquired(g),
-            Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
-            // Held, or unknown and cleaned up: wait for the next change.
-            Err(_) => {}
+        let mut first = hint.unwrap_or(0);
+        loop {
+            match self.settle(first).await {
+                Ok(g) => return Contended::Acquired(g),
+                Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
+                // The bucket's restart grace: no grant before it ends, then try again.
+                Err(Settled::Grace(g)) => {
+                    if !sit_out(g, self.jittered(), &mut stop).await {
+                        return Contended::Stopped;
+                    }
+                    first = 0;
+                }
+                // Held, or unknown and cleaned up: wait for the next change.
+                Err(_) => break,
+            }
         }
         // The watch's first event is the key's current last message, so a release between
         // the round above and this line is not missed.
@@ -256,6 +293,13 @@ impl Contender<'_> {
             match self.settle(expected).await {
                 Ok(g) => return Contended::Acquired(g),
                 Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
+                Err(Settled::Grace(g)) => {
+                    if !sit_out(g, self.jittered(), &mut stop).await {
+                        return Contended::Stopped;
+                    }
+                    // Past the grace the key may have no message at all: try it at once.
+                    next_poll = Instant::now();
+                }
                 // Someone else got it first, or the outcome stayed unknown and was cleaned
                 // up: the watch shows what happens next.
                 Err(_) => {}
@@ -283,6 +327,22 @@ fn worth_waiting_on(e: &LockError) -> bool {
 enum Settled {
     Held(Option<Holder>),
     Failed(LockError),
+    /// The bucket is in its restart grace.
+    Grace(RestartGrace),
+}
+
+/// Waits out a restart grace plus `jitter` (so that the waiters of many processes, whose
+/// graces end together, do not all write at once), or until `stop`: whether the grace ended.
+async fn sit_out(
+    grace: RestartGrace,
+    jitter: Duration,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.as_mut() => false,
+        _ = tokio::time::sleep(grace.remaining.saturating_add(jitter)) => true,
+    }
 }
 
 /// The next event of a watch, or never when there is none (the poll still runs).

@@ -69,6 +69,7 @@ impl Store {
         }
         // The request timeout bounds every JetStream request and publish ack; past it an
         // outcome is "unknown" and the caller's own deadline decides what happens next.
+        let statistics = client.statistics();
         let js = jetstream::ContextBuilder::new()
             .api_prefix(api_prefix.clone())
             .timeout(config.request_timeout)
@@ -108,6 +109,11 @@ impl Store {
             server_version: version,
             per_lock_ttl: modern && cfg.allow_message_ttl,
             expiry_events: modern && cfg.subject_delete_marker_ttl.is_some(),
+            restart_grace: config.restart_grace.then(|| {
+                cfg.max_age
+                    .max(config.ttl)
+                    .saturating_add(config.max_clock_skew)
+            }),
         };
         Ok(Store {
             js,
@@ -117,6 +123,11 @@ impl Store {
             wanted,
             missing_check: Arc::default(),
             request_timeout: config.request_timeout,
+            statistics,
+            grace: Default::default(),
+            restart_grace: config.restart_grace,
+            grace_ttl: config.ttl,
+            clock_skew: config.max_clock_skew,
         })
     }
 }

@@ -13,9 +13,12 @@
 
 mod bucket;
 mod changes;
+mod grace;
 mod layout;
 
 pub(crate) use changes::{Change, ChangeOp, Changes, ChangesFrom};
+pub(crate) use grace::Admission;
+pub use grace::RestartGrace;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -57,6 +60,12 @@ pub struct Capabilities {
     /// The server writes a marker when a lock expires, so waiters wake on expiry instead of
     /// at the next fallback poll (limit markers, server 2.11+).
     pub expiry_events: bool,
+    /// How long after a bucket's data begins (a new or re-created bucket, a reset) no lock is
+    /// granted: the longest lease of the data it replaced (the bucket's TTL) plus the allowed
+    /// clock skew. `None` when [`ConfigBuilder::restart_grace`](crate::ConfigBuilder::restart_grace)
+    /// is off. Whether a grace is in force now, and until when:
+    /// [`LockManager::restart_grace`](crate::LockManager::restart_grace).
+    pub restart_grace: Option<std::time::Duration>,
 }
 
 /// What one compare-and-set write can end in, from the lock's point of view.
@@ -132,6 +141,17 @@ pub(crate) struct Store {
     missing_check: Arc<Mutex<Option<(std::time::Instant, bool)>>>,
     /// Bounds reads that are not lock writes (a snapshot's deliveries).
     request_timeout: Duration,
+    /// The connection's counters: `connects` changes when a server restart (or any break)
+    /// made the client connect again, which is when the restart grace is checked anew.
+    statistics: Arc<async_nats::Statistics>,
+    /// The restart grace's shared state (`grace.rs`).
+    grace: grace::Grace,
+    /// Whether new tenures wait out the restart grace (`Config::restart_grace`).
+    restart_grace: bool,
+    /// This manager's TTL: the grace is at least this long.
+    grace_ttl: Duration,
+    /// The clock skew between hosts that the grace allows for (`Config::max_clock_skew`).
+    clock_skew: Duration,
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
@@ -212,7 +232,9 @@ impl Store {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
-        ack.map(|a| a.sequence).map_err(classify_publish)
+        let revision = ack.map(|a| a.sequence).map_err(classify_publish)?;
+        self.saw_revision(revision);
+        Ok(revision)
     }
 
     /// Reads the last message on `key`. Used to choose an expected revision or to explain a

@@ -103,6 +103,10 @@ impl ResponseError for LockError {
 
 /// The status for each error; the table in the module docs says the same.
 fn status(error: &LockError) -> StatusCode {
+    if let LockError::RestartGrace { .. } = error {
+        // Nothing is held: no lock can be granted until the grace ends; retry then.
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     match error.kind() {
         ErrorKind::Busy | ErrorKind::TokenMismatch => StatusCode::CONFLICT,
         ErrorKind::Lost => match error {
@@ -218,6 +222,10 @@ fn response(error: &LockError, holder_details: bool) -> HttpResponse {
             body.key = Some(key);
             body.retry_after_s = Some(retry_after(*waited));
         }
+        LockError::RestartGrace { key, remaining } => {
+            body.key = Some(key);
+            body.retry_after_s = Some(retry_after(*remaining));
+        }
         LockError::InvalidKey { key, .. } | LockError::NotHeld { key } => body.key = Some(key),
         LockError::OutcomeUnknown { key, .. } => {
             body.key = Some(key);
@@ -276,6 +284,22 @@ mod tests {
         for secret in ["owner-1", "db-7", "4242"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
+    }
+
+    #[test]
+    fn the_restart_grace_is_503_with_retry_after_its_end() {
+        let e = LockError::RestartGrace {
+            key: "jobs.a".into(),
+            remaining: Duration::from_millis(2500),
+        };
+        assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = e.error_response();
+        assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "3");
+        let body = json(response);
+        assert_eq!(body["error"], "busy");
+        assert_eq!(body["key"], "jobs.a");
+        assert_eq!(body["retry_after_s"], 3);
+        assert!(body["message"].as_str().unwrap().contains("restart grace"));
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //!   `{"ev":"error","key","kind","error"}`; a later loss prints `{"ev":"lost","key","token","reason"}`.
 //! - `release <key>`: `{"ev":"released","key"}` or an error.
 //! - `held <key>`: `{"ev":"held","key","held":bool}`.
+//! - `watch-held <key>`: watches the held lock's `is_held()` every millisecond; when it turns
+//!   false, prints `{"ev":"unheld","key","token","last_held_us"}` (the wall-clock time of the
+//!   last check that said true). `acquired` carries `t_us`, read right after the grant.
+//!
+//! The environment variable `NLOCK_RESTART_GRACE=on` turns the restart grace on (it is off by
+//! default: each test starts its own fresh server); `NLOCK_STORAGE=file` makes a file bucket.
 //! - `res-read <subject>`: asks a test resource for its value: `{"ev":"read","value"}`.
 //! - `res-write <subject> <key> <value>`: writes to a test resource with the key's fencing
 //!   token (0 if not held): `{"ev":"write","accepted":bool}`.
@@ -56,7 +62,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "usage: nlock-fault-client <nats-url> <bucket> <ttl-seconds> [retry-ms]".into(),
         );
     };
+    let grace = std::env::var("NLOCK_RESTART_GRACE").is_ok_and(|v| v == "on");
+    let storage = match std::env::var("NLOCK_STORAGE").as_deref() {
+        Ok("file") => nlock::Storage::File,
+        _ => nlock::Storage::Memory,
+    };
     let mut config = Config::builder()
+        .restart_grace(grace)
+        .storage(storage)
         .bucket(bucket.clone())
         .ttl(Duration::from_secs(ttl.parse()?))
         .request_timeout(Duration::from_millis(500));
@@ -96,6 +109,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let held = locks.get(*key).is_some_and(|l| l.is_held());
                 emit(json!({"ev": "held", "key": key, "held": held}));
             }
+            ["watch-held", key] => match locks.get(*key) {
+                Some(lock) => {
+                    let lease = lock.lease().clone();
+                    let watched = key.to_string();
+                    tokio::spawn(async move {
+                        let mut last_held_us = 0;
+                        while lease.is_held() {
+                            last_held_us = now_us();
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        emit(
+                            json!({"ev": "unheld", "key": watched, "token": lease.token(),
+                            "last_held_us": last_held_us}),
+                        );
+                    });
+                    emit(json!({"ev": "watching", "key": key}));
+                }
+                None => emit(json!({"ev": "error", "key": key, "kind": "NotHeld"})),
+            },
             ["res-read", subject] => {
                 let reply = client.request(subject.to_string(), "".into()).await?;
                 let value: i64 = String::from_utf8_lossy(&reply.payload).parse()?;
@@ -181,7 +213,7 @@ fn got(
     match result {
         Ok(lock) => {
             lock.subscribe(printer.clone().recipient());
-            emit(json!({"ev": "acquired", "key": key, "token": lock.token()}));
+            emit(json!({"ev": "acquired", "key": key, "token": lock.token(), "t_us": now_us()}));
             locks.insert(key.to_owned(), lock);
         }
         Err(e) => emit_error(key, &e),

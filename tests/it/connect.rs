@@ -279,6 +279,8 @@ async fn from_env_child() {
     let config = Config::builder()
         .bucket(bucket)
         .ttl(Duration::from_secs(3))
+        // The parent test's own fresh server.
+        .restart_grace(false)
         .build()
         .unwrap();
     match LockManager::from_env(config).await {

@@ -500,6 +500,8 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
     let stream = format!("KV_{bucket}");
     let config = nlock::Config::builder()
         .bucket(bucket)
+        // The test's own fresh cluster: no earlier holders.
+        .restart_grace(false)
         .replicas(3)
         // Long enough for a leader election (seconds) inside one lease.
         .ttl(Duration::from_secs(15))

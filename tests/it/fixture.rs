@@ -43,10 +43,13 @@ impl Env {
         (major, minor) >= (2, 11)
     }
 
-    /// A config builder for this env's bucket with short, test-friendly timings.
+    /// A config builder for this env's bucket with short, test-friendly timings. The restart
+    /// grace is off: the test's own fresh server has no earlier life whose holders could
+    /// still count a lease (the restart tests turn it on).
     pub fn config(&self) -> ConfigBuilder {
         Config::builder()
             .bucket(self.bucket.clone())
+            .restart_grace(false)
             .ttl(Duration::from_secs(3))
             .request_timeout(Duration::from_millis(500))
     }

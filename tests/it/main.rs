@@ -17,5 +17,6 @@ mod leader_measure;
 mod loss;
 mod observe;
 mod operator;
+mod restart;
 mod runtimes;
 mod waiting;

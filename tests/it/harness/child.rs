@@ -33,11 +33,37 @@ pub struct ChildClient {
 impl ChildClient {
     /// Starts a client on `url` with `bucket` and lock TTL `ttl_s`, waits for it to be ready.
     pub async fn start(url: &str, bucket: &str, ttl_s: u64, retry_ms: u64) -> ChildClient {
+        ChildClient::start_opts(url, bucket, ttl_s, retry_ms, false, "memory").await
+    }
+
+    /// As [`ChildClient::start`], with the restart grace on (the library's default; the
+    /// fault client turns it off unless told).
+    pub async fn start_with_grace(
+        url: &str,
+        bucket: &str,
+        ttl_s: u64,
+        retry_ms: u64,
+        storage: &str,
+    ) -> ChildClient {
+        ChildClient::start_opts(url, bucket, ttl_s, retry_ms, true, storage).await
+    }
+
+    /// A client with the restart grace on or off and a `memory` or `file` bucket.
+    pub async fn start_opts(
+        url: &str,
+        bucket: &str,
+        ttl_s: u64,
+        retry_ms: u64,
+        grace: bool,
+        storage: &str,
+    ) -> ChildClient {
         let bin = tokio::task::spawn_blocking(fault_client_bin)
             .await
             .expect("build nlock-fault-client");
         let mut child = Command::new(bin)
             .args([url, bucket, &ttl_s.to_string(), &retry_ms.to_string()])
+            .env("NLOCK_RESTART_GRACE", if grace { "on" } else { "off" })
+            .env("NLOCK_STORAGE", storage)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -410,6 +410,17 @@ impl NatsServer {
         }
     }
 
+    /// Crash-restart with a lost disk: SIGKILL, delete the store dir, start again on the same
+    /// port. File-storage streams are gone as after a memory-storage restart.
+    pub async fn restart_wiped(&self) {
+        self.kill();
+        let store = self.store_dir();
+        if store.exists() {
+            fs::remove_dir_all(&store).expect("wipe the store dir");
+        }
+        self.restart().await;
+    }
+
     fn lock_child(&self) -> MutexGuard<'_, Option<Child>> {
         self.child
             .lock()
