@@ -155,14 +155,15 @@ fn now_us() -> u64 {
 #[actix::test]
 async fn a_cluster_whose_every_node_went_down_never_grants_a_lower_token() {
     crate::harness::init_tracing();
-    let cluster = NatsCluster::start(3).await;
-    if cluster.node(0).version() < (2, 10, 20) {
+    let bin = crate::harness::server::nats_server_bin();
+    if crate::harness::server::binary_version(&bin) < (2, 10, 20) {
         // Before 2.10.20 a replicated stream does not serialise compare-and-sets on one
         // subject (nats-server #4320, #5794): two creates racing to the leader can both land,
         // restart or not. GUARANTEES.md says replicated buckets need a newer server.
         eprintln!("skipped: replicated compare-and-set is not safe before nats-server 2.10.20");
         return;
     }
+    let cluster = NatsCluster::start(3).await;
     let config = nlock::Config::builder()
         .bucket("reset_locks")
         .replicas(3)
