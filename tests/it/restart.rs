@@ -154,6 +154,17 @@ fn now_us() -> u64 {
 
 #[actix::test]
 async fn a_cluster_whose_every_node_went_down_never_grants_a_lower_token() {
+    every_node_down(nlock::Storage::Memory).await;
+}
+
+#[actix::test]
+async fn a_file_bucket_on_a_cluster_whose_every_node_went_down_keeps_its_tokens() {
+    every_node_down(nlock::Storage::File).await;
+}
+
+/// Four managers contend on two keys of an R3 bucket; every node is killed at once and
+/// restarted, twice. Tokens strictly increase per key in grant order over the whole run.
+async fn every_node_down(storage: nlock::Storage) {
     crate::harness::init_tracing();
     let bin = crate::harness::server::nats_server_bin();
     if crate::harness::server::binary_version(&bin) < (2, 10, 20) {
@@ -166,6 +177,7 @@ async fn a_cluster_whose_every_node_went_down_never_grants_a_lower_token() {
     let cluster = NatsCluster::start(3).await;
     let config = nlock::Config::builder()
         .bucket("reset_locks")
+        .storage(storage)
         .replicas(3)
         .ttl(Duration::from_secs(3))
         .request_timeout(Duration::from_secs(1))
