@@ -145,6 +145,16 @@ struct Grant {
     manager: usize,
 }
 
+/// Waits (bounded by `within`) until 20 more grants than now were recorded.
+async fn grants_grow(count: &impl Fn() -> usize, within: Duration, what: &str) {
+    let before = count();
+    crate::harness::must_eventually(within, what, || {
+        let n = count();
+        async move { n >= before + 20 }
+    })
+    .await;
+}
+
 fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -215,16 +225,7 @@ async fn every_node_down(storage: nlock::Storage) {
     }
     let count = || grants.lock().unwrap().len();
     for outage in 0..2 {
-        let before = count();
-        crate::harness::must_eventually(
-            Duration::from_secs(30),
-            "grants before the outage",
-            || {
-                let n = count();
-                async move { n >= before + 20 }
-            },
-        )
-        .await;
+        grants_grow(&count, Duration::from_secs(30), "grants before the outage").await;
         // Every node at once, then all back.
         for node in cluster.nodes() {
             node.kill();
@@ -235,14 +236,10 @@ async fn every_node_down(storage: nlock::Storage) {
         cluster.wait_ready().await;
         eprintln!("outage {outage}: {} grants so far", count());
     }
-    let before = count();
-    crate::harness::must_eventually(
+    grants_grow(
+        &count,
         Duration::from_secs(40),
         "grants after the last outage",
-        || {
-            let n = count();
-            async move { n >= before + 20 }
-        },
     )
     .await;
     for m in &managers {
