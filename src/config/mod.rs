@@ -266,7 +266,9 @@ impl ConfigBuilder {
     /// it once, since nothing can tell it from a lost one.
     ///
     /// Turn it off only where no process can hold a lease on an earlier life of the bucket:
-    /// a test's or a demo's own fresh server. See GUARANTEES.md, promise 1.
+    /// a test's or a demo's own fresh server. See GUARANTEES.md, promise 1. Off or on, a
+    /// bucket whose data was reset has its sequence moved past every earlier token, so
+    /// tokens never go back (promise 2).
     pub fn restart_grace(mut self, on: bool) -> Self {
         self.config.restart_grace = on;
         self

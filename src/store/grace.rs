@@ -17,6 +17,10 @@
 //!
 //! A grant is also checked after its write (if the connection was re-made meanwhile, or its
 //! token is not above every revision seen): a reset can land between the check and the write.
+//!
+//! Moving a reset stream's sequence, and withholding a grant whose token is not above every
+//! revision seen, happen with the grace turned off too (`restart_grace(false)` only stops the
+//! wait): tokens never go back either way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,9 +143,6 @@ impl Store {
     /// re-made since the last check; otherwise one stream-info request (and, when the data
     /// was reset, a purge that moves its sequence past every earlier token).
     pub(crate) async fn admit(&self) -> Result<Admission, WriteError> {
-        if !self.restart_grace {
-            return Ok(Admission::Open(self.ticket()));
-        }
         let connects = self.connects();
         let cached = self
             .grace
@@ -166,10 +167,6 @@ impl Store {
         })
     }
 
-    fn ticket(&self) -> Ticket {
-        self.ticket_at(self.connects())
-    }
-
     fn ticket_at(&self, connects: u64) -> Ticket {
         Ticket {
             connects,
@@ -188,9 +185,6 @@ impl Store {
         key: &str,
         token: u64,
     ) -> Result<(), RestartGrace> {
-        if !self.restart_grace {
-            return Ok(());
-        }
         if token <= ticket.max_seen {
             tracing::warn!(
                 bucket = %self.wanted.name,
@@ -202,6 +196,11 @@ impl Store {
             );
             return match self.check_grace(self.connects(), true).await {
                 Ok(Some(g)) => Err(g),
+                // The grace is off: the grant is gone with the purge; try again at once.
+                Ok(None) => Err(RestartGrace {
+                    ends_at: SystemTime::now(),
+                    remaining: Duration::ZERO,
+                }),
                 // The purge failed or the check could not be made: this grant is below an
                 // earlier token, so it is not handed out either way. Its holder does not
                 // refresh it, so it expires; the next check moves the sequence.
@@ -284,10 +283,15 @@ impl Store {
         self.saw_revision(info.state.last_sequence);
         let began = data_began(&info);
         let ends_at = began.checked_add(self.grace_length(&info)).unwrap_or(began);
+        // Never longer than a whole grace from now, whatever a skewed clock set the sequence to.
         let left = ends_at
             .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let until = (!left.is_zero()).then(|| (Instant::now() + left, ends_at));
+            .unwrap_or(Duration::ZERO)
+            .min(self.grace_length(&info));
+        let until = Instant::now()
+            .checked_add(left)
+            .filter(|_| self.restart_grace && !left.is_zero())
+            .map(|until| (until, ends_at));
         if let Ok(mut s) = self.grace.state.lock() {
             s.checked_at_connects = Some(connects);
             s.until = until;
