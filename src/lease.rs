@@ -93,7 +93,8 @@ impl LeaseState {
     }
 
     fn deadline(&self) -> Instant {
-        self.base + Duration::from_nanos(self.deadline_nanos.load(Ordering::Acquire))
+        let nanos = self.deadline_nanos.load(Ordering::Acquire);
+        crate::deadline::after(self.base, Duration::from_nanos(nanos))
     }
 
     /// Ends the tenure with a loss: every reader and subscriber is told, now and later.

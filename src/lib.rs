@@ -26,6 +26,7 @@
 mod client;
 mod config;
 mod connect;
+mod deadline;
 mod error;
 mod handle;
 mod holder;
@@ -51,7 +52,7 @@ pub use client::{DoOutcome, LockManager, OnLoss};
 pub use config::{
     BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET,
     DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
-    MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT,
+    MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT,
     MIN_RETRY_INTERVAL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::deadline::deadline_after;
 use crate::error::{LockError, LossReason};
 use crate::lease::LeaseState;
 use crate::lock::state::{
@@ -119,7 +120,11 @@ impl LockActor {
             owner = %setup.tenure.holder.owner,
             ttl_s = setup.tenure.ttl.as_secs(),
         );
-        let deadline = setup.confirmed.sent_at + setup.tenure.ttl - setup.margin;
+        let deadline = crate::deadline::lease_deadline(
+            setup.confirmed.sent_at,
+            setup.tenure.ttl,
+            setup.margin,
+        );
         let lease = LeaseState::new(setup.tenure.key.clone(), setup.token, deadline);
         let actor = LockActor {
             store: setup.store,
@@ -272,7 +277,7 @@ impl Actor for LockActor {
         if self.keep_alive {
             // TTL/factor: with the default factor 3, two refreshes can fail before the lease
             // deadline is near.
-            self.next_refresh = Some(Instant::now() + self.refresh_interval);
+            self.next_refresh = Some(deadline_after(self.refresh_interval));
         }
         self.arm(ctx);
     }

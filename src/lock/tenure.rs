@@ -105,7 +105,7 @@ async fn before_deadline<T>(
 
 /// Sleeps for the current backoff (never past `deadline`) and doubles it.
 async fn back_off(backoff: &mut Duration, deadline: Instant) {
-    let until = (Instant::now() + *backoff).min(deadline);
+    let until = crate::deadline::deadline_after(*backoff).min(deadline);
     tokio::time::sleep_until(until).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }

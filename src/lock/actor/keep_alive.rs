@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::LockActor;
+use crate::deadline::{after, lease_deadline};
 use crate::error::LossReason;
 use crate::lock::state::LockStatus;
 use crate::lock::tenure::{self, Confirmed};
@@ -34,7 +35,7 @@ impl LockActor {
             return self.declare_lost(LossReason::Expired, ctx);
         }
         if self.next_refresh.is_some_and(|r| now >= r) {
-            self.next_refresh = Some(now + self.refresh_interval);
+            self.next_refresh = Some(after(now, self.refresh_interval));
             self.start_refresh(ctx);
         }
         self.arm(ctx);
@@ -69,7 +70,7 @@ impl LockActor {
         match result {
             Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
                 self.revision = c.revision;
-                self.deadline = c.sent_at + self.tenure.ttl - self.margin;
+                self.deadline = lease_deadline(c.sent_at, self.tenure.ttl, self.margin);
                 self.lease.set_deadline(self.deadline);
                 self.last_refresh = Some(SystemTime::now());
                 tracing::trace!(revision = c.revision, "refreshed");
