@@ -27,6 +27,21 @@ struct Inner {
     ended: Option<Option<LockLost>>,
 }
 
+/// Warns when a subscriber's actor has already stopped: the subscription is weak, so it will
+/// never be told anything (the usual cause: a `Recipient` made from the actor's only address).
+pub(crate) fn warn_if_gone<M>(who: &Recipient<M>, what: &str)
+where
+    M: actix::Message + Send,
+    M::Result: Send,
+{
+    if !who.connected() {
+        tracing::warn!(
+            "subscribing to {what} with a recipient whose actor has stopped: nothing will be \
+             delivered (subscriptions are weak; keep an address of the subscriber)"
+        );
+    }
+}
+
 /// Subscribers of one lock, or of every lock of a manager.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
@@ -38,6 +53,7 @@ pub(crate) struct Subscribers {
 impl Subscribers {
     /// Adds `who`; if the list already ended with a loss, tells `who` at once instead.
     pub(crate) fn subscribe(&self, who: Recipient<LockLost>) -> SubscriptionId {
+        warn_if_gone(&who, "a lock loss");
         let Ok(mut inner) = self.inner.lock() else {
             return SubscriptionId(u64::MAX);
         };

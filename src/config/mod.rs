@@ -221,7 +221,10 @@ impl ConfigBuilder {
         self
     }
     /// Whether held locks refresh themselves (default true). When off, call
-    /// [`LockHandle::refresh`](crate::LockHandle::refresh) before the TTL runs out.
+    /// [`LockHandle::refresh`](crate::LockHandle::refresh) before the TTL runs out: only it
+    /// extends the lease. (A check after someone else's write on the key is a compare-and-set
+    /// too; it keeps the local deadline, though the key lives on at the server until that
+    /// write's TTL, and the holder clears it at its deadline.)
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.config.keep_alive = on;
         self

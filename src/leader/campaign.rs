@@ -196,7 +196,8 @@ where
             self.commands_tx.clone(),
         );
         let delay = self.options.lock_delay;
-        let mut delay_until = match self.history.previous_end(token, delay).await {
+        let previous = lease.previous_revision();
+        let mut delay_until = match self.history.previous_end(token, previous, delay).await {
             PreviousEnd::Unclean if !delay.is_zero() => {
                 tracing::info!(
                     ?delay,

@@ -29,6 +29,10 @@ pub(crate) struct Grant {
     pub confirmed: Confirmed,
     /// The holder record that write stored.
     pub holder: Holder,
+    /// The revision the winning compare-and-set expected: the key's last message before
+    /// this tenure (0: the key had none). `None` when the grant claimed a write of ours whose
+    /// answer was lost, so what came before it is not known.
+    pub previous: Option<u64>,
 }
 
 /// How a contention ended.
@@ -95,6 +99,7 @@ impl Contender<'_> {
                 token: revision,
                 confirmed: Confirmed { revision, sent_at },
                 holder,
+                previous: Some(expected),
             }),
             Err(WriteError::Conflict) => Cas::Conflict,
             Err(WriteError::Rejected { code, description }) => Cas::Fatal(LockError::Rejected {
@@ -110,7 +115,11 @@ impl Contender<'_> {
     /// compare-and-set on it proves the key is still ours, and `landed` is the token.
     async fn claim(&self, landed: u64) -> Cas {
         match self.cas(landed).await {
-            Cas::Won(g) => Cas::Won(Grant { token: landed, ..g }),
+            Cas::Won(g) => Cas::Won(Grant {
+                token: landed,
+                previous: None,
+                ..g
+            }),
             other => other,
         }
     }

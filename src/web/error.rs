@@ -183,6 +183,7 @@ fn reason_name(reason: &LossReason) -> &'static str {
         LossReason::Taken { .. } => "taken",
         LossReason::Expired => "expired",
         LossReason::Shutdown => "shutdown",
+        LossReason::ReleaseUnconfirmed => "release_unconfirmed",
     }
 }
 

@@ -18,5 +18,6 @@ mod leader_measure;
 mod loss;
 mod observe;
 mod operator;
+mod reports;
 mod runtimes;
 mod waiting;
