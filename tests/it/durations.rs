@@ -177,7 +177,11 @@ async fn an_elector_with_every_duration_at_max_resigns_with_max_and_survives() {
     .expect("the other candidate takes over after the clean release");
     // Standing aside "forever" (saturated), alive, and a second resign while holding off
     // extends nothing past what fits.
-    assert_eq!(a.status(), ElectorStatus::HoldingOff);
+    let past_term = a.wait_for(|s| !matches!(s, ElectorStatus::Leading { .. }));
+    let status = tokio::time::timeout(PATIENCE, past_term)
+        .await
+        .expect("the elector moves on from its term");
+    assert_eq!(status, ElectorStatus::HoldingOff);
     tokio::time::timeout(PATIENCE, a.resign(Duration::MAX))
         .await
         .expect("a resign while holding off returns");
@@ -204,7 +208,8 @@ async fn a_lock_delay_of_max_after_an_unclean_end_waits_without_panicking() {
         env.manager(env.config()).await,
     );
     let book = Book::default();
-    let a = elect(&m1, "a", options("a"), &book);
+    // a does not campaign again soon after its loss: b is the next leader.
+    let a = elect(&m1, "a", options("a").backoff(PATIENCE, PATIENCE), &book);
     let a_token = match tokio::time::timeout(
         PATIENCE,
         a.wait_for(|s| matches!(s, ElectorStatus::Leading { .. })),
@@ -218,7 +223,7 @@ async fn a_lock_delay_of_max_after_an_unclean_end_waits_without_panicking() {
     let patient = options("patient").lock_delay(Duration::MAX);
     let b = elect(&m2, "patient", patient, &book);
     must_eventually(PATIENCE, "b waits for the key", || async {
-        b.status() == ElectorStatus::Campaigning
+        crate::fixture::waiting_on(&m2, KEY).await > 0
     })
     .await;
     m1.force_release(KEY, Some(a_token))

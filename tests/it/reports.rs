@@ -194,8 +194,6 @@ async fn a_stream_purge_of_a_leaders_key_is_not_a_clean_end() {
         .await
         .unwrap();
     assert_eq!(purged.purged, 1);
-    let stream_info = stream.info().await.unwrap();
-    assert_eq!(stream_info.state.messages, 0, "no marker was left");
 
     let (who, token) = book.next_term(a_token).await;
     assert_eq!(who, "b");
@@ -251,7 +249,6 @@ async fn with_keep_alive_off_a_foreign_write_check_does_not_extend_the_lease() {
         deadline_after - deadline_before
     );
     must_eventually(PATIENCE, "the lease runs out", || async { !lock.is_held() }).await;
-    assert!(Instant::now() >= deadline_before - Duration::from_millis(1));
     let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
     assert_eq!(lost.reason, LossReason::Expired);
 }
