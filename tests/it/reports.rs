@@ -187,7 +187,7 @@ async fn a_stream_purge_of_a_leaders_key_is_not_a_clean_end() {
         }
     }
     let js = async_nats::jetstream::new(env.raw().await);
-    let mut stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
+    let stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
     let purged = stream
         .purge()
         .filter(format!("$KV.{}.{KEY}", env.bucket))
