@@ -290,3 +290,29 @@ async fn subscribe_leader_does_not_keep_its_subscriber_alive() {
         .unwrap();
     drop(subscription);
 }
+
+/// Go's `Do` whose release goes unanswered: the work finished under the lock, so the outcome
+/// is `Executed`, with the release's unknown outcome (not `Lost`, although the lease ends
+/// `ReleaseUnconfirmed`).
+#[actix::test]
+async fn run_if_free_with_an_unanswered_release_is_executed_with_an_unknown_release() {
+    let env = Env::start().await;
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    let a = proxied_manager(&proxy, env.config()).await;
+    let outcome = a
+        .run_if_free("k", |_lease| async {
+            // The work is done; the release that follows meets a partition.
+            proxy.set_mode(ProxyMode::Blackhole);
+            7
+        })
+        .await
+        .unwrap();
+    match outcome {
+        nlock::DoOutcome::Executed {
+            value: 7,
+            released: Err(e),
+        } if e.kind() == ErrorKind::OutcomeUnknown => {}
+        other => panic!("{other:?}"),
+    }
+    proxy.set_mode(ProxyMode::Pass);
+}
