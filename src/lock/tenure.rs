@@ -84,8 +84,9 @@ pub(crate) async fn explain(store: &Store, tenure: &Tenure) -> Option<Explained>
             Some(Explained::Ours(ev.revision))
         }
         Ok(Some(ev)) if ev.op == Op::Put => Some(Explained::Taken(Holder::decode(&ev.value))),
-        // A delete marker carries its writer's value when nlock wrote it: ours, or not.
-        Ok(Some(ev)) if tenure.is_ours(&ev.value) => Some(Explained::OwnMarker(ev.revision)),
+        // This tenure's own delete marker carries exactly its value. (An operator's break
+        // names the tenure too, in other bytes: `operator::marker`.)
+        Ok(Some(ev)) if ev.value == tenure.value => Some(Explained::OwnMarker(ev.revision)),
         Ok(Some(_)) | Ok(None) => Some(Explained::Gone),
         Err(_) => None,
     }

@@ -80,16 +80,25 @@ async fn a_release_never_confirmed_ends_lost_not_released() {
     proxy.set_mode(ProxyMode::Pass);
 }
 
+/// How someone else deletes a held key.
+#[derive(Clone, Copy, Debug)]
+enum ForeignDelete {
+    /// A plain KV delete (`nats kv del`).
+    Kv,
+    /// An operator's break: its marker names the holder's tenure.
+    Forced,
+}
+
 /// The holder's delete gets no answer (unknown outcome), and meanwhile someone else deletes
 /// the key. When the holder hears again, the key's marker is not its own: a loss (`Deleted`),
 /// never a release.
-#[actix::test]
-async fn a_foreign_delete_after_an_unknown_release_is_a_loss() {
+async fn unanswered_release_then(how: ForeignDelete) {
     let env = Env::start().await;
     let proxy = TcpProxy::start(env.server.addr()).await;
     // A long lease without refreshes: only the release writes, and the deadline is far.
     let cfg = env.config().ttl(Duration::from_secs(10)).keep_alive(false);
-    let a = proxied_manager(&proxy, cfg).await;
+    let a = proxied_manager(&proxy, cfg.clone()).await;
+    let operator = env.manager(cfg).await;
     let lock = std::sync::Arc::new(a.acquire("k", Some(PATIENCE)).await.unwrap());
     let probe = LossProbe::start();
     lock.subscribe(probe.recipient());
@@ -99,7 +108,13 @@ async fn a_foreign_delete_after_an_unknown_release_is_a_loss() {
         let lock = lock.clone();
         actix::spawn(async move { lock.release().await })
     };
-    env.kv().await.delete("k").await.unwrap();
+    match how {
+        ForeignDelete::Kv => env.kv().await.delete("k").await.unwrap(),
+        ForeignDelete::Forced => {
+            let broken = operator.force_release("k", Some(lock.token())).await;
+            assert_eq!(broken.unwrap().token, lock.token());
+        }
+    }
     // The fault: long enough for the release's first attempts to time out (500 ms each).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.set_mode(ProxyMode::Pass);
@@ -117,7 +132,7 @@ async fn a_foreign_delete_after_an_unknown_release_is_a_loss() {
                 ..
             }
         ),
-        "{err:?}"
+        "{how:?}: {err:?}"
     );
     assert_eq!(
         lock.lease().end(),
@@ -126,6 +141,16 @@ async fn a_foreign_delete_after_an_unknown_release_is_a_loss() {
         })
     );
     assert_eq!(probe.next().await.reason, LossReason::Deleted);
+}
+
+#[actix::test]
+async fn a_foreign_delete_after_an_unanswered_release_is_a_loss() {
+    unanswered_release_then(ForeignDelete::Kv).await;
+}
+
+#[actix::test]
+async fn a_forced_release_after_an_unanswered_release_is_a_loss() {
+    unanswered_release_then(ForeignDelete::Forced).await;
 }
 
 /// A leader's key purged through the stream API (no marker) on a server that marks expiries:
