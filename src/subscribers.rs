@@ -124,3 +124,64 @@ impl Subscribers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// An actor that stops as soon as it starts.
+    struct Gone;
+    impl Actor for Gone {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+    impl Handler<LockLost> for Gone {
+        type Result = ();
+        fn handle(&mut self, _: LockLost, _: &mut Context<Self>) {}
+    }
+
+    /// Log lines, captured.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn subscribing_a_stopped_actor_warns() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        actix::System::new().block_on(async {
+            let who = Gone.start().recipient::<LockLost>();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while who.connected() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .expect("the actor stops");
+            Subscribers::default().subscribe(who);
+        });
+        let out = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains("WARN") && out.contains("nothing will be delivered"),
+            "{out}"
+        );
+    }
+}
