@@ -244,6 +244,11 @@ impl LockManager {
     /// Subscribes `recipient` to every lock loss in this manager. Weak: the subscription does
     /// not keep the subscriber alive.
     ///
+    /// Weak, like every nlock subscription: keep an address of the subscriber yourself. A
+    /// `Recipient` made from an actor's only address (`Actor.start().recipient()` passed
+    /// straight in) is dropped with this call's argument, the actor stops, and nothing is
+    /// delivered. A subscriber whose actor has already stopped is logged as a warning.
+    ///
     /// ```no_run
     /// use actix::prelude::*;
     ///
@@ -258,7 +263,8 @@ impl LockManager {
     ///     }
     /// }
     /// # fn f(m: nlock::LockManager) {
-    /// m.subscribe_losses(Alarm.start().recipient());
+    /// let alarm = Alarm.start(); // keep it: the subscription alone does not
+    /// m.subscribe_losses(alarm.clone().recipient());
     /// # }
     /// ```
     pub fn subscribe_losses(&self, recipient: Recipient<LockLost>) -> SubscriptionId {

@@ -112,8 +112,8 @@ impl LockHandle {
     }
 
     /// Tells `recipient` with [`LockLost`] if the lock is lost: once, also if the loss came
-    /// before this call. Weak: it does not keep the subscriber alive. See
-    /// [`Lease::subscribe`].
+    /// before this call. Weak: it does not keep the subscriber alive (keep an address of it
+    /// yourself; a stopped subscriber is logged as a warning). See [`Lease::subscribe`].
     pub fn subscribe(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
         self.lease.subscribe(recipient)
     }

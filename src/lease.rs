@@ -22,7 +22,8 @@ use crate::subscribers::{Subscribers, SubscriptionId};
 #[serde(tag = "end", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LeaseEnd {
-    /// The holder released the lock.
+    /// The holder released the lock, and the server confirmed its delete. (A release never
+    /// confirmed ends `Lost` with [`LossReason::ReleaseUnconfirmed`].)
     Released,
     /// The lock was lost; see the reason.
     Lost {
@@ -63,6 +64,9 @@ pub struct Lease {
 pub(crate) struct LeaseState {
     key: String,
     token: u64,
+    /// The key's last revision before this tenure (0: the key had no message), when known:
+    /// how an elector tells a key freed by a marker from one emptied without a trace.
+    previous: Option<u64>,
     /// The local lease deadline as nanoseconds after `base`, in an atomic: the actor moves it
     /// on every refresh, readers load it without a lock.
     base: Instant,
@@ -73,10 +77,16 @@ pub(crate) struct LeaseState {
 }
 
 impl LeaseState {
-    pub(crate) fn new(key: String, token: u64, deadline: Instant) -> Arc<LeaseState> {
+    pub(crate) fn new(
+        key: String,
+        token: u64,
+        deadline: Instant,
+        previous: Option<u64>,
+    ) -> Arc<LeaseState> {
         let state = LeaseState {
             key,
             token,
+            previous,
             base: Instant::now(),
             deadline_nanos: AtomicU64::new(0),
             end: watch::channel(None).0,
@@ -93,7 +103,8 @@ impl LeaseState {
     }
 
     fn deadline(&self) -> Instant {
-        self.base + Duration::from_nanos(self.deadline_nanos.load(Ordering::Acquire))
+        let nanos = self.deadline_nanos.load(Ordering::Acquire);
+        crate::deadline::after(self.base, Duration::from_nanos(nanos))
     }
 
     /// Ends the tenure with a loss: every reader and subscriber is told, now and later.
@@ -153,6 +164,11 @@ impl Lease {
     /// has seen can refuse writes from a holder that lost the lock without knowing it.
     pub fn token(&self) -> u64 {
         self.shared.token
+    }
+
+    /// The key's last revision before this tenure (0: none), when known.
+    pub(crate) fn previous_revision(&self) -> Option<u64> {
+        self.shared.previous
     }
 
     /// Whether the lock is held as far as this process knows: not released, not lost, and
@@ -218,6 +234,10 @@ impl Lease {
     /// Tells `recipient` with [`LockLost`] if the lock is lost: once, also when the loss
     /// happened before this call. The subscription is weak: it does not keep the subscriber
     /// alive, and a subscriber that has stopped is skipped.
+    ///
+    /// Keep an address of the subscriber yourself. A `Recipient` made from an actor's only
+    /// address (`Actor.start().recipient()` passed straight in) is dropped with this call's
+    /// argument, the actor stops, and nothing is delivered. A subscriber whose actor has already stopped is logged as a warning.
     pub fn subscribe(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
         self.shared.subscribers.subscribe(recipient)
     }

@@ -26,6 +26,7 @@
 mod client;
 mod config;
 mod connect;
+mod deadline;
 mod error;
 mod handle;
 mod holder;
@@ -52,7 +53,7 @@ pub use config::{
     BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET,
     DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_SKEW,
-    MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
+    MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
 pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;

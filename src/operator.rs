@@ -90,12 +90,17 @@ impl LockManager {
 }
 
 /// The delete marker's payload: the broken holder's record with its token, so watchers can
-/// name the tenure that ended. A foreign record keeps its raw value.
+/// name the tenure that ended. A foreign record keeps its raw value. An nlock record ends
+/// with a newline (JSON readers ignore it): the holder's own delete marker carries exactly
+/// its value, and a holder that reads this marker after an unanswered delete of its own must
+/// not take the break for its own release.
 fn marker(holder: &Holder, token: u64) -> bytes::Bytes {
     if holder.foreign {
         return bytes::Bytes::from(holder.owner.clone().into_bytes());
     }
     let mut h = holder.clone();
     h.token = Some(token);
-    h.encode()
+    let mut payload = h.encode().to_vec();
+    payload.push(b'\n');
+    bytes::Bytes::from(payload)
 }

@@ -27,6 +27,21 @@ struct Inner {
     ended: Option<Option<LockLost>>,
 }
 
+/// Warns when a subscriber's actor has already stopped: the subscription is weak, so it will
+/// never be told anything (the usual cause: a `Recipient` made from the actor's only address).
+pub(crate) fn warn_if_gone<M>(who: &Recipient<M>, what: &str)
+where
+    M: actix::Message + Send,
+    M::Result: Send,
+{
+    if !who.connected() {
+        tracing::warn!(
+            "subscribing to {what} with a recipient whose actor has stopped: nothing will be \
+             delivered (subscriptions are weak; keep an address of the subscriber)"
+        );
+    }
+}
+
 /// Subscribers of one lock, or of every lock of a manager.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
@@ -38,6 +53,7 @@ pub(crate) struct Subscribers {
 impl Subscribers {
     /// Adds `who`; if the list already ended with a loss, tells `who` at once instead.
     pub(crate) fn subscribe(&self, who: Recipient<LockLost>) -> SubscriptionId {
+        warn_if_gone(&who, "a lock loss");
         let Ok(mut inner) = self.inner.lock() else {
             return SubscriptionId(u64::MAX);
         };
@@ -106,5 +122,66 @@ impl Subscribers {
         for who in live {
             who.do_send(lost.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// An actor that stops as soon as it starts.
+    struct Gone;
+    impl Actor for Gone {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+    impl Handler<LockLost> for Gone {
+        type Result = ();
+        fn handle(&mut self, _: LockLost, _: &mut Context<Self>) {}
+    }
+
+    /// Log lines, captured.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn subscribing_a_stopped_actor_warns() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        actix::System::new().block_on(async {
+            let who = Gone.start().recipient::<LockLost>();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while who.connected() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .expect("the actor stops");
+            Subscribers::default().subscribe(who);
+        });
+        let out = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains("WARN") && out.contains("nothing will be delivered"),
+            "{out}"
+        );
     }
 }

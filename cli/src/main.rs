@@ -204,7 +204,8 @@ enum Command {
     },
 }
 
-/// Parses `30`, `30s`, `500ms`, `2m`, `1h`.
+/// Parses `30`, `30s`, `500ms`, `2m`, `1h`. At most [`nlock::MAX_TTL`] (about 292 years): a
+/// longer one is refused here, so no deadline computed from it can overflow.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -221,7 +222,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => number * 3600.0,
         other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    let d = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
+    if d > nlock::MAX_TTL {
+        return Err(format!(
+            "{text:?} is too long: at most {}s",
+            nlock::MAX_TTL.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 /// How a command ends when it does not succeed.
@@ -382,6 +390,15 @@ mod tests {
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         for bad in ["", "s", "10x", "-1s", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let max = nlock::MAX_TTL.as_secs();
+        assert_eq!(parse_duration(&format!("{max}s")), Ok(nlock::MAX_TTL));
+        for huge in [
+            format!("{}", max + 1),
+            format!("{}", u64::MAX),
+            "1e400".into(),
+        ] {
+            assert!(parse_duration(&huge).is_err(), "{huge}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use clap::Args;
-use nlock::{LeaseEnd, LockError, LockHandle, LockManager, LockOptions};
+use nlock::{LeaseEnd, LockError, LockHandle, LockManager, LockOptions, LossReason};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::spinner::Waiting;
@@ -247,6 +247,11 @@ async fn supervise(
             // after its TTL if the delete did not land.
             ctx.say(format!("release of {} failed: {e}", args.key));
             match lease.end() {
+                // Only the release went unanswered (the lease ends so): the command finished
+                // under the lock.
+                Some(LeaseEnd::Lost {
+                    reason: LossReason::ReleaseUnconfirmed,
+                }) => Ok(code),
                 Some(LeaseEnd::Lost { .. }) => Err(Failure::Exit(exit::LOST)),
                 _ => Ok(code),
             }

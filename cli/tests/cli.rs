@@ -360,6 +360,16 @@ fn bad_flags_and_bad_keys_are_usage_errors() {
         (&["frobnicate"], "unrecognized subcommand"),
         (&["--server", "nats://a:notaport", "ls"], "server 1"),
         (&["--ttl", "0", "ls"], "TTL"),
+        // Durations no deadline can hold are refused when parsed (issue 13 §4).
+        (&["--ttl", "18446744073709551615s", "ls"], "invalid value"),
+        (
+            &["run", "--grace", "9223372037", "jobs.a", "--", "true"],
+            "too long",
+        ),
+        (
+            &["run", "--timeout", "999999999999h", "jobs.a", "--", "true"],
+            "too long",
+        ),
         (&["--password", "pw", "ls"], "--password needs --user"),
         (&["--creds", "/nonexistent/x.creds", "ls"], "--creds"),
     ];

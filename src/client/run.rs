@@ -118,10 +118,14 @@ impl LockManager {
             }
         };
         match (lease.end(), released) {
-            (Some(LeaseEnd::Lost { reason }), _) => Ok(DoOutcome::Lost {
-                value: Some(value),
-                reason,
-            }),
+            // A release that went unanswered ends the lease lost too, but the work finished
+            // under the lock: that is `Executed`, with the release's unknown outcome.
+            (Some(LeaseEnd::Lost { reason }), _) if reason != LossReason::ReleaseUnconfirmed => {
+                Ok(DoOutcome::Lost {
+                    value: Some(value),
+                    reason,
+                })
+            }
             (_, released) => Ok(DoOutcome::Executed { value, released }),
         }
     }

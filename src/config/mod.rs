@@ -11,6 +11,10 @@ use std::time::Duration;
 pub const DEFAULT_BUCKET: &str = "distributed_locks";
 /// Go nlock's default lock TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// The longest TTL accepted: 9,223,372,036 s (about 292 years). The server keeps a bucket's
+/// `max_age` as signed 64-bit nanoseconds, so a longer TTL could not be stored; nlock refuses
+/// it at build time rather than let the server refuse the bucket.
+pub const MAX_TTL: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
 /// Go nlock's default retry interval (jitter is added on top).
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Go nlock's default keep-alive factor: refresh every TTL/3.
@@ -222,19 +226,24 @@ impl ConfigBuilder {
         self.config.replicas = n;
         self
     }
-    /// The default lock TTL: whole seconds, at least 1 s (default 30 s).
+    /// The default lock TTL: whole seconds, at least 1 s and at most [`MAX_TTL`] (default
+    /// 30 s).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = ttl;
         self
     }
     /// The base interval of the fallback poll while waiting (default 250 ms, plus jitter); at
-    /// least [`MIN_RETRY_INTERVAL`].
+    /// least [`MIN_RETRY_INTERVAL`]. A huge interval is kept as it is: the poll then waits
+    /// "forever" (saturating at decades), and waiters wake from the key's watch only.
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.config.retry_interval = interval;
         self
     }
     /// Whether held locks refresh themselves (default true). When off, call
-    /// [`LockHandle::refresh`](crate::LockHandle::refresh) before the TTL runs out.
+    /// [`LockHandle::refresh`](crate::LockHandle::refresh) before the TTL runs out: only it
+    /// extends the lease. (A check after someone else's write on the key is a compare-and-set
+    /// too; it keeps the local deadline, though the key lives on at the server until that
+    /// write's TTL, and the holder clears it at its deadline.)
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.config.keep_alive = on;
         self

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigBuilder, JetStreamApi, DEFAULT_REQUEST_TIMEOUT, MAX_BUCKET_DESCRIPTION,
-    MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
+    MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
 use crate::error::ConfigError;
 use crate::key::validate_bucket;
@@ -56,7 +56,7 @@ impl ConfigBuilder {
 
 /// The smallest whole-second TTL longer than `request_timeout`: what an error suggests.
 pub(crate) fn smallest_ttl_above(request_timeout: Duration) -> Duration {
-    Duration::from_secs(request_timeout.as_secs() + 1)
+    Duration::from_secs(request_timeout.as_secs().saturating_add(1))
 }
 
 /// A domain is one subject token; a prefix is a subject of such tokens. Neither may hold a
@@ -79,11 +79,15 @@ fn validate_jetstream_api(api: &JetStreamApi) -> Result<(), ConfigError> {
     }
 }
 
-/// A TTL is whole seconds and at least 1 s: the server takes `Nats-TTL` and limit-marker TTLs
-/// in whole seconds, and `max_age` below a second would expire a lock between refreshes.
+/// A TTL is whole seconds, at least 1 s and at most [`MAX_TTL`]: the server takes `Nats-TTL`
+/// and limit-marker TTLs in whole seconds, `max_age` below a second would expire a lock between
+/// refreshes, and `max_age` is signed 64-bit nanoseconds on the server.
 pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), ConfigError> {
     if ttl < Duration::from_secs(1) {
         return Err(ConfigError::TtlTooShort(ttl));
+    }
+    if ttl > MAX_TTL {
+        return Err(ConfigError::TtlTooLong(ttl));
     }
     if ttl.subsec_nanos() != 0 {
         return Err(ConfigError::TtlNotWholeSeconds(ttl));
@@ -105,6 +109,14 @@ mod tests {
             b().ttl(ms(500)).build(),
             Err(ConfigError::TtlTooShort(ms(500)))
         );
+        for huge in [
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+            MAX_TTL + ms(1000),
+        ] {
+            assert_eq!(b().ttl(huge).build(), Err(ConfigError::TtlTooLong(huge)));
+        }
+        assert_eq!(b().ttl(MAX_TTL).build().map(|c| c.ttl()), Ok(MAX_TTL));
         assert_eq!(
             b().ttl(ms(1500)).build(),
             Err(ConfigError::TtlNotWholeSeconds(ms(1500)))

@@ -13,6 +13,13 @@ pub enum ConfigError {
     /// TTLs are at least one second.
     #[error("invalid TTL {0:?}: a TTL must be at least 1 s")]
     TtlTooShort(Duration),
+    /// TTLs are at most [`MAX_TTL`](crate::MAX_TTL): the server keeps `max_age` as signed
+    /// 64-bit nanoseconds.
+    #[error(
+        "invalid TTL {0:?}: a TTL must be at most {max:?}",
+        max = crate::config::MAX_TTL
+    )]
+    TtlTooLong(Duration),
     /// Per-message TTLs are sent in whole seconds; a fraction would be silently truncated.
     #[error("invalid TTL {0:?}: a TTL must be a whole number of seconds")]
     TtlNotWholeSeconds(Duration),

@@ -29,6 +29,11 @@ pub enum LossReason {
     Expired,
     /// The manager or the actor system stopped while the lock was held.
     Shutdown,
+    /// The holder released the lock, but no answer to its delete came before the lease
+    /// deadline: the key may be free now, or stay taken until the server expires it (within
+    /// one TTL of the last confirmed write). Not a release: nothing confirmed it. `release()`
+    /// returns [`ErrorKind::OutcomeUnknown`].
+    ReleaseUnconfirmed,
 }
 
 impl std::fmt::Display for LossReason {
@@ -39,6 +44,11 @@ impl std::fmt::Display for LossReason {
             LossReason::Taken { holder: None } => write!(f, "the key was taken by another writer"),
             LossReason::Expired => write!(f, "the lease expired before a refresh was confirmed"),
             LossReason::Shutdown => write!(f, "the lock manager shut down"),
+            LossReason::ReleaseUnconfirmed => write!(
+                f,
+                "the release was not confirmed before the lease deadline; the key expires \
+                 with its TTL"
+            ),
         }
     }
 }

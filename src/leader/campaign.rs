@@ -19,6 +19,7 @@ use super::options::ElectorOptions;
 use super::role::{RoleExit, RunningRole};
 use super::term::{Command, Term};
 use crate::client::LockManager;
+use crate::deadline::deadline_after;
 use crate::error::{ErrorKind, LockError, LossReason};
 use crate::handle::LockHandle;
 use crate::LockOptions;
@@ -113,18 +114,13 @@ where
 
     /// `failures` doublings of the first backoff, capped, plus up to half again at random.
     fn backoff(&self, failures: u32) -> Duration {
-        let base = self
-            .options
-            .backoff
-            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-            .min(self.options.max_backoff);
         let jitter = rand::rng().random_range(0.0..0.5);
-        base + base.mul_f64(jitter)
+        jittered_backoff(&self.options, failures, jitter)
     }
 
     /// Waits `wait` without campaigning; commands still count. A resign here extends the wait.
     async fn hold_off(&mut self, wait: Duration) -> Next {
-        let mut until = Instant::now() + wait;
+        let mut until = deadline_after(wait);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return Next::After(Duration::ZERO),
@@ -134,7 +130,7 @@ where
                         return Next::Stop;
                     }
                     Some(Command::Resign { hold_off, done }) => {
-                        until = until.max(Instant::now() + hold_off);
+                        until = until.max(deadline_after(hold_off));
                         tell(done);
                     }
                     Some(Command::StepDown { .. }) => {}
@@ -200,13 +196,14 @@ where
             self.commands_tx.clone(),
         );
         let delay = self.options.lock_delay;
-        let mut delay_until = match self.history.previous_end(token, delay).await {
+        let previous = lease.previous_revision();
+        let mut delay_until = match self.history.previous_end(token, previous, delay).await {
             PreviousEnd::Unclean if !delay.is_zero() => {
                 tracing::info!(
                     ?delay,
                     "previous term ended uncleanly: waiting out the lock-delay"
                 );
-                Some(Instant::now() + delay)
+                Some(deadline_after(delay))
             }
             _ => None,
         };
@@ -247,7 +244,7 @@ where
                         .saturating_mul(restarts - 1)
                         .min(MAX_RESTART_DELAY);
                     if !pause.is_zero() {
-                        delay_until = Some(Instant::now() + pause);
+                        delay_until = Some(deadline_after(pause));
                     }
                 }
             }
@@ -300,6 +297,16 @@ where
     }
 }
 
+/// `failures` doublings of the first backoff, capped at the longest, plus `jitter` (0 to 0.5)
+/// of it again. Saturating: a caller's backoff may be as large as `Duration::MAX`.
+pub(crate) fn jittered_backoff(options: &ElectorOptions, failures: u32, jitter: f64) -> Duration {
+    let base = options
+        .backoff
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(options.max_backoff);
+    base.saturating_add(base.mul_f64(jitter))
+}
+
 /// Why a lease that is no longer held ended (an expired deadline not yet told as a loss).
 fn lease_loss(lease: &crate::lease::Lease) -> LossReason {
     match lease.end() {
@@ -331,5 +338,31 @@ fn tell(done: Option<oneshot::Sender<()>>) {
 fn reply(cmd: Option<Command>) {
     if let Some(Command::Stop { done }) = cmd {
         tell(done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deadline::any_duration;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any backoff a caller can set, after any number of failures, is a wait without
+        /// overflow: at most the longest backoff and half of it again.
+        #[test]
+        fn any_backoff_is_a_wait(
+            first in any_duration(),
+            max in any_duration(),
+            failures in any::<u32>(),
+            jitter in 0.0f64..0.5,
+        ) {
+            let options = ElectorOptions::new("c").backoff(first, max);
+            let wait = jittered_backoff(&options, failures, jitter);
+            let cap = options.max_backoff.saturating_add(options.max_backoff / 2);
+            prop_assert!(wait <= cap);
+            let now = Instant::now();
+            prop_assert!(deadline_after(wait) >= now);
+        }
     }
 }

@@ -253,7 +253,7 @@ impl LockManager {
                 let (manager, key) = (manager.clone(), key_owned.clone());
                 async move { manager.events(&key).await }
             };
-            let history = KeyHistory::follow(open);
+            let history = KeyHistory::follow(open, manager.capabilities().expiry_events);
             let campaign = Campaign {
                 manager,
                 key: key_owned,

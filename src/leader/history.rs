@@ -21,7 +21,9 @@ const KEEP: usize = 32;
 pub(crate) enum PreviousEnd {
     /// Nothing before it, a release by the holder, or an expiry: no wait needed.
     Clean,
-    /// Deleted or purged by someone else, or not known in time: wait the lock-delay.
+    /// Deleted or purged by someone else (also through the stream API, which leaves no
+    /// marker: on a bucket with limit markers, a key emptied without one did not expire), or
+    /// not known in time: wait the lock-delay.
     Unclean,
 }
 
@@ -34,6 +36,9 @@ pub(crate) struct KeyHistory {
     seen: Arc<Mutex<VecDeque<(u64, LockEventKind)>>>,
     /// The highest revision seen, so a term can wait until its own write was seen.
     latest: watch::Receiver<u64>,
+    /// The bucket has limit markers (2.11+): the server marks every expiry, so a key emptied
+    /// without a marker was purged, not expired.
+    expiries_marked: bool,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,7 +51,7 @@ impl Drop for KeyHistory {
 impl KeyHistory {
     /// Starts following the stream `open` gives (for the one election key), opening and
     /// polling it at once on its own task.
-    pub(crate) fn follow<O>(open: O) -> KeyHistory
+    pub(crate) fn follow<O>(open: O, expiries_marked: bool) -> KeyHistory
     where
         O: std::future::Future<Output = Result<LockEvents, LockError>> + 'static,
     {
@@ -75,13 +80,24 @@ impl KeyHistory {
                 }
             })
         };
-        KeyHistory { seen, latest, task }
+        KeyHistory {
+            seen,
+            latest,
+            expiries_marked,
+            task,
+        }
     }
 
     /// How the tenure before the one created at revision `token` ended. Waits until the
     /// stream has shown that revision (milliseconds: it arrives with the write's own ack),
-    /// at most `wait`; not seen by then counts as unclean.
-    pub(crate) async fn previous_end(&self, token: u64, wait: Duration) -> PreviousEnd {
+    /// at most `wait`; not seen by then counts as unclean. `previous` is the key's last
+    /// revision before the new term's write, when known (0: the key had no message).
+    pub(crate) async fn previous_end(
+        &self,
+        token: u64,
+        previous: Option<u64>,
+        wait: Duration,
+    ) -> PreviousEnd {
         let mut latest = self.latest.clone();
         let seen_it = tokio::time::timeout(wait, latest.wait_for(|rev| *rev >= token)).await;
         if !matches!(seen_it, Ok(Ok(_))) {
@@ -96,9 +112,20 @@ impl KeyHistory {
             .max_by_key(|(rev, _)| *rev);
         match before {
             Some((_, LockEventKind::Deleted)) => PreviousEnd::Unclean,
+            // A write of the previous tenure, and the new term took a key with no message at
+            // all: its messages were removed without a marker, by a purge through the stream
+            // API. Where the server marks expiries, that is not an expiry.
+            Some((_, LockEventKind::Acquired | LockEventKind::Refreshed))
+                if self.expiries_marked && previous == Some(0) =>
+            {
+                PreviousEnd::Unclean
+            }
             // Released; Expired; or a write of the previous tenure and nothing after it, which
-            // is an expiry the server did not mark (before 2.11): its holder's deadline came
-            // first. Nothing at all: the key is new, or its past was removed long ago.
+            // is an expiry the server did not mark (before 2.11, or a bucket without limit
+            // markers): its holder's deadline came first; or a marker replaced by the new
+            // term's write before this stream read it (the new term took the key on a marker,
+            // `previous` > 0, whose kind is gone). Nothing at all: the key is new, or its
+            // past was removed long ago.
             _ => PreviousEnd::Clean,
         }
     }

@@ -15,6 +15,7 @@ use crate::client::LockManager;
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::observe::{LockEvent, LockEventKind, LockEvents};
+use crate::subscribers::warn_if_gone;
 
 /// The leader of a key, as the bucket shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -231,18 +232,41 @@ impl LockManager {
     /// Sends every [`LeaderChange`] of `key` to `recipient`, in order, until the returned
     /// subscription is dropped or the recipient's actor stops; it follows the key when this
     /// returns. Call it from inside a tokio runtime (an actix system is one).
+    ///
+    /// Weak, like every nlock subscription: keep an address of the subscriber yourself. A
+    /// `Recipient` made from an actor's only address (`Actor.start().recipient()` passed
+    /// straight in) is dropped with this call's argument, the actor stops, and nothing is
+    /// delivered. A subscriber whose actor has stopped by this call, or before the first
+    /// change (the key's current state) reaches it, is logged as a warning.
     pub async fn subscribe_leader(
         &self,
         key: &str,
         recipient: Recipient<LeaderChange>,
     ) -> Result<LeaderSubscription, LockError> {
+        warn_if_gone(&recipient, "leader changes");
         let mut changes = self.leader_changes(key).await?;
+        // Weak: the subscription must not keep its subscriber alive (an actix `Supervisor`
+        // would restart an actor whose mailbox is still referenced).
+        let weak = recipient.downgrade();
+        drop(recipient);
+        let key = key.to_owned();
         let task = tokio::spawn(async move {
+            let mut first = true;
             while let Some(change) = changes.next().await {
-                // Into the mailbox whatever its size: a change must not be dropped.
-                if !recipient.connected() {
+                let live = weak.upgrade().filter(|r| r.connected());
+                let Some(recipient) = live else {
+                    if first {
+                        tracing::warn!(
+                            %key,
+                            "the leader-change subscriber stopped before the first change: \
+                             nothing was delivered (subscriptions are weak; keep an address \
+                             of the subscriber)"
+                        );
+                    }
                     return;
-                }
+                };
+                first = false;
+                // Into the mailbox whatever its size: a change must not be dropped.
                 recipient.do_send(change);
             }
         });

@@ -30,7 +30,9 @@ pub struct ElectorOptions {
     /// description: [`MAX_DESCRIPTION`](crate::MAX_DESCRIPTION) bytes.
     pub metadata: serde_json::Value,
     /// How long a new term waits before its role starts when the previous term of the key
-    /// ended uncleanly: deleted or purged by someone other than its holder. Both leaders
+    /// ended uncleanly: deleted or purged by someone other than its holder (also purged
+    /// through the stream API, which leaves no marker: on a bucket with limit markers a key
+    /// emptied without one did not expire). Both leaders
     /// learn of such a delete at the same moment; the wait gives the old one time to stop
     /// its role (it does so within milliseconds while its process runs). Not waited after a
     /// release (the old role stopped before its delete was sent) nor after an expiry (the old

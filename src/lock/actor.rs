@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::deadline::deadline_after;
 use crate::error::{LockError, LossReason};
 use crate::lease::LeaseState;
 use crate::lock::state::{
@@ -61,6 +62,8 @@ pub(crate) struct LockSetup {
     pub tenure: Tenure,
     pub token: u64,
     pub confirmed: Confirmed,
+    /// The key's last revision before this tenure, when known (see `Grant::previous`).
+    pub previous: Option<u64>,
     pub keep_alive: bool,
     pub refresh_interval: Duration,
     pub margin: Duration,
@@ -119,8 +122,17 @@ impl LockActor {
             owner = %setup.tenure.holder.owner,
             ttl_s = setup.tenure.ttl.as_secs(),
         );
-        let deadline = setup.confirmed.sent_at + setup.tenure.ttl - setup.margin;
-        let lease = LeaseState::new(setup.tenure.key.clone(), setup.token, deadline);
+        let deadline = crate::deadline::lease_deadline(
+            setup.confirmed.sent_at,
+            setup.tenure.ttl,
+            setup.margin,
+        );
+        let lease = LeaseState::new(
+            setup.tenure.key.clone(),
+            setup.token,
+            deadline,
+            setup.previous,
+        );
         let actor = LockActor {
             store: setup.store,
             token: setup.token,
@@ -162,9 +174,11 @@ impl LockActor {
                 }
                 Released::WasLost(reason) => act.declare_lost(reason, ctx),
                 Released::Unknown(e) => {
-                    tracing::warn!("release unconfirmed before the lease deadline");
+                    // Never a release: nothing confirmed the delete. The lease ends lost
+                    // (everyone watching it is told), the caller learns that the outcome is
+                    // unknown, and the key is free now or when the server expires it.
                     let err = e.into_lock_error(&act.tenure.key);
-                    act.finish(LockStatus::Released, None, Err(err), ctx);
+                    act.end_unconfirmed(err, ctx);
                 }
             }
         }));
@@ -255,6 +269,23 @@ impl LockActor {
         self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
     }
 
+    /// Ends a tenure whose release was never confirmed: lost with
+    /// [`LossReason::ReleaseUnconfirmed`], and `release_error` (the unknown outcome) for the
+    /// caller who asked to release.
+    fn end_unconfirmed(&mut self, release_error: LockError, ctx: &mut Context<Self>) {
+        self.announce_loss(LossReason::ReleaseUnconfirmed);
+        // The end told first wins (a shutdown announces its loss before it releases).
+        let reason = match self.lease.ended() {
+            Some(crate::lease::LeaseEnd::Lost { reason }) => reason,
+            _ => LossReason::ReleaseUnconfirmed,
+        };
+        // The delete may still land; if the key shows this tenure's value when the server
+        // answers again, clear it rather than leave it to expire.
+        let (store, tenure) = (self.store.clone(), self.tenure.clone());
+        actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        self.finish(LockStatus::Lost { reason }, None, Err(release_error), ctx);
+    }
+
     fn reply_future(
         rx: oneshot::Receiver<Result<(), LockError>>,
         key: String,
@@ -272,7 +303,7 @@ impl Actor for LockActor {
         if self.keep_alive {
             // TTL/factor: with the default factor 3, two refreshes can fail before the lease
             // deadline is near.
-            self.next_refresh = Some(Instant::now() + self.refresh_interval);
+            self.next_refresh = Some(deadline_after(self.refresh_interval));
         }
         self.arm(ctx);
     }

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use rand::Rng;
 use tokio::time::Instant;
 
+use crate::deadline::deadline_after;
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::lock::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
@@ -28,6 +29,10 @@ pub(crate) struct Grant {
     pub confirmed: Confirmed,
     /// The holder record that write stored.
     pub holder: Holder,
+    /// The revision the winning compare-and-set expected: the key's last message before
+    /// this tenure (0: the key had none). `None` when the grant claimed a write of ours whose
+    /// answer was lost, so what came before it is not known.
+    pub previous: Option<u64>,
 }
 
 /// How a contention ended.
@@ -94,6 +99,7 @@ impl Contender<'_> {
                 token: revision,
                 confirmed: Confirmed { revision, sent_at },
                 holder,
+                previous: Some(expected),
             }),
             Err(WriteError::Conflict) => Cas::Conflict,
             Err(WriteError::Rejected { code, description }) => Cas::Fatal(LockError::Rejected {
@@ -109,7 +115,11 @@ impl Contender<'_> {
     /// compare-and-set on it proves the key is still ours, and `landed` is the token.
     async fn claim(&self, landed: u64) -> Cas {
         match self.cas(landed).await {
-            Cas::Won(g) => Cas::Won(Grant { token: landed, ..g }),
+            Cas::Won(g) => Cas::Won(Grant {
+                token: landed,
+                previous: None,
+                ..g
+            }),
             other => other,
         }
     }
@@ -203,7 +213,7 @@ impl Contender<'_> {
                 Round::Fatal(e) => return Err(Settled::Failed(e)),
                 Round::Again(next) => expected = next,
                 Round::Unknown(at, e) => {
-                    let until = Instant::now() + self.resolve_for;
+                    let until = deadline_after(self.resolve_for);
                     match self.resolve(at, e, until).await {
                         Cas::Won(g) => return Ok(g),
                         Cas::Fatal(e) => return Err(Settled::Failed(e)),
@@ -258,7 +268,7 @@ impl Contender<'_> {
         // The watch's first event is the key's current last message, so a release between
         // the round above and this line is not missed.
         let mut watch = self.store.watch(&self.tenure.key).await.ok();
-        let mut next_poll = Instant::now() + self.jittered();
+        let mut next_poll = deadline_after(self.jittered());
         loop {
             let expected = tokio::select! {
                 biased;
@@ -282,7 +292,7 @@ impl Contender<'_> {
                     }
                 },
                 _ = tokio::time::sleep_until(next_poll) => {
-                    next_poll = Instant::now() + self.jittered();
+                    next_poll = deadline_after(self.jittered());
                     if watch.is_none() {
                         watch = self.store.watch(&self.tenure.key).await.ok();
                     }
@@ -311,8 +321,11 @@ impl Contender<'_> {
     /// poll in step.
     fn jittered(&self) -> Duration {
         let base = self.retry_interval;
-        let extra = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
-        base + Duration::from_millis(extra)
+        let half = u64::try_from(base.as_millis() / 2).unwrap_or(u64::MAX);
+        let extra = rand::rng().random_range(0..=half);
+        // Saturating: a caller's huge retry interval must not overflow (it then means "poll
+        // never", and the watch alone wakes the waiter).
+        base.saturating_add(Duration::from_millis(extra))
     }
 }
 

@@ -67,8 +67,11 @@ pub(crate) struct Confirmed {
 pub(crate) enum Explained {
     /// The key holds this tenure's own value at `revision` (an earlier unknown write landed).
     Ours(u64),
-    /// The key is free (deleted, purged, expired).
-    Gone(u64),
+    /// The key is free because of this tenure's own delete marker at `revision` (it carries
+    /// the tenure's value): an earlier delete of ours landed.
+    OwnMarker(u64),
+    /// The key is free by someone else's hand, or the server's (deleted, purged, expired).
+    Gone,
     /// The key holds someone else's value.
     Taken(Option<Holder>),
 }
@@ -81,8 +84,10 @@ pub(crate) async fn explain(store: &Store, tenure: &Tenure) -> Option<Explained>
             Some(Explained::Ours(ev.revision))
         }
         Ok(Some(ev)) if ev.op == Op::Put => Some(Explained::Taken(Holder::decode(&ev.value))),
-        Ok(Some(ev)) => Some(Explained::Gone(ev.revision)),
-        Ok(None) => Some(Explained::Gone(0)),
+        // This tenure's own delete marker carries exactly its value. (An operator's break
+        // names the tenure too, in other bytes: `operator::marker`.)
+        Ok(Some(ev)) if ev.value == tenure.value => Some(Explained::OwnMarker(ev.revision)),
+        Ok(Some(_)) | Ok(None) => Some(Explained::Gone),
         Err(_) => None,
     }
 }
@@ -105,7 +110,7 @@ async fn before_deadline<T>(
 
 /// Sleeps for the current backoff (never past `deadline`) and doubles it.
 async fn back_off(backoff: &mut Duration, deadline: Instant) {
-    let until = (Instant::now() + *backoff).min(deadline);
+    let until = crate::deadline::deadline_after(*backoff).min(deadline);
     tokio::time::sleep_until(until).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }
@@ -146,7 +151,7 @@ pub(crate) async fn refresh(
                     }
                     revision = r;
                 }
-                Some(Explained::Gone(_)) => return Err(LossReason::Deleted),
+                Some(Explained::Gone | Explained::OwnMarker(_)) => return Err(LossReason::Deleted),
                 Some(Explained::Taken(h)) => {
                     return Err(LossReason::Taken {
                         holder: h.map(Box::new),
@@ -210,14 +215,16 @@ pub(crate) async fn release(
                     }
                     revision = r;
                 }
-                // Our own earlier delete landed but its ack was lost.
-                Some(Explained::Gone(marker)) if had_unknown => {
-                    return Released::Freed(Some(marker))
-                }
+                // Our own earlier delete landed but its ack was lost: the marker is ours.
+                Some(Explained::OwnMarker(marker)) => return Released::Freed(Some(marker)),
                 // Our earlier delete landed, and someone else has taken the free key since:
-                // before the deadline nobody else could, unless the delete freed it.
+                // before the deadline nobody else could, unless a delete freed it. (A foreign
+                // delete before that take cannot be told apart any more: the bucket keeps one
+                // message per key.)
                 Some(Explained::Taken(_)) if had_unknown => return Released::Freed(None),
-                Some(Explained::Gone(_)) => return Released::WasLost(LossReason::Deleted),
+                // Someone else's marker (or the server's): whatever our unanswered delete did,
+                // the key was freed by another hand. A loss, never a release.
+                Some(Explained::Gone) => return Released::WasLost(LossReason::Deleted),
                 Some(Explained::Taken(h)) => {
                     return Released::WasLost(LossReason::Taken {
                         holder: h.map(Box::new),

@@ -16,7 +16,7 @@ use crate::error::LockError;
 const MISSING_CHECK_REUSE: Duration = Duration::from_millis(250);
 
 /// `(major, minor)` of a server version string like `2.15.1` or `v2.9.10-beta`.
-fn major_minor(version: &str) -> (u32, u32) {
+pub(super) fn major_minor(version: &str) -> (u32, u32) {
     let mut parts = version.trim_start_matches('v').split(['.', '-']);
     let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -115,7 +115,7 @@ impl Store {
                     .saturating_add(config.max_clock_skew)
             }),
         };
-        Ok(Store {
+        let store = Store {
             js,
             kv,
             subject_prefix: format!("$KV.{}.", config.bucket),
@@ -128,7 +128,9 @@ impl Store {
             restart_grace: config.restart_grace,
             grace_ttl: config.ttl,
             clock_skew: config.max_clock_skew,
-        })
+        };
+        store.first_grace_check().await;
+        Ok(store)
     }
 }
 

@@ -139,6 +139,15 @@ impl Store {
             .saturating_add(self.clock_skew)
     }
 
+    /// The first check, made when the store opens, so that a manager's first acquire sends
+    /// its write first (no stream-info request before it). A failure here is not one: the
+    /// first `admit` checks again.
+    pub(super) async fn first_grace_check(&self) {
+        if let Err(e) = self.check_grace(self.connects(), false).await {
+            tracing::debug!(error = ?e, "restart grace: first check failed; the first acquire checks");
+        }
+    }
+
     /// Whether a new tenure may be written now. Cheap while the connection has not been
     /// re-made since the last check; otherwise one stream-info request (and, when the data
     /// was reset, a purge that moves its sequence past every earlier token).
@@ -275,7 +284,12 @@ impl Store {
                 .unwrap_or(Duration::ZERO)
                 < self.grace_length(&info);
         let never_written = last < first && !new_at_clock;
-        if reset || never_written {
+        // A replicated stream on a server before 2.10 refuses every write after a purge that
+        // moves its sequence (10077, its cluster layer keeps the old last sequence); such
+        // servers do not make replicated compare-and-set safe anyway (GUARANTEES.md).
+        let movable = info.config.num_replicas <= 1
+            || super::bucket::major_minor(&self.caps.server_version) >= (2, 10);
+        if (reset || never_written) && movable {
             let to = micros_now().max(max_seen + 1).max(last + 1);
             self.move_sequence(to, reset).await?;
             info = self.stream_info().await?;

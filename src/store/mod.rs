@@ -74,8 +74,8 @@ pub(crate) enum WriteError {
     /// The key's last revision was not the expected one (JetStream 10071): the write did not
     /// happen.
     Conflict,
-    /// The write may or may not have happened: an ack timeout, a broken connection, or a
-    /// retryable server answer after a leader change (10163, 10164).
+    /// The write may or may not have happened: an ack timeout, a broken connection, or an
+    /// answer that names no JetStream error.
     Unknown(Box<dyn std::error::Error + Send + Sync>),
     /// Nothing was written, and retrying later may work: no responders (no stream leader),
     /// or the leader refused for now (10163 after a leader change, 10164 while another write
@@ -325,5 +325,40 @@ impl Stream for KeyWatch {
             Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JetStream API error as the server sends it in a publish ack, wrapped the way
+    /// async-nats wraps an ack error it has no kind for.
+    fn from_server(err_code: u64) -> jetstream::context::PublishError {
+        let json = format!(r#"{{"code":503,"err_code":{err_code},"description":"test"}}"#);
+        let api: jetstream::Error = serde_json::from_str(&json).unwrap();
+        jetstream::context::PublishError::with_source(PublishErrorKind::Other, api)
+    }
+
+    #[test]
+    fn a_write_refused_for_now_is_unavailable_not_unknown() {
+        // 10163 (a new stream leader does not know the last sequence per subject yet) and
+        // 10164 (another write to the key is in flight): refused, nothing written. Retried,
+        // and never reported as an unknown outcome.
+        for code in [10163, 10164] {
+            let e = classify_publish(from_server(code));
+            assert!(matches!(e, WriteError::Unavailable(_)), "{code}: {e:?}");
+            let public = e.into_lock_error("k");
+            assert_eq!(public.kind(), crate::ErrorKind::Unavailable, "{code}");
+        }
+        // The others keep their meaning: a conflict, a refusal for good, and a timeout.
+        let conflict = jetstream::context::PublishError::new(PublishErrorKind::WrongLastSequence);
+        assert!(matches!(classify_publish(conflict), WriteError::Conflict));
+        assert!(matches!(
+            classify_publish(from_server(10054)),
+            WriteError::Rejected { code: 10054, .. }
+        ));
+        let timeout = jetstream::context::PublishError::new(PublishErrorKind::TimedOut);
+        assert!(matches!(classify_publish(timeout), WriteError::Unknown(_)));
     }
 }

@@ -132,7 +132,9 @@ fn status(error: &LockError) -> StatusCode {
 /// `Retry-After` in whole seconds for an acquire that timed out: as long as it waited
 /// (rounded up, at least one second), a hint that the lock may be free by then.
 pub(crate) fn retry_after(waited: Duration) -> u64 {
-    let secs = waited.as_secs() + u64::from(waited.subsec_nanos() > 0);
+    let secs = waited
+        .as_secs()
+        .saturating_add(u64::from(waited.subsec_nanos() > 0));
     secs.max(1)
 }
 
@@ -185,6 +187,7 @@ fn reason_name(reason: &LossReason) -> &'static str {
         LossReason::Taken { .. } => "taken",
         LossReason::Expired => "expired",
         LossReason::Shutdown => "shutdown",
+        LossReason::ReleaseUnconfirmed => "release_unconfirmed",
     }
 }
 
@@ -342,6 +345,7 @@ mod tests {
         assert_eq!(body["retry_after_s"], 2);
         assert_eq!(retry_after(Duration::ZERO), 1);
         assert_eq!(retry_after(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after(Duration::MAX), u64::MAX);
     }
 
     #[test]

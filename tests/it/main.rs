@@ -6,6 +6,7 @@ mod harness_selftest;
 
 mod acquire;
 mod connect;
+mod durations;
 mod ends;
 mod exclusion;
 mod faults;
@@ -17,6 +18,7 @@ mod leader_measure;
 mod loss;
 mod observe;
 mod operator;
+mod reports;
 mod restart;
 mod runtimes;
 mod waiting;

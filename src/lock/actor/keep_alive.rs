@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::LockActor;
+use crate::deadline::{after, lease_deadline};
 use crate::error::LossReason;
 use crate::lock::state::LockStatus;
 use crate::lock::tenure::{self, Confirmed};
@@ -34,7 +35,7 @@ impl LockActor {
             return self.declare_lost(LossReason::Expired, ctx);
         }
         if self.next_refresh.is_some_and(|r| now >= r) {
-            self.next_refresh = Some(now + self.refresh_interval);
+            self.next_refresh = Some(after(now, self.refresh_interval));
             self.start_refresh(ctx);
         }
         self.arm(ctx);
@@ -68,11 +69,19 @@ impl LockActor {
         let _e = self.span.clone().entered();
         match result {
             Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
+                // The compare-and-set moved the revision, whoever asked for it.
                 self.revision = c.revision;
-                self.deadline = c.sent_at + self.tenure.ttl - self.margin;
-                self.lease.set_deadline(self.deadline);
-                self.last_refresh = Some(SystemTime::now());
-                tracing::trace!(revision = c.revision, "refreshed");
+                // With keep-alive off, only the caller's `refresh()` extends the lease: a check
+                // after someone else's write keeps the local deadline where it was (the key
+                // lives on at the server until this write's TTL; the holder clears it itself
+                // at its deadline, `release_if_ours`).
+                let extends = self.keep_alive || !self.refresh_replies.is_empty();
+                if extends {
+                    self.deadline = lease_deadline(c.sent_at, self.tenure.ttl, self.margin);
+                    self.lease.set_deadline(self.deadline);
+                    self.last_refresh = Some(SystemTime::now());
+                }
+                tracing::trace!(revision = c.revision, extends, "refreshed");
                 self.arm(ctx);
                 for r in self.refresh_replies.drain(..) {
                     let _ = r.send(Ok(()));

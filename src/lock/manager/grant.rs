@@ -102,6 +102,7 @@ impl LockManagerActor {
                     tenure,
                     token: grant.token,
                     confirmed: grant.confirmed,
+                    previous: grant.previous,
                     keep_alive: self.config.keep_alive,
                     refresh_interval: self
                         .config
