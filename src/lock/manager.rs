@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{validate_ttl, Config};
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
@@ -77,6 +77,12 @@ pub struct LockManagerActor {
     /// Every change that lands on the bucket's keys; taken into the actor's context when it
     /// starts. It tells held locks of foreign writes at once instead of at their next refresh.
     feed: Option<Changes>,
+    /// Whether the manager follows the bucket's changes: then waiters wake from them.
+    follows_changes: bool,
+    /// The waiting contenders' wake-up channels, per key (at most one contender per key):
+    /// the changes of keys someone here waits for. Made before the contender's first round
+    /// and removed when it ends.
+    wakers: HashMap<String, mpsc::Sender<Change>>,
     /// How this manager's own lock values begin: writes that start with it are this
     /// manager's refreshes and acquires, not foreign writes.
     own_value_prefix: Vec<u8>,
@@ -107,7 +113,9 @@ impl LockManagerActor {
             queues: HashMap::new(),
             markers: HashMap::new(),
             loss_subscribers,
+            follows_changes: feed.is_some(),
             feed,
+            wakers: HashMap::new(),
             shutting_down: false,
             stop_contenders: watch::channel(false).0,
             contending: 0,
@@ -291,6 +299,15 @@ impl Handler<SubscribeLosses> for LockManagerActor {
 
 impl StreamHandler<Change> for LockManagerActor {
     fn handle(&mut self, change: Change, _: &mut Context<Self>) {
+        if let Some(waker) = self.wakers.get(&change.key) {
+            // A waiter cares for the key becoming free, and for its own write whose answer
+            // was lost; other writes only keep it waiting. A full channel drops the change:
+            // the waiter has changes to act on already, and its round reads the key.
+            let own = change.value.starts_with(&self.own_value_prefix);
+            if change.op != ChangeOp::Put || own {
+                let _ = waker.try_send(change.clone());
+            }
+        }
         // This manager's own writes: refreshes and acquires of its own tenures. (Its own
         // deletes reach a lock actor that is releasing, which ignores them.)
         if change.op == ChangeOp::Put && change.value.starts_with(&self.own_value_prefix) {

@@ -8,6 +8,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use super::consumers::ConsumerGuard;
 use super::{unavailable, End, Store, KV_OPERATION, NLOCK_END};
 use crate::error::LockError;
 
@@ -73,7 +74,9 @@ impl Store {
             subject: String,
             from: ChangesFrom,
             last: Option<u64>,
-            live: Option<jetstream::consumer::push::Ordered>,
+            /// The consumer and its guard: dropping them (a break, or the stream's drop)
+            /// deletes the consumer on the server.
+            live: Option<(jetstream::consumer::push::Ordered, ConsumerGuard)>,
         }
         let subject = format!("{}{}", self.subject_prefix, filter);
         let first = match from {
@@ -116,7 +119,7 @@ impl Store {
                         }
                         continue;
                     };
-                    match live.next().await {
+                    match live.0.next().await {
                         Some(Ok(msg)) => {
                             if let Some(change) = st.store.to_change(&msg) {
                                 st.last = Some(change.revision);
@@ -137,28 +140,34 @@ impl Store {
         &self,
         subject: &str,
         deliver_policy: jetstream::consumer::DeliverPolicy,
-    ) -> Result<jetstream::consumer::push::Ordered, async_nats::Error> {
-        let consumer = self
+    ) -> Result<(jetstream::consumer::push::Ordered, ConsumerGuard), async_nats::Error> {
+        let (consumer, guard) = self
             .ordered_consumer(subject, deliver_policy, "nlock change stream")
             .await?;
-        Ok(consumer.messages().await?)
+        Ok((consumer.messages().await?, guard))
     }
 
-    /// An ordered push consumer on the bucket's stream: no acks, no state kept on the server
-    /// beyond its lifetime, recreated by the client from the next sequence if it breaks.
+    /// An ordered push consumer on the bucket's stream: no acks, recreated by the client
+    /// from the next sequence if it breaks, and deleted when its guard is dropped.
     async fn ordered_consumer(
         &self,
         subject: &str,
         deliver_policy: jetstream::consumer::DeliverPolicy,
         description: &str,
     ) -> Result<
-        jetstream::consumer::Consumer<jetstream::consumer::push::OrderedConfig>,
+        (
+            jetstream::consumer::Consumer<jetstream::consumer::push::OrderedConfig>,
+            ConsumerGuard,
+        ),
         async_nats::Error,
     > {
+        // Made first: a create whose answer is lost may still have made the consumer.
+        let guard = ConsumerGuard::new(self.js.clone(), self.kv.stream_name.clone());
         let consumer = self
             .kv
             .stream
             .create_consumer(jetstream::consumer::push::OrderedConfig {
+                name: Some(guard.name().to_owned()),
                 deliver_subject: self.js.client().new_inbox(),
                 description: Some(description.to_owned()),
                 filter_subject: subject.to_owned(),
@@ -167,7 +176,7 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        Ok(consumer)
+        Ok((consumer, guard))
     }
 
     fn to_change(&self, msg: &jetstream::Message) -> Option<Change> {
@@ -221,7 +230,8 @@ impl Store {
         use SnapshotError::{Failed, Stalled};
         let subject = format!("{}{}", self.subject_prefix, filter);
         let policy = jetstream::consumer::DeliverPolicy::LastPerSubject;
-        let consumer = self
+        // The guard deletes the consumer when this returns, whichever way.
+        let (consumer, _guard) = self
             .ordered_consumer(&subject, policy, "nlock snapshot")
             .await
             .map_err(|source| Failed(LockError::Unavailable { source }))?;
