@@ -241,6 +241,13 @@ impl LockManager {
         Ok(self.addr.send(ListLocks).await?)
     }
 
+    /// How much per-key state the manager keeps: for tests that check that nothing grows
+    /// without bound (withdrawn requests leave their key's queue at once). Not stable API.
+    #[doc(hidden)]
+    pub async fn state_counts(&self) -> Result<crate::lock::requests::ManagerCounts, LockError> {
+        Ok(self.addr.send(crate::lock::requests::CountState).await?)
+    }
+
     /// Subscribes `recipient` to every lock loss in this manager. Weak: the subscription does
     /// not keep the subscriber alive.
     ///
@@ -348,7 +355,7 @@ impl LockManager {
     pub async fn events(&self, filter: &str) -> Result<LockEvents, LockError> {
         validate_filter(filter)?;
         let changes = self.store.changes(filter, ChangesFrom::Current).await?;
-        Ok(LockEvents::new(changes))
+        Ok(LockEvents::new(changes, self.store.silent_expiry()))
     }
 
     /// What the server supports (per-lock TTL, expiry events).

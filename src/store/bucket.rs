@@ -109,6 +109,7 @@ impl Store {
             per_lock_ttl: modern && cfg.allow_message_ttl,
             expiry_events: modern && cfg.subject_delete_marker_ttl.is_some(),
         };
+        let max_age = cfg.max_age;
         Ok(Store {
             js,
             kv,
@@ -117,6 +118,7 @@ impl Store {
             wanted,
             missing_check: Arc::default(),
             request_timeout: config.request_timeout,
+            max_age,
         })
     }
 }

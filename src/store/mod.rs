@@ -131,6 +131,8 @@ pub(crate) struct Store {
     missing_check: Arc<Mutex<Option<(std::time::Instant, bool)>>>,
     /// Bounds reads that are not lock writes (a snapshot's deliveries).
     request_timeout: Duration,
+    /// The bucket's `max_age` as the server has it (zero: messages never age out).
+    max_age: Duration,
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
@@ -143,6 +145,14 @@ impl Store {
     /// What the server and bucket support.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// How long after its last message a key is gone from the bucket without a word: the
+    /// bucket's `max_age`, when the server leaves no marker as it removes a key's last message
+    /// (no limit markers: before 2.11, or a bucket without them). `None` when such removals
+    /// are announced or never happen.
+    pub(crate) fn silent_expiry(&self) -> Option<Duration> {
+        (!self.caps.expiry_events && !self.max_age.is_zero()).then_some(self.max_age)
     }
 
     /// Writes `value` to `key` if its last revision is `expected` (0: no message at all).

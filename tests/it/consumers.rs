@@ -1,14 +1,15 @@
-//! Server resources: waiting creates no consumer per wait, every consumer nlock creates is
-//! deleted when its user is done, and withdrawn waiters leave the key's queue at once.
+//! Resources that waiting and watching use: waiting creates no consumer per wait, every
+//! consumer nlock creates is deleted when its user is done, withdrawn waiters leave the key's
+//! queue at once, and `LockEvents` forgets keys that are gone.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use nlock::{ErrorKind, LockManager};
+use nlock::{ErrorKind, LockEventKind, LockManager};
 
-use crate::fixture::{spawn_waiter, Env, PATIENCE};
+use crate::fixture::{next_event, spawn_waiter, Env, PATIENCE};
 use crate::harness::must_eventually;
 
 /// How many consumers one manager may hold at any moment: its change stream, and a second
@@ -175,4 +176,79 @@ async fn a_manager_without_change_following_deletes_its_waiters_consumers() {
     got.release().await.unwrap();
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[actix::test]
+async fn withdrawn_requests_leave_the_queue_at_once() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let b = env.manager(env.config()).await;
+    let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    // One request waits all along (its contender runs); the others queue behind it.
+    let first = spawn_waiter(&b, "k", PATIENCE).await;
+    let pending: Vec<_> = (0..5)
+        .map(|_| b.acquire("k", Some(Duration::from_millis(20))))
+        .collect();
+    for r in futures::future::join_all(pending).await {
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::AcquireTimedOut);
+    }
+    for _ in 0..5 {
+        let dropped = spawn_waiter(&b, "k", PATIENCE).await;
+        dropped.abort();
+        assert!(dropped.await.unwrap_err().is_cancelled());
+    }
+    // The key is still held by a: only the first request is left, with its contender.
+    must_eventually(
+        PATIENCE,
+        "withdrawn requests are gone from the queue",
+        || async {
+            let n = b.state_counts().await.unwrap();
+            (n.keys, n.queued, n.wakers) == (1, 0, 1)
+        },
+    )
+    .await;
+    first.abort();
+    must_eventually(PATIENCE, "nothing is kept for the key", || async {
+        let n = b.state_counts().await.unwrap();
+        (n.keys, n.queued, n.wakers) == (0, 0, 0)
+    })
+    .await;
+    held.release().await.unwrap();
+}
+
+#[actix::test]
+async fn lock_events_forget_keys_that_are_gone() {
+    let env = Env::start().await;
+    // Gone within a second of its last message: with limit markers, the server says so;
+    // without, the stream knows the bucket's max_age.
+    let m = env.manager(env.config().ttl(Duration::from_secs(1))).await;
+    let mut events = m.events(">").await.unwrap();
+    for i in 0..5 {
+        let lock = m
+            .acquire(&format!("gone{i}"), Some(PATIENCE))
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+    }
+    let mut released = 0;
+    while released < 5 {
+        if next_event(&mut events).await.kind == LockEventKind::Released {
+            released += 1;
+        }
+    }
+    assert_eq!(events.tracked_keys(), 5);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        // Drives the stream (the server's markers come through it) for a moment at a time.
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.next()).await;
+        if events.tracked_keys() == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} keys still tracked after {PATIENCE:?}",
+            events.tracked_keys()
+        );
+    }
+    m.shutdown().await;
 }
