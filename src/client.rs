@@ -338,7 +338,7 @@ impl LockManager {
     /// `jobs.>` or `*.nightly`), in order: first each key's last change, then every change
     /// as it lands: acquired, refreshed, released, deleted, expired (expiries only with limit
     /// markers, see [`Capabilities::expiry_events`]). One JetStream consumer per stream, not
-    /// one per key.
+    /// one per key, deleted when the stream is dropped.
     ///
     /// The stream's consumer exists when this returns: nothing that lands afterwards is
     /// missed, however late the stream is first polled.

@@ -90,7 +90,7 @@ pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
 /// A stream of [`LockEvent`]s, from [`LockManager::events`](crate::LockManager::events).
 /// It does not end by itself: it reopens after a broken connection or a lost bucket, from the
 /// revision after the last event (changes removed meanwhile are not replayed). Drop it to
-/// stop watching.
+/// stop watching: its server consumer is then deleted.
 pub struct LockEvents {
     changes: Changes,
     /// Per key, what the last change seen left, and when it was seen. It tells a refresh of a

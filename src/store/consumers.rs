@@ -39,7 +39,8 @@ impl ConsumerGuard {
         ConsumerGuard {
             js,
             stream,
-            name: format!("nlock_{}", crate::holder::random_id()),
+            // 128 random bits: unique among every process's consumers on the stream.
+            name: format!("nlock_{:032x}", rand::random::<u128>()),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }

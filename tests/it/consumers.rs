@@ -76,7 +76,7 @@ async fn contended_waits_hold_a_few_consumers_per_manager_and_none_after_shutdow
     for (i, m) in managers.iter().enumerate() {
         for w in 0..3 {
             let (m, granted) = (m.clone(), granted.clone());
-            workers.push(actix::spawn(work(m, i * 3 + w, 15, granted)));
+            workers.push(actix::spawn(work(m, i * 3 + w, 24, granted)));
         }
     }
     let all = futures::future::join_all(workers);
@@ -97,6 +97,10 @@ async fn contended_waits_hold_a_few_consumers_per_manager_and_none_after_shutdow
             }
         }
     }
+    eprintln!(
+        "measured: at most {most} consumers in {samples} samples, {} waits granted",
+        granted.load(Ordering::Relaxed)
+    );
     assert!(samples > 0);
     assert!(
         granted.load(Ordering::Relaxed) > 0,
