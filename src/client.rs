@@ -148,7 +148,7 @@ impl LockManager {
         }
         let store = Arc::new(store);
         let feed = match config.follow_changes {
-            true => Some(store.changes(">", ChangesFrom::Now).await?),
+            true => Some(store.changes_closable(">", ChangesFrom::Now).await?),
             false => None,
         };
         let losses = Arc::new(Subscribers::default());

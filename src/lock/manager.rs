@@ -28,7 +28,7 @@ use crate::lock::requests::{
 };
 use crate::lock::state::{GetState, LockState};
 use crate::pending::PendingLock;
-use crate::store::{Change, ChangeOp, Changes, Store};
+use crate::store::{Change, ChangeOp, Changes, ChangesCloser, Store};
 use crate::subscribers::Subscribers;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
@@ -78,6 +78,9 @@ pub struct LockManagerActor {
     /// Every change that lands on the bucket's keys; taken into the actor's context when it
     /// starts. It tells held locks of foreign writes at once instead of at their next refresh.
     feed: Option<Changes>,
+    /// Ends the change stream and deletes its consumer at shutdown, waiting for the server,
+    /// so that a process that exits right after leaves no consumer behind.
+    feed_closer: Option<ChangesCloser>,
     /// Whether the manager follows the bucket's changes: then waiters wake from them.
     follows_changes: bool,
     /// The waiting contenders' wake-up channels, per key (at most one contender per key):
@@ -102,9 +105,10 @@ impl LockManagerActor {
         store: Arc<Store>,
         config: Config,
         owner: String,
-        feed: Option<Changes>,
+        feed: Option<(Changes, ChangesCloser)>,
         loss_subscribers: Arc<Subscribers>,
     ) -> Self {
+        let (feed, feed_closer) = feed.unzip();
         LockManagerActor {
             store,
             config,
@@ -116,6 +120,7 @@ impl LockManagerActor {
             loss_subscribers,
             follows_changes: feed.is_some(),
             feed,
+            feed_closer,
             wakers: HashMap::new(),
             shutting_down: false,
             stop_contenders: watch::channel(false).0,
@@ -389,6 +394,16 @@ impl Handler<Shutdown> for LockManagerActor {
             contenders_done
                 .into_actor(self)
                 .then(|(), act, _| release_all(act.held_addrs()).into_actor(act))
+                .then(|(), act, _| {
+                    // Last: held locks learn of foreign writes until they are released.
+                    let closer = act.feed_closer.take();
+                    async move {
+                        if let Some(closer) = closer {
+                            closer.close().await;
+                        }
+                    }
+                    .into_actor(act)
+                })
                 .map(|(), _, ctx| ctx.stop()),
         )
     }

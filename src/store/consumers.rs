@@ -49,10 +49,20 @@ impl ConsumerGuard {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
+
+    /// Deletes the consumer now and waits for the server's answer (where the caller can wait:
+    /// a shutdown, the end of a snapshot), so that a process exiting next leaves nothing.
+    pub(crate) async fn delete_now(mut self) {
+        let name = std::mem::take(&mut self.name);
+        delete(&self.js, &self.stream, &name).await;
+    }
 }
 
 impl Drop for ConsumerGuard {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return; // deleted already
+        }
         let (js, stream) = (self.js.clone(), std::mem::take(&mut self.stream));
         let name = std::mem::take(&mut self.name);
         let delete = async move { delete(&js, &stream, &name).await };

@@ -17,7 +17,7 @@ mod changes;
 mod consumers;
 mod layout;
 
-pub(crate) use changes::{Change, ChangeOp, Changes, ChangesFrom};
+pub(crate) use changes::{Change, ChangeOp, Changes, ChangesCloser, ChangesFrom};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -129,10 +129,13 @@ async fn observers_leave_no_consumer_behind() {
     let held = m.acquire("k", Some(PATIENCE)).await.unwrap();
     assert_eq!(consumer_count(&js, &env.bucket).await, 0);
 
-    // A snapshot's consumer is gone once the answer is back.
+    // A snapshot's consumer is deleted before the answer comes back.
     assert_eq!(m.holders().await.unwrap().len(), 1);
+    assert_eq!(consumer_count(&js, &env.bucket).await, 0);
     assert!(m.holder("k").await.unwrap().is_some());
-    must_reach_zero(&js, &env.bucket, "no consumer after holders()").await;
+    assert_eq!(consumer_count(&js, &env.bucket).await, 0);
+    assert!(m.holder("free").await.unwrap().is_none());
+    assert_eq!(consumer_count(&js, &env.bucket).await, 0);
 
     // An event stream holds one consumer while it lives, and none after it is dropped.
     let mut events = m.events(">").await.unwrap();
@@ -255,4 +258,34 @@ async fn lock_events_forget_keys_that_are_gone() {
         );
     }
     m.shutdown().await;
+}
+
+#[actix::test]
+async fn shutdown_deletes_the_change_consumer_before_it_returns() {
+    let env = Env::start().await;
+    let js = async_nats::jetstream::new(env.raw().await);
+    // The manager runs in an actix system of its own that ends as soon as shutdown returns
+    // (as in a program whose main ends there), on a connection that stays open: only a
+    // delete answered before shutdown returned can have removed the consumer.
+    let client = env.raw().await;
+    let config = env.config().build().unwrap();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            let m = LockManager::start(client, config).await.unwrap();
+            let held = m.acquire("k", Some(PATIENCE)).await.unwrap();
+            seen_tx.send(()).unwrap();
+            go_rx.await.unwrap();
+            m.shutdown().await;
+            drop(held);
+        });
+    });
+    seen_rx.await.unwrap();
+    assert_eq!(consumer_count(&js, &env.bucket).await, 1);
+    go_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(consumer_count(&js, &env.bucket).await, 0);
 }
