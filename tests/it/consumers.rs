@@ -32,9 +32,15 @@ async fn must_reach_zero(js: &async_nats::jetstream::Context, bucket: &str, what
 
 /// One worker's loop: waits that are granted (held briefly, released), that time out, and
 /// that are dropped by their caller, on a few keys.
-async fn work(m: LockManager, worker: usize, rounds: usize, granted: Arc<AtomicUsize>) {
+async fn work(
+    m: LockManager,
+    worker: usize,
+    rounds: usize,
+    keys: usize,
+    granted: Arc<AtomicUsize>,
+) {
     for round in 0..rounds {
-        let key = format!("k{}", (worker + round) % 3);
+        let key = format!("k{}", (worker + round) % keys);
         match round % 3 {
             0 => {
                 if let Ok(lock) = m.acquire(&key, Some(PATIENCE)).await {
@@ -66,17 +72,34 @@ async fn work(m: LockManager, worker: usize, rounds: usize, granted: Arc<AtomicU
 #[actix::test]
 async fn contended_waits_hold_a_few_consumers_per_manager_and_none_after_shutdown() {
     let env = Env::start().await;
+    contend_and_count(&env, env.config(), 3).await;
+}
+
+#[actix::test]
+async fn the_same_on_one_key_of_a_go_compatible_bucket() {
+    // No limit markers there: waiters also poll.
+    let env = Env::start().await;
+    let config = env
+        .config()
+        .bucket_layout(nlock::BucketLayout::GoCompatible)
+        .retry_interval(Duration::from_millis(100));
+    contend_and_count(&env, config, 1).await;
+}
+
+/// Three managers with three workers each on `keys` keys; samples the stream's consumer
+/// count all along, then shuts every manager down.
+async fn contend_and_count(env: &Env, config: nlock::ConfigBuilder, keys: usize) {
     let js = async_nats::jetstream::new(env.raw().await);
     let mut managers = Vec::new();
     for _ in 0..3 {
-        managers.push(env.manager(env.config()).await);
+        managers.push(env.manager(config.clone()).await);
     }
     let granted = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for (i, m) in managers.iter().enumerate() {
         for w in 0..3 {
             let (m, granted) = (m.clone(), granted.clone());
-            workers.push(actix::spawn(work(m, i * 3 + w, 24, granted)));
+            workers.push(actix::spawn(work(m, i * 3 + w, 24, keys, granted)));
         }
     }
     let all = futures::future::join_all(workers);
