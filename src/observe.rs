@@ -136,18 +136,19 @@ impl LockEvents {
     /// for tests that check it does not grow with keys that no longer exist. Not stable API.
     #[doc(hidden)]
     pub fn tracked_keys(&mut self) -> usize {
-        self.sweep();
+        self.sweep(true);
         self.last.len()
     }
 
-    /// Forgets the keys whose last message the server has removed without a marker by now,
-    /// at most twice per `max_age`.
-    fn sweep(&mut self) {
+    /// Forgets the keys whose last message the server has removed without a marker by now;
+    /// unless `now_anyway`, at most twice per `max_age` (so a key is kept at most one and a
+    /// half `max_age`).
+    fn sweep(&mut self, now_anyway: bool) {
         let Some(max_age) = self.silent_expiry else {
             return;
         };
         let now = Instant::now();
-        if now < self.next_sweep {
+        if now < self.next_sweep && !now_anyway {
             return;
         }
         // Seen no earlier than stored: older than max_age since seen means removed.
@@ -225,7 +226,7 @@ impl Stream for LockEvents {
         loop {
             match self.changes.poll_next_unpin(cx) {
                 Poll::Ready(Some(change)) => {
-                    self.sweep();
+                    self.sweep(false);
                     if let Some(event) = self.event(change) {
                         return Poll::Ready(Some(event));
                     }
@@ -264,6 +265,53 @@ pub(crate) fn validate_filter(filter: &str) -> Result<(), crate::LockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(key: &str, revision: u64, op: ChangeOp) -> Change {
+        let value = match op {
+            ChangeOp::Put => bytes::Bytes::from_static(b"someone"),
+            _ => bytes::Bytes::new(),
+        };
+        Change {
+            key: key.to_owned(),
+            revision,
+            op,
+            value,
+            stored_at_ms: None,
+        }
+    }
+
+    fn events(silent_expiry: Option<Duration>) -> LockEvents {
+        LockEvents::new(Box::pin(futures::stream::empty()), silent_expiry)
+    }
+
+    #[tokio::test]
+    async fn the_age_limit_marker_ends_what_is_kept_of_a_key() {
+        let mut ev = events(None);
+        assert!(ev.event(change("a", 1, ChangeOp::Put)).is_some());
+        assert!(ev.event(change("a", 2, ChangeOp::Delete)).is_some());
+        assert_eq!(ev.tracked_keys(), 1);
+        // The marker for the old delete marker: no event, and nothing more is kept.
+        assert!(ev.event(change("a", 3, ChangeOp::Expired)).is_none());
+        assert_eq!(ev.tracked_keys(), 0);
+        // A held key that expires: an event, and nothing kept.
+        assert!(ev.event(change("b", 4, ChangeOp::Put)).is_some());
+        let expired = ev.event(change("b", 5, ChangeOp::Expired)).unwrap();
+        assert_eq!(expired.kind, LockEventKind::Expired);
+        assert_eq!(ev.tracked_keys(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_markers_keys_are_forgotten_once_older_than_max_age() {
+        let max_age = Duration::from_secs(10);
+        let mut ev = events(Some(max_age));
+        assert!(ev.event(change("a", 1, ChangeOp::Put)).is_some());
+        assert!(ev.event(change("b", 2, ChangeOp::Put)).is_some());
+        assert!(ev.event(change("b", 3, ChangeOp::Delete)).is_some());
+        tokio::time::advance(max_age - Duration::from_millis(1)).await;
+        assert_eq!(ev.tracked_keys(), 2);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(ev.tracked_keys(), 0);
+    }
 
     #[test]
     fn filters() {

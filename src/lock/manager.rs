@@ -7,6 +7,7 @@
 //! `ManagerGone` and held locks keep running until their handles are dropped.
 
 mod grant;
+mod withdraw;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +24,7 @@ use crate::key::validate_key;
 use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, ReleaseForShutdown};
 use crate::lock::queue::{Busy, KeyQueue, Next, Withdrawable};
 use crate::lock::requests::{
-    Acquire, CountState, ListLocks, LockOptions, LocksReport, ManagerCounts, Shutdown,
-    SubscribeLosses, TryAcquire,
+    Acquire, ListLocks, LockOptions, LocksReport, Shutdown, SubscribeLosses, TryAcquire,
 };
 use crate::lock::state::{GetState, LockState};
 use crate::pending::PendingLock;
@@ -193,27 +193,9 @@ impl LockManagerActor {
             }
         }
         queue.push(Waiter { tx, options, mode });
-        // Resolves when the caller's PendingLock is dropped or times out: a withdrawn request
-        // leaves the queue then, not when the key next frees.
-        let (withdraw, withdrawn) = oneshot::channel::<()>();
-        let withdrawn_key = key.clone();
-        ctx.spawn(
-            async move {
-                let _ = withdrawn.await;
-            }
-            .into_actor(self)
-            .map(move |(), act, ctx| act.drop_withdrawn(&withdrawn_key, ctx)),
-        );
+        let withdraw = self.on_withdrawal(&key, ctx);
         self.pump(&key, ctx);
         Ok(PendingLock::new(key, rx, timeout, withdraw))
-    }
-
-    /// Drops the withdrawn requests of `key`, and its queue if nothing is left of it.
-    fn drop_withdrawn(&mut self, key: &str, ctx: &mut Context<Self>) {
-        if let Some(queue) = self.queues.get_mut(key) {
-            queue.drop_withdrawn();
-        }
-        self.pump(key, ctx);
     }
 
     /// Starts a contender for the first live waiter of `key`, if the key is idle here.
@@ -310,18 +292,6 @@ impl Handler<ListLocks> for LockManagerActor {
             let mut held: Vec<LockState> = states.into_iter().filter_map(Result::ok).collect();
             held.sort_by(|a, b| a.key.cmp(&b.key));
             LocksReport { held, waiting }
-        })
-    }
-}
-
-impl Handler<CountState> for LockManagerActor {
-    type Result = MessageResult<CountState>;
-
-    fn handle(&mut self, _: CountState, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(ManagerCounts {
-            keys: self.queues.len(),
-            queued: self.queues.values().map(|q| q.queued()).sum(),
-            wakers: self.wakers.len(),
         })
     }
 }
