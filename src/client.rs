@@ -148,7 +148,7 @@ impl LockManager {
         }
         let store = Arc::new(store);
         let feed = match config.follow_changes {
-            true => Some(store.changes(">", ChangesFrom::Now).await?),
+            true => Some(store.changes_closable(">", ChangesFrom::Now).await?),
             false => None,
         };
         let losses = Arc::new(Subscribers::default());
@@ -239,6 +239,13 @@ impl LockManager {
     /// ```
     pub async fn locks(&self) -> Result<LocksReport, LockError> {
         Ok(self.addr.send(ListLocks).await?)
+    }
+
+    /// How much per-key state the manager keeps: for tests that check that nothing grows
+    /// without bound (withdrawn requests leave their key's queue at once). Not stable API.
+    #[doc(hidden)]
+    pub async fn state_counts(&self) -> Result<crate::lock::requests::ManagerCounts, LockError> {
+        Ok(self.addr.send(crate::lock::requests::CountState).await?)
     }
 
     /// Subscribes `recipient` to every lock loss in this manager. Weak: the subscription does
@@ -337,7 +344,7 @@ impl LockManager {
     /// `jobs.>` or `*.nightly`), in order: first each key's last change, then every change
     /// as it lands: acquired, refreshed, released, deleted, expired (expiries only with limit
     /// markers, see [`Capabilities::expiry_events`]). One JetStream consumer per stream, not
-    /// one per key.
+    /// one per key, deleted when the stream is dropped.
     ///
     /// The stream's consumer exists when this returns: nothing that lands afterwards is
     /// missed, however late the stream is first polled.
@@ -354,7 +361,7 @@ impl LockManager {
     pub async fn events(&self, filter: &str) -> Result<LockEvents, LockError> {
         validate_filter(filter)?;
         let changes = self.store.changes(filter, ChangesFrom::Current).await?;
-        Ok(LockEvents::new(changes))
+        Ok(LockEvents::new(changes, self.store.silent_expiry()))
     }
 
     /// What the server supports (per-lock TTL, expiry events), and how long the restart

@@ -67,7 +67,8 @@ pub use lease::{Lease, LeaseEnd};
 pub use lock::actor::LockActor;
 pub use lock::manager::LockManagerActor;
 pub use lock::requests::{
-    Acquire, ListLocks, LockOptions, LocksReport, Shutdown, SubscribeLosses, TryAcquire,
+    Acquire, ListLocks, LockOptions, LocksReport, ManagerCounts, Shutdown, SubscribeLosses,
+    TryAcquire,
 };
 pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
 pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};

@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -87,14 +90,28 @@ pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
 /// A stream of [`LockEvent`]s, from [`LockManager::events`](crate::LockManager::events).
 /// It does not end by itself: it reopens after a broken connection or a lost bucket, from the
 /// revision after the last event (changes removed meanwhile are not replayed). Drop it to
-/// stop watching.
+/// stop watching: its server consumer is then deleted.
 pub struct LockEvents {
     changes: Changes,
-    /// Per key, what the last change seen left: `Some(value)` when held, `None` when free.
-    /// It tells a refresh of a foreign value from a new tenure, and a marker on a key that
-    /// was already free (the server's age-limit marker for an old delete marker) from an end.
-    /// Bounded by the number of keys in the bucket.
-    last: HashMap<String, Option<Vec<u8>>>,
+    /// Per key, what the last change seen left, and when it was seen. It tells a refresh of a
+    /// foreign value from a new tenure, and a marker on a key that was already free (the
+    /// server's age-limit marker for an old delete marker) from an end. A key is forgotten
+    /// when nothing more can come for it: after the server's age-limit marker (the last
+    /// message the server writes for a key), or, where the server removes a key's last
+    /// message without a marker, once that message is older than the bucket's `max_age`.
+    last: HashMap<String, Seen>,
+    /// The bucket's `max_age` when the server removes a key's last message silently.
+    silent_expiry: Option<Duration>,
+    /// When to forget silently expired keys next.
+    next_sweep: Instant,
+}
+
+/// What the last change of a key left.
+#[derive(Debug)]
+struct Seen {
+    /// The value when held, `None` when free.
+    value: Option<Vec<u8>>,
+    at: Instant,
 }
 
 impl std::fmt::Debug for LockEvents {
@@ -106,11 +123,38 @@ impl std::fmt::Debug for LockEvents {
 }
 
 impl LockEvents {
-    pub(crate) fn new(changes: Changes) -> Self {
+    pub(crate) fn new(changes: Changes, silent_expiry: Option<Duration>) -> Self {
         LockEvents {
             changes,
             last: HashMap::new(),
+            silent_expiry,
+            next_sweep: Instant::now(),
         }
+    }
+
+    /// How many keys this stream keeps state for (after forgetting the keys that are gone);
+    /// for tests that check it does not grow with keys that no longer exist. Not stable API.
+    #[doc(hidden)]
+    pub fn tracked_keys(&mut self) -> usize {
+        self.sweep(true);
+        self.last.len()
+    }
+
+    /// Forgets the keys whose last message the server has removed without a marker by now;
+    /// unless `now_anyway`, at most twice per `max_age` (so a key is kept at most one and a
+    /// half `max_age`).
+    fn sweep(&mut self, now_anyway: bool) {
+        let Some(max_age) = self.silent_expiry else {
+            return;
+        };
+        let now = Instant::now();
+        if now < self.next_sweep && !now_anyway {
+            return;
+        }
+        // Seen no earlier than stored: older than max_age since seen means removed.
+        self.last
+            .retain(|_, seen| now.duration_since(seen.at) < max_age);
+        self.next_sweep = now + max_age / 2;
     }
 
     /// The event for `change`, or `None` when it tells nothing new: a marker on a key this
@@ -122,10 +166,14 @@ impl LockEvents {
                 let token = holder.as_ref().and_then(|h| h.token);
                 // An nlock value names its token from the first refresh on; a foreign value
                 // is a refresh when it repeats the previous write on the key.
+                let seen = Seen {
+                    value: Some(change.value.to_vec()),
+                    at: Instant::now(),
+                };
                 let previous = self
                     .last
-                    .insert(change.key.clone(), Some(change.value.to_vec()))
-                    .flatten();
+                    .insert(change.key.clone(), seen)
+                    .and_then(|s| s.value);
                 let refreshed = match &holder {
                     Some(h) if !h.foreign => token.is_some(),
                     _ => previous.as_deref() == Some(&change.value[..]),
@@ -137,7 +185,18 @@ impl LockEvents {
                 }
             }
             ChangeOp::Delete | ChangeOp::Purge | ChangeOp::Expired | ChangeOp::Ended(_) => {
-                if let Some(None) = self.last.insert(change.key.clone(), None) {
+                let previous = if change.op == ChangeOp::Expired {
+                    // The server's age-limit marker is the last message it writes for the
+                    // key; only a new write follows it, and that starts afresh.
+                    self.last.remove(&change.key)
+                } else {
+                    let seen = Seen {
+                        value: None,
+                        at: Instant::now(),
+                    };
+                    self.last.insert(change.key.clone(), seen)
+                };
+                if let Some(Seen { value: None, .. }) = previous {
                     return None;
                 }
                 let kind = match change.op {
@@ -167,6 +226,7 @@ impl Stream for LockEvents {
         loop {
             match self.changes.poll_next_unpin(cx) {
                 Poll::Ready(Some(change)) => {
+                    self.sweep(false);
                     if let Some(event) = self.event(change) {
                         return Poll::Ready(Some(event));
                     }
@@ -205,6 +265,53 @@ pub(crate) fn validate_filter(filter: &str) -> Result<(), crate::LockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(key: &str, revision: u64, op: ChangeOp) -> Change {
+        let value = match op {
+            ChangeOp::Put => bytes::Bytes::from_static(b"someone"),
+            _ => bytes::Bytes::new(),
+        };
+        Change {
+            key: key.to_owned(),
+            revision,
+            op,
+            value,
+            stored_at_ms: None,
+        }
+    }
+
+    fn events(silent_expiry: Option<Duration>) -> LockEvents {
+        LockEvents::new(Box::pin(futures::stream::empty()), silent_expiry)
+    }
+
+    #[tokio::test]
+    async fn the_age_limit_marker_ends_what_is_kept_of_a_key() {
+        let mut ev = events(None);
+        assert!(ev.event(change("a", 1, ChangeOp::Put)).is_some());
+        assert!(ev.event(change("a", 2, ChangeOp::Delete)).is_some());
+        assert_eq!(ev.tracked_keys(), 1);
+        // The marker for the old delete marker: no event, and nothing more is kept.
+        assert!(ev.event(change("a", 3, ChangeOp::Expired)).is_none());
+        assert_eq!(ev.tracked_keys(), 0);
+        // A held key that expires: an event, and nothing kept.
+        assert!(ev.event(change("b", 4, ChangeOp::Put)).is_some());
+        let expired = ev.event(change("b", 5, ChangeOp::Expired)).unwrap();
+        assert_eq!(expired.kind, LockEventKind::Expired);
+        assert_eq!(ev.tracked_keys(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_markers_keys_are_forgotten_once_older_than_max_age() {
+        let max_age = Duration::from_secs(10);
+        let mut ev = events(Some(max_age));
+        assert!(ev.event(change("a", 1, ChangeOp::Put)).is_some());
+        assert!(ev.event(change("b", 2, ChangeOp::Put)).is_some());
+        assert!(ev.event(change("b", 3, ChangeOp::Delete)).is_some());
+        tokio::time::advance(max_age - Duration::from_millis(1)).await;
+        assert_eq!(ev.tracked_keys(), 2);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(ev.tracked_keys(), 0);
+    }
 
     #[test]
     fn filters() {

@@ -22,6 +22,9 @@ pub struct PendingLock {
     key: String,
     rx: oneshot::Receiver<Result<LockHandle, LockError>>,
     timeout: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Dropped with this future, or when it times out: tells the manager at once that the
+    /// request is withdrawn, so its queue entry goes then, not when the key next frees.
+    withdraw: Option<oneshot::Sender<()>>,
 }
 
 impl PendingLock {
@@ -29,9 +32,15 @@ impl PendingLock {
         key: String,
         rx: oneshot::Receiver<Result<LockHandle, LockError>>,
         timeout: Option<Duration>,
+        withdraw: oneshot::Sender<()>,
     ) -> Self {
         let timeout = timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
-        PendingLock { key, rx, timeout }
+        PendingLock {
+            key,
+            rx,
+            timeout,
+            withdraw: Some(withdraw),
+        }
     }
 }
 
@@ -52,6 +61,7 @@ impl Future for PendingLock {
         // Closing first means the contender sees the request withdrawn; a grant that raced
         // in just before still counts.
         self.rx.close();
+        self.withdraw = None;
         match self.rx.try_recv() {
             Ok(result) => Poll::Ready(result),
             Err(_) => Poll::Ready(Err(LockError::AcquireTimedOut {

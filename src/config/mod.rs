@@ -390,9 +390,12 @@ impl ConfigBuilder {
     /// Whether the manager follows the bucket's changes (default on): one JetStream consumer
     /// per manager, through which every write that lands on the bucket reaches it, so a
     /// holder is told within milliseconds when someone else deletes, purges or overwrites
-    /// its key. Off, such a write is noticed at the holder's next refresh (TTL/factor), and
-    /// the manager receives no traffic for other processes' writes: for a process that holds
-    /// many locks on a bucket that many other processes write to.
+    /// its key, and waiters wake from it when a key frees. Off, such a write is noticed at
+    /// the holder's next refresh (TTL/factor), and the manager receives no traffic for other
+    /// processes' writes: for a process that holds many locks on a bucket that many other
+    /// processes write to. A waiter then follows the key it waits for with a consumer of its
+    /// own (one per key at most, since one request per key contends at a time), deleted when
+    /// the wait ends.
     pub fn follow_changes(mut self, on: bool) -> Self {
         self.config.follow_changes = on;
         self

@@ -1,24 +1,41 @@
 //! Getting a lock. First a compare-and-set against what the key is believed to be (a delete
 //! marker this process wrote, else "no message"); on a conflict one read tells whether the
-//! key is free (a marker: one more compare-and-set takes it) or held. A waiter then watches
-//! the key and tries again whenever it is deleted, purged or expires, with a jittered poll as
-//! the fallback for expiries that a server without limit markers never announces.
+//! key is free (a marker: one more compare-and-set takes it) or held. A waiter then tries
+//! again whenever the key is deleted, purged or expires, as the manager's change stream tells
+//! it ([`Wakes`]), with a jittered poll as the fallback for expiries that a server without
+//! limit markers never announces and for while the change stream is reconnecting.
 //!
 //! At most one contender per key runs in a process (the manager sees to that), so waiters in
-//! one process never compete with each other over the network.
+//! one process never compete with each other over the network, and a process follows a key
+//! with at most one consumer however many of its callers wait for it.
 
 use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
 use rand::Rng;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::deadline::deadline_after;
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::lock::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
-use crate::store::{Admission, KeyWatch, Op, RestartGrace, Store, WriteError};
+use crate::store::{
+    Admission, Change, ChangeOp, Changes, ChangesFrom, Op, RestartGrace, Store, WriteError,
+};
+
+/// What wakes a waiting contender when the key may have become free.
+pub(crate) enum Wakes {
+    /// The key's changes, forwarded from the manager's one change stream while this contender
+    /// runs. The manager makes the channel before the contender's first round, so a release
+    /// after that round's read is in it.
+    Feed(mpsc::Receiver<Change>),
+    /// The manager follows no changes (`follow_changes(false)`): the contender follows the key
+    /// with a consumer of its own while it waits, deleted when the wait ends. Still at most
+    /// one per key per manager, since one contender per key runs.
+    Own,
+}
 
 /// A lock just taken: its fencing token and the write that proved it.
 #[derive(Debug, Clone)]
@@ -246,6 +263,7 @@ impl Contender<'_> {
     pub(crate) async fn wait(
         &self,
         hint: Option<u64>,
+        wakes: Wakes,
         stop: impl Future<Output = ()>,
     ) -> Contended {
         tokio::pin!(stop);
@@ -265,20 +283,24 @@ impl Contender<'_> {
                 Err(_) => break,
             }
         }
-        // The watch's first event is the key's current last message, so a release between
-        // the round above and this line is not missed.
-        let mut watch = self.store.watch(&self.tenure.key).await.ok();
+        let (mut feed, mut own) = match wakes {
+            Wakes::Feed(rx) => (Some(rx), None),
+            // Opened after the round, so it starts with the key's last message: a release
+            // between the round and the open is its first change.
+            Wakes::Own => (None, self.follow_key().await),
+        };
+        let follows_own = feed.is_none();
         let mut next_poll = deadline_after(self.jittered());
         loop {
             let expected = tokio::select! {
                 biased;
                 _ = &mut stop => return Contended::Stopped,
-                event = next_event(&mut watch) => match event {
+                change = next_change(&mut feed, &mut own) => match change {
                     // The key is free at this revision: one compare-and-set takes it.
-                    Some(ev) if ev.op == Op::Gone => ev.revision,
+                    Some(c) if c.op != ChangeOp::Put => c.revision,
                     // Our own write whose answer was lost: claim it rather than wait it out.
-                    Some(ev) if self.tenure.is_ours(&ev.value) => {
-                        match self.claim(ev.revision).await {
+                    Some(c) if self.tenure.is_ours(&c.value) => {
+                        match self.claim(c.revision).await {
                             Cas::Won(g) => return Contended::Acquired(g),
                             Cas::Fatal(e) => return Contended::Failed(e),
                             _ => continue,
@@ -286,17 +308,18 @@ impl Contender<'_> {
                     }
                     Some(_) => continue,
                     None => {
-                        // The watch broke: the poll carries on, and reopens it.
-                        watch = None;
+                        // The manager is gone: only the poll is left (and `stop` follows).
+                        feed = None;
                         continue;
                     }
                 },
                 _ = tokio::time::sleep_until(next_poll) => {
                     next_poll = deadline_after(self.jittered());
-                    if watch.is_none() {
-                        watch = self.store.watch(&self.tenure.key).await.ok();
+                    if follows_own && own.is_none() {
+                        own = self.follow_key().await;
                     }
-                    // Fallback for an expiry nobody announced: the key may have no message.
+                    // Fallback for an expiry nobody announced (the key may have no message),
+                    // or for changes missed while the change stream reconnects.
                     0
                 }
             };
@@ -311,10 +334,19 @@ impl Contender<'_> {
                     next_poll = Instant::now();
                 }
                 // Someone else got it first, or the outcome stayed unknown and was cleaned
-                // up: the watch shows what happens next.
+                // up: the next change or poll tries again.
                 Err(_) => {}
             }
         }
+    }
+
+    /// The key's own change stream, first its last message; `None` if it cannot be opened
+    /// now (the poll tries again). Its consumer is deleted when it is dropped.
+    async fn follow_key(&self) -> Option<Changes> {
+        self.store
+            .changes(&self.tenure.key, ChangesFrom::Current)
+            .await
+            .ok()
     }
 
     /// The retry interval plus up to half of it again, so waiters in many processes do not
@@ -358,10 +390,19 @@ async fn sit_out(
     }
 }
 
-/// The next event of a watch, or never when there is none (the poll still runs).
-async fn next_event(watch: &mut Option<KeyWatch>) -> Option<crate::store::KeyEvent> {
-    match watch {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
+/// The next change of the key from whichever source the waiter has, or never when it has
+/// none (the poll still runs). `None`: the manager's channel closed.
+async fn next_change(
+    feed: &mut Option<mpsc::Receiver<Change>>,
+    own: &mut Option<Changes>,
+) -> Option<Change> {
+    match (feed, own) {
+        (Some(rx), _) => rx.recv().await,
+        // A change stream never ends by itself (it reopens after a break).
+        (None, Some(changes)) => match changes.next().await {
+            Some(c) => Some(c),
+            None => std::future::pending().await,
+        },
+        (None, None) => std::future::pending().await,
     }
 }

@@ -7,13 +7,14 @@
 //! `ManagerGone` and held locks keep running until their handles are dropped.
 
 mod grant;
+mod withdraw;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{validate_ttl, Config};
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
@@ -27,7 +28,7 @@ use crate::lock::requests::{
 };
 use crate::lock::state::{GetState, LockState};
 use crate::pending::PendingLock;
-use crate::store::{Change, ChangeOp, Changes, Store};
+use crate::store::{Change, ChangeOp, Changes, ChangesCloser, Store};
 use crate::subscribers::Subscribers;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
@@ -77,6 +78,15 @@ pub struct LockManagerActor {
     /// Every change that lands on the bucket's keys; taken into the actor's context when it
     /// starts. It tells held locks of foreign writes at once instead of at their next refresh.
     feed: Option<Changes>,
+    /// Ends the change stream and deletes its consumer at shutdown, waiting for the server,
+    /// so that a process that exits right after leaves no consumer behind.
+    feed_closer: Option<ChangesCloser>,
+    /// Whether the manager follows the bucket's changes: then waiters wake from them.
+    follows_changes: bool,
+    /// The waiting contenders' wake-up channels, per key (at most one contender per key):
+    /// the changes of keys someone here waits for. Made before the contender's first round
+    /// and removed when it ends.
+    wakers: HashMap<String, mpsc::Sender<Change>>,
     /// How this manager's own lock values begin: writes that start with it are this
     /// manager's refreshes and acquires, not foreign writes.
     own_value_prefix: Vec<u8>,
@@ -95,9 +105,10 @@ impl LockManagerActor {
         store: Arc<Store>,
         config: Config,
         owner: String,
-        feed: Option<Changes>,
+        feed: Option<(Changes, ChangesCloser)>,
         loss_subscribers: Arc<Subscribers>,
     ) -> Self {
+        let (feed, feed_closer) = feed.unzip();
         LockManagerActor {
             store,
             config,
@@ -107,7 +118,10 @@ impl LockManagerActor {
             queues: HashMap::new(),
             markers: HashMap::new(),
             loss_subscribers,
+            follows_changes: feed.is_some(),
             feed,
+            feed_closer,
+            wakers: HashMap::new(),
             shutting_down: false,
             stop_contenders: watch::channel(false).0,
             contending: 0,
@@ -179,8 +193,9 @@ impl LockManagerActor {
             }
         }
         queue.push(Waiter { tx, options, mode });
+        let withdraw = self.on_withdrawal(&key, ctx);
         self.pump(&key, ctx);
-        Ok(PendingLock::new(key, rx, timeout))
+        Ok(PendingLock::new(key, rx, timeout, withdraw))
     }
 
     /// Starts a contender for the first live waiter of `key`, if the key is idle here.
@@ -291,6 +306,15 @@ impl Handler<SubscribeLosses> for LockManagerActor {
 
 impl StreamHandler<Change> for LockManagerActor {
     fn handle(&mut self, change: Change, _: &mut Context<Self>) {
+        if let Some(waker) = self.wakers.get(&change.key) {
+            // A waiter cares for the key becoming free, and for its own write whose answer
+            // was lost; other writes only keep it waiting. A full channel drops the change:
+            // the waiter has changes to act on already, and its round reads the key.
+            let own = change.value.starts_with(&self.own_value_prefix);
+            if change.op != ChangeOp::Put || own {
+                let _ = waker.try_send(change.clone());
+            }
+        }
         // This manager's own writes: refreshes and acquires of its own tenures. (Its own
         // deletes reach a lock actor that is releasing, which ignores them.)
         if change.op == ChangeOp::Put && change.value.starts_with(&self.own_value_prefix) {
@@ -340,6 +364,16 @@ impl Handler<Shutdown> for LockManagerActor {
             contenders_done
                 .into_actor(self)
                 .then(|(), act, _| release_all(act.held_addrs()).into_actor(act))
+                .then(|(), act, _| {
+                    // Last: held locks learn of foreign writes until they are released.
+                    let closer = act.feed_closer.take();
+                    async move {
+                        if let Some(closer) = closer {
+                            closer.close().await;
+                        }
+                    }
+                    .into_actor(act)
+                })
                 .map(|(), _, ctx| ctx.stop()),
         )
     }

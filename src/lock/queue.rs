@@ -138,6 +138,21 @@ impl<W: Withdrawable, H> KeyQueue<W, H> {
             + usize::from(matches!(self.state, KeyState::Contending))
     }
 
+    /// Drops the withdrawn waiters at once (their callers went away), rather than when the
+    /// key next frees: a key held for hours would otherwise keep one entry per request that
+    /// timed out meanwhile.
+    pub(crate) fn drop_withdrawn(&mut self) {
+        self.waiters.retain(|w| !w.withdrawn());
+        if self.waiters.is_empty() {
+            self.waiters = VecDeque::new();
+        }
+    }
+
+    /// How many entries are queued, withdrawn ones included (for the tests' counters).
+    pub(crate) fn queued(&self) -> usize {
+        self.waiters.len()
+    }
+
     /// Drops every queued waiter (at shutdown: their callers are told the manager is gone).
     /// A running contender and a held lock are left as they are.
     pub(crate) fn clear_waiters(&mut self) {
@@ -262,6 +277,23 @@ mod tests {
         assert_eq!(started(&mut q), "d");
         q.contended(None);
         assert_eq!(q.next(), Next::Unused);
+    }
+
+    #[test]
+    fn withdrawn_waiters_are_dropped_at_once_while_the_key_is_held() {
+        let mut q = Q::new();
+        q.push(live("a"));
+        assert_eq!(started(&mut q), "a");
+        q.contended(Some(("a's lock", 2)));
+        q.push(gone("b"));
+        q.push(live("c"));
+        q.push(gone("d"));
+        assert_eq!(q.queued(), 3);
+        q.drop_withdrawn();
+        assert_eq!(q.queued(), 1);
+        assert_eq!(q.held(), Some(&"a's lock"));
+        assert!(q.ended(2));
+        assert_eq!(started(&mut q), "c");
     }
 
     #[test]

@@ -91,3 +91,22 @@ pub struct SubscribeLosses(pub Recipient<LockLost>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
+
+/// Asks the manager how much per-key state it keeps ([`ManagerCounts`]); for tests.
+#[derive(Debug, Message)]
+#[rtype(result = "ManagerCounts")]
+pub(crate) struct CountState;
+
+/// How much per-key state a manager keeps, for tests that check nothing grows without
+/// bound. Not part of the stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManagerCounts {
+    /// Keys with a queue (requests, a contender or a held lock).
+    pub keys: usize,
+    /// Queued requests over all keys, withdrawn ones included.
+    pub queued: usize,
+    /// Waiting contenders that the change stream wakes.
+    pub wakers: usize,
+}

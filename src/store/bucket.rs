@@ -115,6 +115,7 @@ impl Store {
                     .saturating_add(config.max_clock_skew)
             }),
         };
+        let max_age = cfg.max_age;
         let store = Store {
             js,
             kv,
@@ -123,6 +124,7 @@ impl Store {
             wanted,
             missing_check: Arc::default(),
             request_timeout: config.request_timeout,
+            max_age,
             statistics,
             grace: Default::default(),
             restart_grace: config.restart_grace,

@@ -2,12 +2,14 @@
 //! change (`snapshot`).
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use super::consumers::ConsumerGuard;
 use super::{unavailable, End, Store, KV_OPERATION, NLOCK_END};
 use crate::error::LockError;
 
@@ -56,7 +58,66 @@ pub(crate) type Changes = Pin<Box<dyn Stream<Item = Change> + Send>>;
 /// the gap is still checked at its next refresh.
 const CHANGES_REOPEN: Duration = Duration::from_millis(250);
 
+/// Ends a change stream and deletes its consumer, waiting for the server's answer (see
+/// [`Store::changes_closable`]).
+#[derive(Clone)]
+pub(crate) struct ChangesCloser(Arc<Mutex<Current>>);
+
+/// A change stream's current consumer. A std mutex: nothing awaits while holding it.
+#[derive(Default)]
+struct Current {
+    guard: Option<ConsumerGuard>,
+    /// Set by [`ChangesCloser::close`]: the stream ends and opens no new consumer.
+    closed: bool,
+}
+
+impl Current {
+    /// Sets (or clears) the current consumer; a replaced one is deleted on a task. Returns
+    /// false, and deletes `guard`, if the stream was closed meanwhile.
+    fn set(slot: &Mutex<Current>, guard: Option<ConsumerGuard>) -> bool {
+        let Ok(mut current) = slot.lock() else {
+            return false;
+        };
+        if current.closed {
+            drop(current);
+            drop(guard);
+            return false;
+        }
+        current.guard = guard;
+        true
+    }
+}
+
+impl ChangesCloser {
+    /// Ends the stream (its next poll ends it) and deletes its consumer now.
+    pub(crate) async fn close(&self) {
+        let guard = match self.0.lock() {
+            Ok(mut current) => {
+                current.closed = true;
+                current.guard.take()
+            }
+            Err(_) => None,
+        };
+        if let Some(guard) = guard {
+            guard.delete_now().await;
+        }
+    }
+}
+
 impl Store {
+    /// [`Store::changes`], with a handle that ends the stream and deletes its consumer
+    /// awaiting the server's answer, for a caller that must leave nothing behind before it
+    /// returns (the manager's shutdown).
+    pub(crate) async fn changes_closable(
+        &self,
+        filter: &str,
+        from: ChangesFrom,
+    ) -> Result<(Changes, ChangesCloser), LockError> {
+        let current = Arc::new(Mutex::new(Current::default()));
+        let changes = self.open_stream(filter, from, current.clone()).await?;
+        Ok((changes, ChangesCloser(current)))
+    }
+
     /// Every change that lands on the keys matching `filter` (a key or a wildcard such as
     /// `>`), from one JetStream ordered consumer: one per caller, not one per lock. The
     /// stream never ends: when the consumer breaks (a restart, a lost bucket) it is opened
@@ -68,33 +129,50 @@ impl Store {
         filter: &str,
         from: ChangesFrom,
     ) -> Result<Changes, LockError> {
+        self.open_stream(filter, from, Arc::default()).await
+    }
+
+    async fn open_stream(
+        &self,
+        filter: &str,
+        from: ChangesFrom,
+        current: Arc<Mutex<Current>>,
+    ) -> Result<Changes, LockError> {
         struct State {
             store: Store,
             subject: String,
             from: ChangesFrom,
             last: Option<u64>,
             live: Option<jetstream::consumer::push::Ordered>,
+            /// The live consumer's guard: replacing it (a break) or dropping the last
+            /// reference (the stream's drop, and its closer's) deletes the consumer.
+            current: Arc<Mutex<Current>>,
         }
         let subject = format!("{}{}", self.subject_prefix, filter);
         let first = match from {
             ChangesFrom::Now => jetstream::consumer::DeliverPolicy::New,
             ChangesFrom::Current => jetstream::consumer::DeliverPolicy::LastPerSubject,
         };
-        let live = self
+        let (live, guard) = self
             .open_changes(&subject, first)
             .await
             .map_err(|e| LockError::Unavailable { source: e })?;
+        Current::set(&current, Some(guard));
         let state = State {
             store: self.clone(),
             subject,
             from,
             last: None,
             live: Some(live),
+            current,
         };
         Ok(Box::pin(futures::stream::unfold(
             state,
             |mut st| async move {
                 loop {
+                    if st.current.lock().map_or(true, |c| c.closed) {
+                        return None;
+                    }
                     let Some(live) = st.live.as_mut() else {
                         let policy = match (st.last, st.from) {
                             (Some(last), _) => {
@@ -108,7 +186,12 @@ impl Store {
                             }
                         };
                         match st.store.open_changes(&st.subject, policy).await {
-                            Ok(live) => st.live = Some(live),
+                            Ok((live, guard)) => {
+                                if !Current::set(&st.current, Some(guard)) {
+                                    return None;
+                                }
+                                st.live = Some(live);
+                            }
                             Err(e) => {
                                 tracing::debug!(error = %e, "change stream not open; retrying");
                                 tokio::time::sleep(CHANGES_REOPEN).await;
@@ -125,6 +208,7 @@ impl Store {
                         }
                         Some(Err(_)) | None => {
                             st.live = None;
+                            Current::set(&st.current, None);
                             tokio::time::sleep(CHANGES_REOPEN).await;
                         }
                     }
@@ -137,28 +221,34 @@ impl Store {
         &self,
         subject: &str,
         deliver_policy: jetstream::consumer::DeliverPolicy,
-    ) -> Result<jetstream::consumer::push::Ordered, async_nats::Error> {
-        let consumer = self
+    ) -> Result<(jetstream::consumer::push::Ordered, ConsumerGuard), async_nats::Error> {
+        let (consumer, guard) = self
             .ordered_consumer(subject, deliver_policy, "nlock change stream")
             .await?;
-        Ok(consumer.messages().await?)
+        Ok((consumer.messages().await?, guard))
     }
 
-    /// An ordered push consumer on the bucket's stream: no acks, no state kept on the server
-    /// beyond its lifetime, recreated by the client from the next sequence if it breaks.
+    /// An ordered push consumer on the bucket's stream: no acks, recreated by the client
+    /// from the next sequence if it breaks, and deleted when its guard is dropped.
     async fn ordered_consumer(
         &self,
         subject: &str,
         deliver_policy: jetstream::consumer::DeliverPolicy,
         description: &str,
     ) -> Result<
-        jetstream::consumer::Consumer<jetstream::consumer::push::OrderedConfig>,
+        (
+            jetstream::consumer::Consumer<jetstream::consumer::push::OrderedConfig>,
+            ConsumerGuard,
+        ),
         async_nats::Error,
     > {
+        // Made first: a create whose answer is lost may still have made the consumer.
+        let guard = ConsumerGuard::new(self.js.clone(), self.kv.stream_name.clone());
         let consumer = self
             .kv
             .stream
             .create_consumer(jetstream::consumer::push::OrderedConfig {
+                name: Some(guard.name().to_owned()),
                 deliver_subject: self.js.client().new_inbox(),
                 description: Some(description.to_owned()),
                 filter_subject: subject.to_owned(),
@@ -167,7 +257,7 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        Ok(consumer)
+        Ok((consumer, guard))
     }
 
     fn to_change(&self, msg: &jetstream::Message) -> Option<Change> {
@@ -221,12 +311,15 @@ impl Store {
         use SnapshotError::{Failed, Stalled};
         let subject = format!("{}{}", self.subject_prefix, filter);
         let policy = jetstream::consumer::DeliverPolicy::LastPerSubject;
-        let consumer = self
+        // Deleted before an answer returns; on an error, on a task when the guard drops.
+        let (consumer, guard) = self
             .ordered_consumer(&subject, policy, "nlock snapshot")
             .await
             .map_err(|source| Failed(LockError::Unavailable { source }))?;
         let mut changes = Vec::new();
         if consumer.cached_info().num_pending == 0 {
+            drop(consumer);
+            guard.delete_now().await;
             return Ok(changes);
         }
         let mut messages = consumer
@@ -245,6 +338,8 @@ impl Store {
             let pending = msg.info().map(|i| i.pending).unwrap_or(0);
             changes.extend(self.to_change(&msg));
             if pending == 0 {
+                drop(messages);
+                guard.delete_now().await;
                 return Ok(changes);
             }
         }

@@ -1,33 +1,32 @@
 //! The only module that talks to `async_nats`: bucket setup, compare-and-set writes, delete
-//! markers, reads and watches of one lock bucket.
+//! markers, reads and change streams of one lock bucket.
 //!
 //! Every write to a lock key carries `Nats-Expected-Last-Subject-Sequence`: there is no blind
 //! put here. Writes are JetStream publishes rather than `kv.update`, because `kv.update`
 //! cannot carry a `Nats-TTL` header and `kv.delete` does not return the delete marker's
 //! revision, which a later acquire by this process uses to take the key in one round-trip.
 //!
-//! Layout: this file has the `Store` type and the key operations (`write`, `delete`, `read`,
-//! `watch`) with the classification of their errors; `bucket.rs` opens, creates, checks and
+//! Layout: this file has the `Store` type and the key operations (`write`, `delete`, `read`)
+//! with the classification of their errors; `bucket.rs` opens, creates, checks and
 //! upgrades the bucket; `layout.rs` says what a bucket's stream should look like and whether
-//! an existing one matches; `changes.rs` reads the bucket's change stream and snapshots.
+//! an existing one matches; `changes.rs` reads the bucket's change stream and snapshots;
+//! `consumers.rs` deletes every consumer those create once its user is done.
 
 mod bucket;
 mod changes;
+mod consumers;
 mod grace;
 mod layout;
 
-pub(crate) use changes::{Change, ChangeOp, Changes, ChangesFrom};
+pub(crate) use changes::{Change, ChangeOp, Changes, ChangesCloser, ChangesFrom};
 pub(crate) use grace::Admission;
 pub use grace::RestartGrace;
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, kv, ErrorCode};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 
 use crate::error::LockError;
 
@@ -116,7 +115,7 @@ pub(crate) enum Op {
     Gone,
 }
 
-/// The last message on a key, as seen by a read or a watch.
+/// The last message on a key, as a read sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyEvent {
     pub revision: u64,
@@ -152,6 +151,8 @@ pub(crate) struct Store {
     grace_ttl: Duration,
     /// The clock skew between hosts that the grace allows for (`Config::max_clock_skew`).
     clock_skew: Duration,
+    /// The bucket's `max_age` as the server has it (zero: messages never age out).
+    max_age: Duration,
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
@@ -164,6 +165,14 @@ impl Store {
     /// What the server and bucket support.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// How long after its last message a key is gone from the bucket without a word: the
+    /// bucket's `max_age`, when the server leaves no marker as it removes a key's last message
+    /// (no limit markers: before 2.11, or a bucket without them). `None` when such removals
+    /// are announced or never happen.
+    pub(crate) fn silent_expiry(&self) -> Option<Duration> {
+        (!self.caps.expiry_events && !self.max_age.is_zero()).then_some(self.max_age)
     }
 
     /// Writes `value` to `key` if its last revision is `expected` (0: no message at all).
@@ -248,16 +257,6 @@ impl Store {
             Err(e) => Err(WriteError::Unavailable(Box::new(e))),
         }
     }
-
-    /// Watches `key`: first its last message (if any), then every change.
-    pub(crate) async fn watch(&self, key: &str) -> Result<KeyWatch, WriteError> {
-        // With history: the key's current last message comes first, so a delete marker
-        // written before the watch started still wakes the waiter.
-        match self.kv.watch_with_history(key).await {
-            Ok(inner) => Ok(KeyWatch { inner }),
-            Err(e) => Err(WriteError::Unavailable(Box::new(e))),
-        }
-    }
 }
 
 fn classify_publish(e: jetstream::context::PublishError) -> WriteError {
@@ -306,25 +305,6 @@ fn to_event(entry: kv::Entry) -> KeyEvent {
             kv::Operation::Delete | kv::Operation::Purge => Op::Gone,
         },
         value: entry.value,
-    }
-}
-
-/// A stream of [`KeyEvent`]s for one key. Ends when the watch breaks; the caller then falls
-/// back to polling.
-pub(crate) struct KeyWatch {
-    inner: kv::Watch,
-}
-
-impl Stream for KeyWatch {
-    type Item = KeyEvent;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<KeyEvent>> {
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(entry))) => Poll::Ready(Some(to_event(entry))),
-            // A broken watch ends the stream: the waiter's fallback poll takes over.
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }
 

@@ -6,6 +6,7 @@ mod harness_selftest;
 
 mod acquire;
 mod connect;
+mod consumers;
 mod durations;
 mod ends;
 mod exclusion;

@@ -14,7 +14,7 @@ use crate::handle::LockHandle;
 use crate::holder::{unix_ms, Holder};
 use crate::lease::Lease;
 use crate::lock::actor::{LockActor, LockSetup};
-use crate::lock::contend::{Contended, Contender};
+use crate::lock::contend::{Contended, Contender, Wakes};
 use crate::lock::tenure::Tenure;
 
 impl LockManagerActor {
@@ -49,6 +49,15 @@ impl LockManagerActor {
             (self.config.retry_interval, self.config.request_timeout);
         let span = tracing::info_span!("lock", key = %key, owner = %self.owner);
         let mut shutdown = self.stop_contenders.subscribe();
+        // Before the contender's first round, so that a release after it is not missed.
+        let wakes = match (waiter.mode, self.follows_changes) {
+            (Mode::Wait, true) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(WAKE_BUFFER);
+                self.wakers.insert(key.clone(), tx);
+                Wakes::Feed(rx)
+            }
+            _ => Wakes::Own,
+        };
         let work = async move {
             let contender = Contender {
                 store: &store,
@@ -66,7 +75,7 @@ impl LockManagerActor {
                             _ = shutdown.wait_for(|stop| *stop) => {}
                         }
                     };
-                    contender.wait(hint, stop).await
+                    contender.wait(hint, wakes, stop).await
                 }
             };
             (waiter, tenure, outcome)
@@ -89,6 +98,7 @@ impl LockManagerActor {
     ) {
         self.contending -= 1;
         let key = tenure.key.clone();
+        self.wakers.remove(&key);
         let won = match outcome {
             Contended::Acquired(grant) => {
                 let holder = grant.holder.clone();
@@ -150,6 +160,11 @@ impl LockManagerActor {
         self.pump(&key, ctx);
     }
 }
+
+/// How many of a key's changes may wait for its contender: only frees and its own writes are
+/// sent, a handful between two rounds; past it a change is dropped (the next round reads the
+/// key anyway).
+const WAKE_BUFFER: usize = 16;
 
 fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
     waiter.options.ttl.unwrap_or(config.ttl)
