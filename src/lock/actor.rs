@@ -55,6 +55,15 @@ pub(crate) struct ForeignWrite {
     pub revision: u64,
 }
 
+/// Stop refreshing, without a release: the tenure ends at its lease deadline (lost,
+/// `Expired`) and the key expires on the server. Sent by a holder whose protected work did
+/// not stop in time (an elector's role past its `stop_timeout`): handing the key over early
+/// by a release would let the next holder start while that work may still run. A manager
+/// shutdown then leaves the key to expire too, instead of deleting it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct LetExpire;
+
 /// Everything a lock actor is started with.
 pub(crate) struct LockSetup {
     pub store: Arc<Store>,
@@ -96,6 +105,8 @@ pub struct LockActor {
     status: LockStatus,
     /// A refresh is in flight; a release waits for it, since it changes the revision.
     refreshing: bool,
+    /// Told to let the lease run out ([`LetExpire`]): no refresh and no delete any more.
+    expiring: bool,
     /// A foreign write was seen while a refresh was in flight: check again after it, since
     /// that refresh may have been sent before the write landed.
     recheck: bool,
@@ -136,6 +147,7 @@ impl LockActor {
             request_timeout: setup.request_timeout,
             status: LockStatus::Held,
             refreshing: false,
+            expiring: false,
             recheck: false,
             release_replies: Vec::new(),
             refresh_replies: Vec::new(),
@@ -310,10 +322,41 @@ impl Handler<ReleaseForShutdown> for LockActor {
             // Told before the delete is sent: work racing `lost()` stops before anyone else
             // can be granted the key.
             self.announce_loss(LossReason::Shutdown);
+            if self.expiring {
+                // Its holder asked not to hand the key over early: it expires on the server.
+                let _e = self.span.clone().entered();
+                tracing::warn!("manager shutdown: leaving the key to expire, not deleting it");
+                let key = self.tenure.key.clone();
+                let err = ended_error(&key, Some(&LossReason::Shutdown));
+                let reason = LossReason::Shutdown;
+                self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
+                return Box::pin(
+                    async move { Err(ended_error(&key, Some(&LossReason::Shutdown))) },
+                );
+            }
         }
         let (tx, rx) = oneshot::channel();
         self.release(tx, ctx);
         Self::reply_future(rx, self.tenure.key.clone())
+    }
+}
+
+impl Handler<LetExpire> for LockActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LetExpire, ctx: &mut Context<Self>) {
+        self.expire_if_due(ctx);
+        if self.status != LockStatus::Held {
+            return;
+        }
+        let _e = self.span.clone().entered();
+        tracing::warn!(
+            time_left = ?self.deadline.saturating_duration_since(Instant::now()),
+            "no longer refreshing: the lock expires at its lease deadline"
+        );
+        self.expiring = true;
+        self.next_refresh = None;
+        self.arm(ctx);
     }
 }
 

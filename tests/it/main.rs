@@ -14,6 +14,7 @@ mod go_interop;
 mod input;
 mod leader;
 mod leader_measure;
+mod leader_stop;
 mod loss;
 mod observe;
 mod operator;

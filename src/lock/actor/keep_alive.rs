@@ -50,7 +50,8 @@ impl LockActor {
 
     pub(super) fn start_refresh(&mut self, ctx: &mut Context<Self>) {
         // Only a held lock refreshes; a release in flight owns the revision until it ends.
-        if self.refreshing || self.status != LockStatus::Held {
+        // Nor one told to let its lease run out: a refresh would extend it.
+        if self.refreshing || self.status != LockStatus::Held || self.expiring {
             return;
         }
         self.refreshing = true;
