@@ -227,6 +227,15 @@ impl Store {
         }
     }
 
+    /// What the message at `revision` did to its key (a release, someone else's delete, an
+    /// expiry marker, ...): how the tenure before a new one ended.
+    pub(crate) async fn op_at(&self, revision: u64) -> Result<ChangeOp, WriteError> {
+        match self.kv.stream.get_raw_message(revision).await {
+            Ok(msg) => Ok(changes::op_of(Some(&msg.headers))),
+            Err(e) => Err(WriteError::Unavailable(Box::new(e))),
+        }
+    }
+
     /// Watches `key`: first its last message (if any), then every change.
     pub(crate) async fn watch(&self, key: &str) -> Result<KeyWatch, WriteError> {
         // With history: the key's current last message comes first, so a delete marker

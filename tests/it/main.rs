@@ -15,6 +15,7 @@ mod input;
 mod leader;
 mod leader_measure;
 mod leader_stop;
+mod lock_delay;
 mod loss;
 mod observe;
 mod operator;
