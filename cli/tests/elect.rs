@@ -336,6 +336,8 @@ fn commands_of_different_terms_never_interleave_over_force_release_kill_freeze_a
             .args([KEY, "--", "sh", "-c", &script]);
         let lines = Lines::spawn_stderr(&mut cmd);
         lines.next_containing("campaigning");
+        // --grace 3s is longer than the kill window the 1 s lock-delay leaves: said.
+        lines.next_containing("the command gets 750ms between SIGTERM and SIGKILL");
         (id.to_owned(), lines)
     };
     let mut nlocks: Vec<(String, Lines)> = vec![spawn("a"), spawn("b"), spawn("c")];

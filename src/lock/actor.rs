@@ -260,9 +260,12 @@ impl LockActor {
         }
         self.announce_loss(reason.clone());
         // A write whose answer never came may have landed after all: if the key still holds
-        // this tenure's value, delete it rather than leave it to expire.
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        // this tenure's value, delete it rather than leave it to expire. Not for a lease let
+        // run out on purpose: its key is left to the server's expiry.
+        if !self.expiring {
+            let (store, tenure) = (self.store.clone(), self.tenure.clone());
+            actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        }
         let err = ended_error(&self.tenure.key, Some(&reason));
         self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
     }
