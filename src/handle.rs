@@ -44,10 +44,13 @@ impl LockHandle {
         }
     }
 
-    /// Stops refreshing without releasing: the tenure ends at its lease deadline and the key
-    /// expires on the server, so nobody else can take it earlier. For a holder whose
-    /// protected work did not stop in time (an elector's role past its `stop_timeout`).
-    pub(crate) fn let_expire(mut self) {
+    /// Stops refreshing without releasing: the tenure ends at its lease deadline (lost,
+    /// `Expired`; `is_held()` false from then) and the key expires on the server, so nobody
+    /// else can take it earlier; a manager shutdown does not delete it either. For a holder
+    /// whose protected work did not stop in time and must not be handed over early (an
+    /// elector's role past its `stop_timeout`). Consumes the handle: nothing is released
+    /// when it goes.
+    pub fn let_expire(mut self) {
         self.release_on_drop = false;
         if self.lease.end().is_none() {
             self.addr.do_send(LetExpire);

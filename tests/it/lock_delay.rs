@@ -1,5 +1,7 @@
 //! `LockOptions::lock_delay` on plain locks: after an unclean end of the previous tenure the
-//! new holder gets its handle only after the delay; after a clean release at once.
+//! new holder gets its handle only after the delay; after a clean release at once. And
+//! `LockHandle::let_expire`, the other way a holder keeps the key from being handed over
+//! early: no refresh and no release, the key expires.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,4 +80,28 @@ async fn after_a_release_by_its_holder_no_lock_delay_is_waited() {
         .unwrap()
         .unwrap();
     assert!(b.token() > a.token());
+}
+
+#[actix::test]
+async fn let_expire_stops_refreshing_without_a_release_and_the_lock_expires() {
+    let env = Env::start().await;
+    let (ma, mb) = (
+        env.manager(env.config()).await,
+        env.manager(env.config()).await,
+    );
+    let a = ma.acquire(KEY, None).await.unwrap();
+    let (lease, token) = (a.lease().clone(), a.token());
+    a.let_expire();
+    let busy = mb.try_acquire(KEY).await.unwrap_err();
+    assert_eq!(busy.kind(), nlock::ErrorKind::Busy, "not released: {busy}");
+    let end = tokio::time::timeout(PATIENCE, lease.ended()).await.unwrap();
+    assert_eq!(
+        end,
+        nlock::LeaseEnd::Lost {
+            reason: nlock::LossReason::Expired
+        }
+    );
+    assert!(!lease.is_held());
+    let b = mb.acquire(KEY, Some(PATIENCE)).await.unwrap();
+    assert!(b.token() > token);
 }
