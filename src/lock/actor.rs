@@ -9,8 +9,10 @@
 //! stops while a lock is held, nothing is deleted (the key expires after its TTL) and the lock
 //! is reported lost with [`LossReason::Shutdown`](crate::LossReason::Shutdown).
 
-/// The refresh timer, the refreshes it starts and what their outcomes do.
+/// The refresh timer, the refreshes it starts and what their outcomes do; `LetExpire`.
 mod keep_alive;
+
+pub(crate) use keep_alive::LetExpire;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -54,15 +56,6 @@ pub(crate) struct ReleaseForShutdown;
 pub(crate) struct ForeignWrite {
     pub revision: u64,
 }
-
-/// Stop refreshing, without a release: the tenure ends at its lease deadline (lost,
-/// `Expired`) and the key expires on the server. Sent by a holder whose protected work did
-/// not stop in time (an elector's role past its `stop_timeout`): handing the key over early
-/// by a release would let the next holder start while that work may still run. A manager
-/// shutdown then leaves the key to expire too, instead of deleting it.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct LetExpire;
 
 /// Everything a lock actor is started with.
 pub(crate) struct LockSetup {
@@ -341,25 +334,6 @@ impl Handler<ReleaseForShutdown> for LockActor {
         let (tx, rx) = oneshot::channel();
         self.release(tx, ctx);
         Self::reply_future(rx, self.tenure.key.clone())
-    }
-}
-
-impl Handler<LetExpire> for LockActor {
-    type Result = ();
-
-    fn handle(&mut self, _: LetExpire, ctx: &mut Context<Self>) {
-        self.expire_if_due(ctx);
-        if self.status != LockStatus::Held {
-            return;
-        }
-        let _e = self.span.clone().entered();
-        tracing::warn!(
-            time_left = ?self.deadline.saturating_duration_since(Instant::now()),
-            "no longer refreshing: the lock expires at its lease deadline"
-        );
-        self.expiring = true;
-        self.next_refresh = None;
-        self.arm(ctx);
     }
 }
 
