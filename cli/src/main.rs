@@ -143,10 +143,10 @@ enum Command {
             the next candidate may start after --lock-delay (after a delete) or at once (after \
             an expiry): the command then gets SIGTERM and SIGKILL within --lock-delay minus \
             250ms (at most --grace), and when refreshes fail it is stopped before the lease \
-            deadline and killed at it. So two candidates' commands do not run at once while \
-            both nlock processes run and every candidate uses the same --lock-delay; a machine \
-            paused past the TTL (nlock and its command stopped together) can resume its command \
-            after the next leader started, which only a resource that checks NLOCK_TOKEN can \
+            deadline and killed at it. So the commands of two terms do not run at once, as long \
+            as every candidate uses the same --lock-delay and no machine is paused: one paused \
+            past the TTL (nlock and its command stopped together) can resume its command after \
+            the next leader started, which only a resource that checks NLOCK_TOKEN can \
             refuse.\n\n\
             When the command exits by itself, nlock resigns (the next candidate takes over at \
             once) and campaigns again, running it afresh in its next term; with \
