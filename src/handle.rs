@@ -9,7 +9,7 @@ use actix::{Addr, Recipient};
 
 use crate::error::LockError;
 use crate::lease::{Lease, LeaseEnd};
-use crate::lock::actor::LockActor;
+use crate::lock::actor::{LetExpire, LockActor};
 use crate::lock::state::{ended_error, GetState, LockLost, LockState, Refresh, Release};
 use crate::subscribers::SubscriptionId;
 
@@ -30,11 +30,31 @@ use crate::subscribers::SubscriptionId;
 pub struct LockHandle {
     lease: Lease,
     addr: Addr<LockActor>,
+    /// False once [`let_expire`](LockHandle::let_expire) was called: dropping then releases
+    /// nothing.
+    release_on_drop: bool,
 }
 
 impl LockHandle {
     pub(crate) fn new(lease: Lease, addr: Addr<LockActor>) -> Self {
-        LockHandle { lease, addr }
+        LockHandle {
+            lease,
+            addr,
+            release_on_drop: true,
+        }
+    }
+
+    /// Stops refreshing without releasing: the tenure ends at its lease deadline (lost,
+    /// `Expired`; `is_held()` false from then) and the key expires on the server, so nobody
+    /// else can take it earlier; a manager shutdown does not delete it either. For a holder
+    /// whose protected work did not stop in time and must not be handed over early (an
+    /// elector's role past its `stop_timeout`). Consumes the handle: nothing is released
+    /// when it goes.
+    pub fn let_expire(mut self) {
+        self.release_on_drop = false;
+        if self.lease.end().is_none() {
+            self.addr.do_send(LetExpire);
+        }
     }
 
     /// The lock key.
@@ -150,7 +170,7 @@ impl LockHandle {
 impl Drop for LockHandle {
     /// Releases the lock without waiting. Harmless if it was already released or lost.
     fn drop(&mut self) {
-        if self.lease.end().is_none() && self.addr.connected() {
+        if self.release_on_drop && self.lease.end().is_none() && self.addr.connected() {
             self.addr.do_send(Release);
         }
     }

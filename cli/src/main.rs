@@ -3,8 +3,10 @@
 //!
 //! Layout: this file has the flags (clap derive), exit codes and error reporting;
 //! `connect.rs` builds the NATS connection from flags, variables and the `nats` CLI's
-//! contexts; `run.rs` runs a command under a lock; `elect.rs` runs one while leading; `show.rs` has the read-only commands and
-//! `release --force`; `spinner.rs` shows who holds a lock while we wait for it.
+//! contexts; `run.rs` runs a command under a lock; `elect.rs` runs one while leading
+//! (`elect/role.rs`: the command of one term and its kill deadlines); `show.rs` has the
+//! read-only commands and `release --force`; `spinner.rs` shows who holds a lock while we
+//! wait for it.
 
 mod connect;
 mod elect;
@@ -137,17 +139,27 @@ enum Command {
     /// ends, campaign again.
     #[command(
         long_about = "Campaigns for the election key KEY and runs the command while this \
-            candidate leads, never while another does. The command gets NLOCK_KEY, \
-            NLOCK_TOKEN (the term's fencing token), NLOCK_BUCKET and NLOCK_LEADER_ID (--id) in \
-            its environment. When the term ends (the key was deleted, a refresh could not be \
-            confirmed in time), the command gets SIGTERM, SIGKILL after --grace, and the term \
-            is released only once it has exited; then nlock campaigns again.\n\n\
+            candidate leads. The command gets NLOCK_KEY, NLOCK_TOKEN (the term's fencing \
+            token), NLOCK_BUCKET and NLOCK_LEADER_ID (--id) in its environment.\n\n\
+            When nlock ends the term itself (SIGTERM, SIGINT or SIGHUP to nlock, or the \
+            command exited), the command gets SIGTERM, SIGKILL after --grace, and the term is \
+            kept meanwhile and released only once the command has exited; a command still not \
+            gone a second after --grace leaves the term to expire, never released. When the \
+            term is lost (the key deleted, `release --force`, a refresh not confirmed in time), \
+            the next candidate may start after --lock-delay (after a delete) or at once (after \
+            an expiry): the command then gets SIGTERM and SIGKILL within --lock-delay minus \
+            250ms (at most --grace), and when refreshes fail it is stopped before the lease \
+            deadline and killed at it. So the commands of two terms do not run at once, as long \
+            as every candidate uses the same --lock-delay and no machine is paused: one paused \
+            past the TTL (nlock and its command stopped together) can resume its command after \
+            the next leader started, which only a resource that checks NLOCK_TOKEN can \
+            refuse.\n\n\
             When the command exits by itself, nlock resigns (the next candidate takes over at \
             once) and campaigns again, running it afresh in its next term; with \
             --resign-on-exit it resigns and exits with the command's exit code instead. \
-            SIGTERM, SIGINT and SIGHUP to nlock stop the command the same way, resign, and \
-            exit 0. On Linux the command is killed (SIGKILL) when nlock dies, so a killed \
-            nlock leaves no command running while the next leader starts after the TTL.",
+            A signal to nlock stops the command as above, resigns, and exits 0. On Linux the \
+            command is killed (SIGKILL) when nlock dies, so a killed nlock leaves no command \
+            running while the next leader starts after the TTL.",
         after_long_help = EXIT_CODES
     )]
     Elect(elect::ElectArgs),
@@ -362,7 +374,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let manager = target.connect(config).await?;
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, &manager, &cli.bucket.bucket, args).await,
-        Command::Elect(args) => elect::elect(&ctx, &manager, &cli.bucket.bucket, args).await,
+        Command::Elect(args) => {
+            elect::elect(&ctx, &manager, &cli.bucket.bucket, cli.bucket.ttl, args).await
+        }
         Command::Ls => show::ls(&ctx, &manager, cli.bucket.ttl).await,
         Command::Who { key } => show::who(&ctx, &manager, &key, cli.bucket.ttl).await,
         Command::Watch { filter, refreshes } => {

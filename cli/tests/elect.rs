@@ -265,3 +265,125 @@ fn a_command_that_ignores_sigterm_is_killed_after_the_grace() {
     assert!(gone(&started[3]), "the command was killed");
     assert_eq!(who(&scene, &server, "60s"), None, "released");
 }
+
+/// A command that ignores SIGTERM and logs "ID TOKEN NANOS" (wall clock) every 50 ms.
+fn stubborn_logger(log: &std::path::Path) -> String {
+    format!(
+        "trap '' TERM; while :; do echo \"$NLOCK_LEADER_ID $NLOCK_TOKEN $(date +%s%N)\" \
+         >> {0}; sleep 0.05; done",
+        log.display()
+    )
+}
+
+/// The log's lines as (id, token, nanos), in the order of their timestamps.
+fn stamped(scene: &Scene) -> Vec<(String, u64, u128)> {
+    let mut lines: Vec<(String, u64, u128)> = log_lines(scene)
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            // A line cut short by a SIGKILL mid-write is not a whole stamp.
+            Some((
+                f[0].to_owned(),
+                f.get(1)?.parse().ok()?,
+                f.get(2)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    lines.sort_by_key(|l| l.2);
+    lines
+}
+
+/// Waits until some term with a token above `above` has logged, and returns its id and token.
+fn next_term(scene: &Scene, above: u64) -> (String, u64) {
+    eventually(&format!("a term above {above} logs"), || {
+        stamped(scene)
+            .into_iter()
+            .find(|l| l.1 > above)
+            .map(|l| (l.0, l.1))
+    })
+}
+
+/// The terms' lines never interleave: once a term's line follows another term's, the earlier
+/// term never logs again. Returns the terms in order.
+fn assert_terms_do_not_interleave(lines: &[(String, u64, u128)]) -> Vec<(String, u64)> {
+    let mut terms: Vec<(String, u64)> = Vec::new();
+    for (id, token, at) in lines {
+        let term = (id.clone(), *token);
+        if terms.last() == Some(&term) {
+            continue;
+        }
+        assert!(
+            !terms.contains(&term),
+            "term {term:?} logged at {at} after a later term had started: {terms:?}"
+        );
+        terms.push(term);
+    }
+    terms
+}
+
+/// Three candidates whose commands ignore SIGTERM and log wall-clock stamps; the leader is
+/// force-released, its nlock killed with SIGKILL, its server connection lost past the TTL
+/// (the server frozen), and its nlock sent SIGTERM. After each, the next term's command must
+/// start only after the old one logged its last line.
+#[test]
+fn commands_of_different_terms_never_interleave_over_force_release_kill_freeze_and_sigterm() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let script = stubborn_logger(&scene.path("log"));
+    let spawn = |id: &str| {
+        let mut cmd = scene.nlock(&server);
+        cmd.args(["--ttl", "2s", "elect", "--id", id, "--grace", "3s"])
+            .args([KEY, "--", "sh", "-c", &script]);
+        let lines = Lines::spawn_stderr(&mut cmd);
+        lines.next_containing("campaigning");
+        // --grace 3s is longer than the kill window the 1 s lock-delay leaves: said.
+        lines.next_containing("the command gets 750ms between SIGTERM and SIGKILL");
+        (id.to_owned(), lines)
+    };
+    let mut nlocks: Vec<(String, Lines)> = vec![spawn("a"), spawn("b"), spawn("c")];
+    let (_, mut token) = next_term(&scene, 0);
+
+    // 1. An operator breaks the lock: the next term starts after the lock-delay (1 s), while
+    // the old command ignores SIGTERM with a --grace of 3 s.
+    let out = output(
+        scene
+            .nlock(&server)
+            .args(["--ttl", "2s", "release", "--force", "--yes", KEY]),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    (_, token) = next_term(&scene, token);
+
+    // 2. The leading nlock is killed outright; a new candidate replaces it.
+    let (leader, _) = next_term(&scene, token - 1);
+    let at = nlocks.iter().position(|(id, _)| *id == leader).unwrap();
+    let (_, mut killed) = nlocks.remove(at);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    nlocks.push(spawn("d"));
+    (_, token) = next_term(&scene, token);
+
+    // 3. The server is frozen past the TTL: the leader's refreshes fail and its lease runs
+    // out; when the server resumes, the key expires and the next term starts at once.
+    server.signal(libc::SIGSTOP);
+    std::thread::sleep(std::time::Duration::from_secs(4)); // the fault's duration
+    server.signal(libc::SIGCONT);
+    (_, token) = next_term(&scene, token);
+
+    // 4. SIGTERM to the leading nlock: it keeps the term until its command is killed at
+    // --grace, and exits 0.
+    let (leader, _) = next_term(&scene, token - 1);
+    let at = nlocks.iter().position(|(id, _)| *id == leader).unwrap();
+    let (_, mut stopped) = nlocks.remove(at);
+    sigterm(&stopped.child);
+    assert_eq!(wait_exit(&mut stopped.child).code(), Some(0));
+    next_term(&scene, token);
+
+    for (_, n) in &nlocks {
+        sigterm(&n.child);
+    }
+    for (_, n) in &mut nlocks {
+        assert_eq!(wait_exit(&mut n.child).code(), Some(0));
+    }
+    let terms = assert_terms_do_not_interleave(&stamped(&scene));
+    assert!(terms.len() >= 5, "{terms:?}");
+}

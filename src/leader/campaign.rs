@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::elector::ElectorStatus;
+use super::elector::{ElectorStatus, Standing};
 use super::history::{KeyHistory, PreviousEnd};
 use super::options::ElectorOptions;
 use super::role::{RoleExit, RunningRole};
@@ -37,7 +37,7 @@ pub(crate) struct Campaign<A, F> {
     pub(crate) factory: F,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) commands_tx: mpsc::UnboundedSender<Command>,
-    pub(crate) status: watch::Sender<ElectorStatus>,
+    pub(crate) status: watch::Sender<Standing>,
     pub(crate) history: KeyHistory,
     pub(crate) _role: std::marker::PhantomData<fn() -> A>,
 }
@@ -83,12 +83,12 @@ where
             let mut wait = Duration::ZERO;
             loop {
                 if !wait.is_zero() {
-                    self.status.send_replace(ElectorStatus::HoldingOff);
+                    self.set_status(ElectorStatus::HoldingOff, None);
                     if let Next::Stop = self.hold_off(wait).await {
                         break;
                     }
                 }
-                self.status.send_replace(ElectorStatus::Campaigning);
+                self.set_status(ElectorStatus::Campaigning, None);
                 let next = match self.campaign().await {
                     Attempt::Won(lock) => {
                         failures = 0;
@@ -106,10 +106,14 @@ where
                     Next::After(d) => wait = d,
                 }
             }
-            self.status.send_replace(ElectorStatus::Stopped);
+            self.set_status(ElectorStatus::Stopped, None);
         }
         .instrument(span)
         .await
+    }
+
+    fn set_status(&self, status: ElectorStatus, lease: Option<crate::lease::Lease>) {
+        self.status.send_replace(Standing { status, lease });
     }
 
     /// `failures` doublings of the first backoff, capped, plus up to half again at random.
@@ -188,7 +192,7 @@ where
     async fn lead(&mut self, lock: LockHandle) -> Next {
         let lease = lock.lease().clone();
         let token = lease.token();
-        self.status.send_replace(ElectorStatus::Leading { token });
+        self.set_status(ElectorStatus::Leading { token }, Some(lease.clone()));
         tracing::info!(token, "leading");
         let term = Term::new(
             lease.clone(),
@@ -249,24 +253,60 @@ where
                 }
             }
         };
-        // Stop the role, and wait for it: within the lease while it lasts, else the timeout.
-        if let Some(mut role) = role {
-            role.stop();
-            let bound = if lease.is_held() {
-                lease.time_left()
-            } else {
-                self.options.stop_timeout
-            };
-            if tokio::time::timeout(bound, role.exited()).await.is_err() {
-                tracing::warn!(?bound, "role did not stop in time; releasing anyway");
-                self.release(&lock, &end).await;
-                role.exited().await;
-                return self.after(end);
+        // From here the term is ending: not leading, whatever the lease says.
+        self.set_status(ElectorStatus::Ending { token }, None);
+        // Stop the role and wait for it, at most `stop_timeout`, while keep-alive goes on
+        // refreshing the term (the handle is kept): nobody else can lead meanwhile.
+        let Some(mut role) = role else {
+            self.release(&lock, &end).await;
+            tracing::info!(token, "term over");
+            return self.after(end);
+        };
+        role.stop();
+        let timeout = self.options.stop_timeout;
+        if tokio::time::timeout(timeout, role.exited()).await.is_ok() {
+            self.release(&lock, &end).await;
+            tracing::info!(token, "term over");
+            return self.after(end);
+        }
+        // Never a release while the role may run: the term is left to expire at its lease
+        // deadline (its `is_held()` turns false then), and only then can another lead.
+        tracing::warn!(
+            ?timeout,
+            time_left = ?lease.time_left(),
+            "role did not stop within stop_timeout: no longer refreshing the term, which \
+             expires at its lease deadline; the role may still be running"
+        );
+        lock.let_expire();
+        match end {
+            // A shutdown does not wait any longer: bounded by `stop_timeout`.
+            TermEnd::Stop(_) => self.after(end),
+            _ => self.outwait(role, end).await,
+        }
+    }
+
+    /// After a resign or a loss whose role would not stop: waits for it before this candidate
+    /// campaigns again (so its own next role never overlaps it), unless told to stop meanwhile.
+    async fn outwait(&mut self, mut role: RunningRole, end: TermEnd) -> Next {
+        loop {
+            tokio::select! {
+                _ = role.exited() => {
+                    tracing::info!("the late role has stopped");
+                    return self.after(end);
+                }
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Stop { .. }) => {
+                        tracing::warn!("stopping with the late role still running");
+                        let _ = self.after(end);
+                        reply(cmd);
+                        return Next::Stop;
+                    }
+                    // Nothing is held any more: a resign is done at once.
+                    Some(Command::Resign { done, .. }) => tell(done),
+                    Some(Command::StepDown { .. }) => {}
+                },
             }
         }
-        self.release(&lock, &end).await;
-        tracing::info!(token, "term over");
-        self.after(end)
     }
 
     /// Releases the lock unless it is already lost.

@@ -2,9 +2,13 @@
 //! keep. The actor runs the campaign loop in its own context and forwards its messages to it.
 //!
 //! Shutdown: `Elector::shutdown` (or `StopElecting`) ends the campaign: a running role is
-//! stopped, the term released, and the actor stops. Dropping the last `Elector` handle does
-//! the same without waiting. `LockManager::shutdown` first stops every elector started on it
-//! the same way (role stopped and waited for, then the term released), then its own locks.
+//! stopped and waited for while the term is kept refreshed, then the term released, and the
+//! actor stops. A role that has not stopped within `stop_timeout` is left running: the term
+//! is no longer refreshed (never released) and expires at its lease deadline, a warning is
+//! logged, and the shutdown returns. So it returns within `stop_timeout` plus one request
+//! timeout (the release). Dropping the last `Elector` handle does the same without waiting.
+//! `LockManager::shutdown` first stops every elector started on it the same way, then its
+//! own locks (a term left to expire is not deleted), so it is bounded the same way.
 //! The `Shutdown` message sent to the manager actor directly skips that first part: terms are
 //! then told `Shutdown` (which stops their roles) while the deletes go out.
 
@@ -34,10 +38,38 @@ pub enum ElectorStatus {
         /// The term's fencing token.
         token: u64,
     },
+    /// The term `token` is ending: lost, its lease deadline passed, or handed over (a
+    /// resign, a step-down, a shutdown); its role is being stopped. Not leading any more,
+    /// although the key may still be held (refreshed) until the role has stopped.
+    Ending {
+        /// The ending term's fencing token.
+        token: u64,
+    },
     /// Not campaigning for a while: after a resign, a lost term or a failed attempt.
     HoldingOff,
     /// The campaign ended (shut down, the manager gone, or a bad key).
     Stopped,
+}
+
+/// What the campaign publishes: its status, and while leading the term's lease, so that
+/// `Leading` is reported only while that lease is held.
+#[derive(Debug, Clone)]
+pub(crate) struct Standing {
+    pub(crate) status: ElectorStatus,
+    pub(crate) lease: Option<crate::lease::Lease>,
+}
+
+impl Standing {
+    /// The status as callers see it: a term whose lease is no longer held (lost, or its
+    /// deadline passed before the campaign noticed) is `Ending`, not `Leading`.
+    fn effective(&self) -> ElectorStatus {
+        match (self.status, &self.lease) {
+            (ElectorStatus::Leading { token }, Some(lease)) if !lease.is_held() => {
+                ElectorStatus::Ending { token }
+            }
+            (status, _) => status,
+        }
+    }
 }
 
 /// Hands the lead over now (when leading: the role is stopped, then the lock released) and
@@ -126,7 +158,7 @@ pub struct Elector {
 struct Inner {
     key: String,
     addr: Addr<ElectorActor>,
-    status: watch::Receiver<ElectorStatus>,
+    status: watch::Receiver<Standing>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -142,13 +174,17 @@ impl Elector {
         &self.inner.key
     }
 
-    /// Where this candidate stands now.
+    /// Where this candidate stands now. `Leading` only while the term's lease is held, read
+    /// locally at each call: from the moment it is lost or its deadline passes, `Ending`,
+    /// even while the role is still stopping.
     pub fn status(&self) -> ElectorStatus {
-        *self.inner.status.borrow()
+        self.inner.status.borrow().effective()
     }
 
-    /// Whether this candidate holds the key (also during the lock-delay, before its role
-    /// starts).
+    /// Whether this candidate leads: it holds the key with a lease that has not ended nor
+    /// passed its deadline (also during the lock-delay, before its role starts), and the
+    /// term is not ending. False from the moment the lease is lost or runs out, and from the
+    /// start of a resign, step-down or shutdown, while the role may still be stopping.
     pub fn is_leader(&self) -> bool {
         matches!(self.status(), ElectorStatus::Leading { .. })
     }
@@ -156,8 +192,8 @@ impl Elector {
     /// Waits until the status satisfies `pred`, and returns it.
     pub async fn wait_for(&self, pred: impl Fn(&ElectorStatus) -> bool) -> ElectorStatus {
         let mut rx = self.inner.status.clone();
-        let status = match rx.wait_for(|s| pred(s)).await {
-            Ok(s) => *s,
+        let status = match rx.wait_for(|s| pred(&s.effective())).await {
+            Ok(s) => s.effective(),
             // The campaign is gone: its last word was `Stopped`.
             Err(_) => ElectorStatus::Stopped,
         };
@@ -165,7 +201,8 @@ impl Elector {
     }
 
     /// Hands the lead over now and stands aside for `hold_off` (at least the backoff with
-    /// jitter); returns when the role has stopped and the lock is released. Candidates
+    /// jitter); returns when the role has stopped and the lock is released (the term is kept
+    /// refreshed meanwhile; past `stop_timeout` it is left to expire instead). Candidates
     /// already waiting for the key take it at once, without a lock-delay (the release is
     /// clean). Not leading: stands aside all the same.
     pub async fn resign(&self, hold_off: Duration) {
@@ -182,7 +219,9 @@ impl Elector {
     }
 
     /// Resigns for good: stops the role, releases the term, ends the campaign; returns when
-    /// all that is done.
+    /// all that is done, or, for a role still running after
+    /// [`stop_timeout`](ElectorOptions::stop_timeout), once the term is left to expire (see
+    /// [`LockManager::elector`]): within `stop_timeout` plus one request timeout.
     pub async fn shutdown(&self) {
         let _ = self.inner.addr.send(StopElecting).await;
         self.wait_for(|s| *s == ElectorStatus::Stopped).await;
@@ -202,9 +241,12 @@ impl LockManager {
     /// with jitter.
     ///
     /// The role runs on the elector's arbiter (the current one, or nlock's own under plain
-    /// tokio); `role` itself runs there too and must not panic. A role whose `stopping()`
-    /// keeps it running is waited for until the lease deadline, then the term is released
-    /// anyway. Identity and metadata are written in the lock value for observers
+    /// tokio); `role` itself runs there too and must not panic. At the end of a term (a
+    /// resign, step-down, shutdown, or a loss) the role is stopped and waited for, at most
+    /// [`stop_timeout`](ElectorOptions::stop_timeout), while keep-alive keeps refreshing the
+    /// term; the lock is released only once the role has stopped. A role that takes longer
+    /// is logged, and its term is no longer refreshed, never released: it expires at its
+    /// lease deadline (the role's `term.is_held()` turns false then). Identity and metadata are written in the lock value for observers
     /// ([`LockManager::leader`]); together, as JSON, at most
     /// [`MAX_DESCRIPTION`](crate::MAX_DESCRIPTION) bytes
     /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind) otherwise).
@@ -245,7 +287,10 @@ impl LockManager {
         crate::key::validate_key(key)?;
         let lock_options = options.lock_options()?;
         let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(ElectorStatus::Campaigning);
+        let (status_tx, status) = watch::channel(Standing {
+            status: ElectorStatus::Campaigning,
+            lease: None,
+        });
         let (manager, key_owned, tx) = (self.clone(), key.to_owned(), commands_tx.clone());
         let make = move |_: &mut Context<ElectorActor>| {
             // Opened and polled at once by a task of its own on the elector's arbiter.

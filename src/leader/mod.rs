@@ -18,10 +18,12 @@
 //!   [`LeaderSubscription`], for observers in any process.
 //!
 //! # Order at the end of a term
-//! Whatever ends a term (a loss of the lock, a resign, a step-down, a shutdown), the role is
-//! told to stop first, and the lock is released only after the role has stopped (or after
-//! the lease deadline, if it will not stop): another candidate cannot lead while this
-//! candidate's role still runs, except for a role that outlives its lease.
+//! Whatever ends a term (a loss of the lock, a resign, a step-down, a shutdown), the
+//! candidate stops reporting itself leader at once, the role is told to stop, and the lock
+//! is kept refreshed until the role has stopped and released only then. A role still
+//! running after `stop_timeout` leaves the term to expire at its lease deadline (no release,
+//! no more refreshes): another candidate cannot lead while this candidate's role still
+//! runs, except for a role that outlives its lease (lost, or past `stop_timeout`).
 
 mod campaign;
 mod elector;

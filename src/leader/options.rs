@@ -45,9 +45,11 @@ pub struct ElectorOptions {
     pub backoff: Duration,
     /// The longest wait between failed attempts.
     pub max_backoff: Duration,
-    /// How long to wait for a role to stop when the lease gives no bound (the lock is
-    /// already lost). A role that takes longer is logged and still waited for before a new
-    /// role of this candidate starts.
+    /// How long to wait for a role to stop at the end of a term. Meanwhile the term is kept
+    /// refreshed (unless it was lost) and released only once the role has stopped. A role
+    /// that takes longer is logged, and its term is no longer refreshed (never released): it
+    /// expires at its lease deadline. This candidate still waits for that role before it
+    /// campaigns again, unless it is shut down (a shutdown waits no longer than this).
     pub stop_timeout: Duration,
     /// A TTL for the election key instead of the bucket's (see
     /// [`LockOptions::ttl`](crate::LockOptions)).
@@ -92,7 +94,7 @@ impl ElectorOptions {
         self
     }
 
-    /// How long to wait for a role to stop once the lock is already lost.
+    /// How long to wait for a role to stop at the end of a term; see the field.
     #[must_use]
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;

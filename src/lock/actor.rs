@@ -9,8 +9,10 @@
 //! stops while a lock is held, nothing is deleted (the key expires after its TTL) and the lock
 //! is reported lost with [`LossReason::Shutdown`](crate::LossReason::Shutdown).
 
-/// The refresh timer, the refreshes it starts and what their outcomes do.
+/// The refresh timer, the refreshes it starts and what their outcomes do; `LetExpire`.
 mod keep_alive;
+
+pub(crate) use keep_alive::LetExpire;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -99,6 +101,8 @@ pub struct LockActor {
     status: LockStatus,
     /// A refresh is in flight; a release waits for it, since it changes the revision.
     refreshing: bool,
+    /// Told to let the lease run out ([`LetExpire`]): no refresh and no delete any more.
+    expiring: bool,
     /// A foreign write was seen while a refresh was in flight: check again after it, since
     /// that refresh may have been sent before the write landed.
     recheck: bool,
@@ -148,6 +152,7 @@ impl LockActor {
             request_timeout: setup.request_timeout,
             status: LockStatus::Held,
             refreshing: false,
+            expiring: false,
             recheck: false,
             release_replies: Vec::new(),
             refresh_replies: Vec::new(),
@@ -262,9 +267,12 @@ impl LockActor {
         }
         self.announce_loss(reason.clone());
         // A write whose answer never came may have landed after all: if the key still holds
-        // this tenure's value, delete it rather than leave it to expire.
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        // this tenure's value, delete it rather than leave it to expire. Not for a lease let
+        // run out on purpose: its key is left to the server's expiry.
+        if !self.expiring {
+            let (store, tenure) = (self.store.clone(), self.tenure.clone());
+            actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        }
         let err = ended_error(&self.tenure.key, Some(&reason));
         self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
     }
@@ -341,6 +349,18 @@ impl Handler<ReleaseForShutdown> for LockActor {
             // Told before the delete is sent: work racing `lost()` stops before anyone else
             // can be granted the key.
             self.announce_loss(LossReason::Shutdown);
+            if self.expiring {
+                // Its holder asked not to hand the key over early: it expires on the server.
+                let _e = self.span.clone().entered();
+                tracing::warn!("manager shutdown: leaving the key to expire, not deleting it");
+                let key = self.tenure.key.clone();
+                let err = ended_error(&key, Some(&LossReason::Shutdown));
+                let reason = LossReason::Shutdown;
+                self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
+                return Box::pin(
+                    async move { Err(ended_error(&key, Some(&LossReason::Shutdown))) },
+                );
+            }
         }
         let (tx, rx) = oneshot::channel();
         self.release(tx, ctx);

@@ -50,6 +50,9 @@ pub(crate) struct Grant {
     /// this tenure (0: the key had none). `None` when the grant claimed a write of ours whose
     /// answer was lost, so what came before it is not known.
     pub previous: Option<u64>,
+    /// Whether the previous tenure ended uncleanly (someone else's delete or purge, or not
+    /// known); only found out for a waiter with a lock-delay, else false.
+    pub previous_unclean: bool,
 }
 
 /// How a contention ended.
@@ -89,6 +92,8 @@ pub(crate) struct Contender<'a> {
     pub retry_interval: Duration,
     /// How long to keep retrying a write whose outcome is unknown before giving up on it.
     pub resolve_for: Duration,
+    /// Find out how the previous tenure ended (for a lock-delay): one read before each write.
+    pub check_previous: bool,
 }
 
 impl Contender<'_> {
@@ -105,6 +110,10 @@ impl Contender<'_> {
 
     async fn cas_once(&self, expected: u64) -> Cas {
         let t = self.tenure;
+        // Read before the write: the write replaces the message it expects (one per key).
+        let previous_unclean = self.check_previous
+            && expected != 0
+            && crate::lock::delay::unclean_end_at(self.store, expected).await;
         let (holder, value) = t.stamped();
         let sent_at = Instant::now();
         match self
@@ -117,6 +126,7 @@ impl Contender<'_> {
                 confirmed: Confirmed { revision, sent_at },
                 holder,
                 previous: Some(expected),
+                previous_unclean,
             }),
             Err(WriteError::Conflict) => Cas::Conflict,
             Err(WriteError::Rejected { code, description }) => Cas::Fatal(LockError::Rejected {
@@ -132,9 +142,11 @@ impl Contender<'_> {
     /// compare-and-set on it proves the key is still ours, and `landed` is the token.
     async fn claim(&self, landed: u64) -> Cas {
         match self.cas(landed).await {
+            // What came before our own earlier write is not known any more.
             Cas::Won(g) => Cas::Won(Grant {
                 token: landed,
                 previous: None,
+                previous_unclean: self.check_previous,
                 ..g
             }),
             other => other,

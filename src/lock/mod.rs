@@ -6,10 +6,12 @@
 //! `LockOptions`), `queue.rs` (`KeyQueue`, the per-key state machine: no actix, no async, no
 //! NATS), `contend.rs` (`Contender`), `actor.rs` (`LockActor`; `actor/keep_alive.rs` its
 //! refresh timer), `state.rs` (the lock actor's public messages, `LockState`, `LockLost`),
-//! `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure).
+//! `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure), `delay.rs` (the
+//! lock-delay after an unclean end of the previous tenure).
 
 pub(crate) mod actor;
 pub(crate) mod contend;
+pub(crate) mod delay;
 pub(crate) mod manager;
 pub(crate) mod queue;
 pub(crate) mod requests;

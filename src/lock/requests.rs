@@ -48,6 +48,14 @@ pub struct LockOptions {
     pub ttl: Option<Duration>,
     /// Stored in the lock value, shown to anyone who finds the lock busy.
     pub description: Option<String>,
+    /// A lock-delay, as Consul sessions have: when the previous tenure of the key ended
+    /// uncleanly (someone else's delete or purge, [`LockManager::force_release`](crate::LockManager::force_release)),
+    /// the acquire (also `try_acquire`) returns only this long after taking the key, which
+    /// it holds and keeps alive meanwhile. The previous holder learns of its loss at about
+    /// the moment the key is taken, and gets this long to stop the work the lock protects.
+    /// Not waited after a release by the holder nor after an expiry. `None` (the default):
+    /// no delay.
+    pub lock_delay: Option<Duration>,
 }
 
 impl LockOptions {
@@ -55,6 +63,13 @@ impl LockOptions {
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// A lock-delay after an unclean end of the previous tenure; see the field.
+    #[must_use]
+    pub fn lock_delay(mut self, delay: Duration) -> Self {
+        self.lock_delay = Some(delay);
         self
     }
 

@@ -29,6 +29,24 @@ pub(crate) enum ChangeOp {
     Expired,
 }
 
+/// What a message of the bucket's stream did to its key, from its headers.
+pub(crate) fn op_of(headers: Option<&async_nats::HeaderMap>) -> ChangeOp {
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    match (header(KV_OPERATION), header("Nats-Marker-Reason")) {
+        (Some("DEL"), _) => match header(NLOCK_END) {
+            Some("released") => ChangeOp::Ended(End::Released),
+            Some("lapsed") => ChangeOp::Ended(End::Lapsed),
+            // Anyone else's delete, an operator's break ("forced") included.
+            _ => ChangeOp::Delete,
+        },
+        (Some("PURGE"), _) => ChangeOp::Purge,
+        (_, Some("MaxAge")) => ChangeOp::Expired,
+        (_, Some("Remove")) => ChangeOp::Delete,
+        (_, Some(_)) => ChangeOp::Purge,
+        _ => ChangeOp::Put,
+    }
+}
+
 /// One change to a key of the bucket that landed in the stream.
 #[derive(Debug, Clone)]
 pub(crate) struct Change {
@@ -263,21 +281,7 @@ impl Store {
     fn to_change(&self, msg: &jetstream::Message) -> Option<Change> {
         let key = msg.subject.strip_prefix(self.subject_prefix.as_str())?;
         let info = msg.info().ok()?;
-        let headers = msg.headers.as_ref();
-        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
-        let op = match (header(KV_OPERATION), header("Nats-Marker-Reason")) {
-            (Some("DEL"), _) => match header(NLOCK_END) {
-                Some("released") => ChangeOp::Ended(End::Released),
-                Some("lapsed") => ChangeOp::Ended(End::Lapsed),
-                // Anyone else's delete, an operator's break ("forced") included.
-                _ => ChangeOp::Delete,
-            },
-            (Some("PURGE"), _) => ChangeOp::Purge,
-            (_, Some("MaxAge")) => ChangeOp::Expired,
-            (_, Some("Remove")) => ChangeOp::Delete,
-            (_, Some(_)) => ChangeOp::Purge,
-            _ => ChangeOp::Put,
-        };
+        let op = op_of(msg.headers.as_ref());
         Some(Change {
             key: key.to_owned(),
             revision: info.stream_sequence,

@@ -257,6 +257,15 @@ impl Store {
             Err(e) => Err(WriteError::Unavailable(Box::new(e))),
         }
     }
+
+    /// What the message at `revision` did to its key (a release, someone else's delete, an
+    /// expiry marker, ...): how the tenure before a new one ended.
+    pub(crate) async fn op_at(&self, revision: u64) -> Result<ChangeOp, WriteError> {
+        match self.kv.stream.get_raw_message(revision).await {
+            Ok(msg) => Ok(changes::op_of(Some(&msg.headers))),
+            Err(e) => Err(WriteError::Unavailable(Box::new(e))),
+        }
+    }
 }
 
 fn classify_publish(e: jetstream::context::PublishError) -> WriteError {

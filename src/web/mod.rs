@@ -48,7 +48,10 @@
 //!    releases their locks too.
 //! 3. When the server has stopped, [`LockManager::shutdown`] tells every lock still held
 //!    (`LockLost { Shutdown }`) and releases it, and ends every waiting acquire; `run`
-//!    returns when the deletes are acknowledged. Nothing is left to expire by TTL.
+//!    returns when the deletes are acknowledged. Electors started on the manager are shut
+//!    down first: each waits for its role at most its `stop_timeout` (plus one request
+//!    timeout for the release); a term whose role had not stopped by then is the one thing
+//!    left behind: it is not released but left to expire by its TTL (a warning is logged).
 //!
 //! # Leadership
 //!

@@ -10,7 +10,8 @@ use crate::leader::{Elector, ElectorStatus};
 
 /// The body of a readiness answer: `{"ready": true, "key": "jobs.leader", "status":
 /// "leading", "token": 7}` with 200, or `{"ready": false, "key": ..., "status":
-/// "campaigning"}` (or `holding_off`, `stopped`) with 503.
+/// "campaigning"}` (or `ending`, `holding_off`, `stopped`) with 503. 503 from the moment the
+/// term's lease is lost or runs out, or its end begins, while its role may still be stopping.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct Readiness {

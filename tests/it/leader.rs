@@ -50,9 +50,22 @@ pub(crate) struct Book {
     /// Make roles take 100 ms to stop (finishing their work), so that a term released before
     /// its role stopped would show as an overlap.
     linger: Arc<AtomicBool>,
+    /// While true, a role told to stop keeps running until it turns false (a role that is
+    /// slow to stop, for as long as a test wants).
+    hold_stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Book {
+    /// Roles told to stop keep running from now until [`Book::let_stop`].
+    pub(crate) fn hold_stop(&self) {
+        self.hold_stop.send_replace(true);
+    }
+
+    /// Roles held in their stop (and later ones) stop now.
+    pub(crate) fn let_stop(&self) {
+        self.hold_stop.send_replace(false);
+    }
+
     pub(crate) fn entries(&self) -> Vec<Entry> {
         self.entries.lock().unwrap().clone()
     }
@@ -90,7 +103,7 @@ impl Book {
     }
 
     /// The role of `who`, to send it messages.
-    fn role(&self, who: &str) -> Addr<Recorder> {
+    pub(crate) fn role(&self, who: &str) -> Addr<Recorder> {
         let roles = self.roles.lock().unwrap();
         let (_, addr) = roles.iter().rev().find(|(w, _)| w == who).unwrap();
         addr.upgrade().expect("role running")
@@ -155,6 +168,15 @@ impl Actor for Recorder {
         self.record(What::Start);
     }
     fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
+        if *self.book.hold_stop.borrow() {
+            let mut gate = self.book.hold_stop.subscribe();
+            let opened = async move {
+                let _ = gate.wait_for(|held| !*held).await;
+            };
+            // Stopping again once the gate opens goes through this method again, and passes.
+            ctx.spawn(opened.into_actor(self).map(|_, _, ctx| ctx.stop()));
+            return Running::Continue;
+        }
         if self.book.linger.load(Ordering::SeqCst) && !self.lingered {
             self.lingered = true;
             ctx.run_later(Duration::from_millis(100), |_, ctx| ctx.stop());
@@ -172,7 +194,7 @@ impl Actor for Recorder {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-enum Poke {
+pub(crate) enum Poke {
     Boom,
     Quit,
     Unhealthy,

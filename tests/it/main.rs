@@ -16,6 +16,8 @@ mod go_interop;
 mod input;
 mod leader;
 mod leader_measure;
+mod leader_stop;
+mod lock_delay;
 mod loss;
 mod observe;
 mod operator;

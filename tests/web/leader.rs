@@ -162,3 +162,54 @@ async fn observing_an_invalid_election_key_is_refused() {
     let err = locks.observe_leaders([KEY, ".bad"]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidKey);
 }
+
+/// A role that, once told to stop, keeps running until `release` turns true.
+struct Stuck(tokio::sync::watch::Receiver<bool>);
+
+impl actix::Actor for Stuck {
+    type Context = actix::Context<Self>;
+    fn stopping(&mut self, ctx: &mut Self::Context) -> actix::Running {
+        use actix::{ActorContext, ActorFutureExt, AsyncContext, WrapFuture};
+        // Released, or the test is gone (a failed test must not leave a role spinning).
+        if *self.0.borrow() || self.0.has_changed().is_err() {
+            return actix::Running::Stop;
+        }
+        let mut release = self.0.clone();
+        let released = async move {
+            let _ = release.wait_for(|r| *r).await;
+        };
+        ctx.spawn(released.into_actor(self).map(|_, _, ctx| ctx.stop()));
+        actix::Running::Continue
+    }
+}
+
+#[actix_web::test]
+async fn readiness_says_no_once_the_term_is_lost_while_the_role_still_stops() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let (release, stuck) = tokio::sync::watch::channel(false);
+    let a = m
+        .elector(KEY, ElectorOptions::new("a"), move |_term| {
+            Stuck(stuck.clone())
+        })
+        .unwrap();
+    let token = leads(&a).await;
+    let (addr, handle) = serve(WebLocks::new(m.clone()), &a);
+    assert_eq!(get_json(addr, "/ready").await.0, 200);
+
+    env.kv().await.delete(KEY).await.unwrap();
+    crate::harness::must_eventually(PATIENCE, "readiness turns 503", || async {
+        get_json(addr, "/ready").await.0 != 200
+    })
+    .await;
+    let (status, body) = get_json(addr, "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        json!({"ready": false, "key": KEY, "status": "ending", "token": token})
+    );
+
+    release.send_replace(true);
+    handle.stop(false).await;
+    a.shutdown().await;
+}

@@ -69,6 +69,17 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends `sig` to the server process: SIGSTOP and SIGCONT freeze and resume it, which
+    /// every client sees as a loss of its connection for that long.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with plain integers.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

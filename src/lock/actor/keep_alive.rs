@@ -1,5 +1,6 @@
 //! Keeping a held lock alive: one timer for the earlier of the next refresh and the lease
-//! deadline, the refreshes it starts, and what their outcomes do to the tenure.
+//! deadline, the refreshes it starts, and what their outcomes do to the tenure; and
+//! `LetExpire`, which stops the refreshes.
 
 use std::time::SystemTime;
 
@@ -12,6 +13,34 @@ use crate::deadline::{after, lease_deadline};
 use crate::error::LossReason;
 use crate::lock::state::LockStatus;
 use crate::lock::tenure::{self, Confirmed};
+
+/// Stop refreshing, without a release: the tenure ends at its lease deadline (lost,
+/// `Expired`) and the key expires on the server. Sent by a holder whose protected work did
+/// not stop in time (an elector's role past its `stop_timeout`): handing the key over early
+/// by a release would let the next holder start while that work may still run. A manager
+/// shutdown then leaves the key to expire too, instead of deleting it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct LetExpire;
+
+impl Handler<LetExpire> for LockActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LetExpire, ctx: &mut Context<Self>) {
+        self.expire_if_due(ctx);
+        if self.status != LockStatus::Held {
+            return;
+        }
+        let _e = self.span.clone().entered();
+        tracing::warn!(
+            time_left = ?self.deadline.saturating_duration_since(Instant::now()),
+            "no longer refreshing: the lock expires at its lease deadline"
+        );
+        self.expiring = true;
+        self.next_refresh = None;
+        self.arm(ctx);
+    }
+}
 
 impl LockActor {
     /// (Re)arms the timer for the earlier of the next refresh and the lease deadline.
@@ -51,7 +80,8 @@ impl LockActor {
 
     pub(super) fn start_refresh(&mut self, ctx: &mut Context<Self>) {
         // Only a held lock refreshes; a release in flight owns the revision until it ends.
-        if self.refreshing || self.status != LockStatus::Held {
+        // Nor one told to let its lease run out: a refresh would extend it.
+        if self.refreshing || self.status != LockStatus::Held || self.expiring {
             return;
         }
         self.refreshing = true;

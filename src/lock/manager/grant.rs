@@ -44,6 +44,7 @@ impl LockManagerActor {
             send_ttl: self.store.capabilities().per_lock_ttl && ttl != self.config.ttl,
         };
         let hint = self.markers.remove(&key);
+        let check_previous = waiter.options.lock_delay.is_some_and(|d| !d.is_zero());
         let store = self.store.clone();
         let (retry_interval, resolve_for) =
             (self.config.retry_interval, self.config.request_timeout);
@@ -64,6 +65,7 @@ impl LockManagerActor {
                 tenure: &tenure,
                 retry_interval,
                 resolve_for,
+                check_previous,
             };
             let outcome = match waiter.mode {
                 Mode::Try => contender.try_once(hint).await,
@@ -102,6 +104,7 @@ impl LockManagerActor {
         let won = match outcome {
             Contended::Acquired(grant) => {
                 let holder = grant.holder.clone();
+                let unclean = grant.previous_unclean;
                 // From the first refresh on, the value names its token, so that observers
                 // (and `nlock ls`) see the fencing token of a lock they did not see taken.
                 tenure.holder = grant.holder;
@@ -129,9 +132,19 @@ impl LockManagerActor {
                     let _ = waiter.tx.send(Err(LockError::ManagerGone));
                 } else {
                     let handle = LockHandle::new(Lease::new(lease), addr.clone());
-                    // If the caller is gone, the handle comes back and its drop releases it.
-                    if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
-                        drop(handle);
+                    match waiter.options.lock_delay.filter(|d| !d.is_zero()) {
+                        Some(delay) => {
+                            actix::spawn(crate::lock::delay::hand_over(
+                                unclean, delay, handle, waiter.tx,
+                            ));
+                        }
+                        // If the caller is gone, the handle comes back and its drop
+                        // releases it.
+                        None => {
+                            if let Err(Ok(handle)) = waiter.tx.send(Ok(handle)) {
+                                drop(handle);
+                            }
+                        }
                     }
                 }
                 Some((HeldLock { addr, holder }, grant.token))
