@@ -18,7 +18,7 @@
 //!
 //! | error | status | extra |
 //! | --- | --- | --- |
-//! | `busy`, in the restart grace ([`LockError::RestartGrace`](crate::LockError::RestartGrace)) | 503 Service Unavailable, `Retry-After` | `retry_after_s`: until the grace ends |
+//! | `busy`, in the restart grace ([`LockError::RestartGrace`]) | 503 Service Unavailable, `Retry-After` | `retry_after_s`: until the grace ends |
 //! | `busy` | 409 Conflict | `holder.description` (the holder's [`LockOptions::description`](crate::LockOptions::description)); owner id, host and pid only with [`LockErrorResponse::holder_details`] |
 //! | `acquire_timed_out` | 503 Service Unavailable | `Retry-After` header and `retry_after_s`: the time waited, rounded up, at least 1 s |
 //! | `unavailable`, `outcome_unknown`, `manager_gone` | 503 Service Unavailable | no server addresses in the message |
