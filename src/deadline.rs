@@ -62,15 +62,21 @@ mod tests {
             retry in any_duration(),
             timeout in any_duration(),
             margin in any_duration(),
+            skew in any_duration(),
             explicit_timeout in any::<bool>(),
         ) {
-            let mut b = crate::Config::builder().ttl(ttl).retry_interval(retry).lease_margin(margin);
+            let mut b = crate::Config::builder()
+                .ttl(ttl)
+                .retry_interval(retry)
+                .lease_margin(margin)
+                .max_clock_skew(skew);
             if explicit_timeout {
                 b = b.request_timeout(timeout);
             }
             // Either a config or a `ConfigError`: the type says so, and it must not panic.
             if let Ok(c) = b.build() {
                 prop_assert!(c.ttl() <= crate::config::MAX_TTL);
+                prop_assert!(c.max_clock_skew() <= crate::config::MAX_CLOCK_SKEW);
                 let now = Instant::now();
                 let ttl = c.ttl();
                 let deadline = lease_deadline(now, ttl, c.lease_margin(ttl));

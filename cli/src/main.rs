@@ -150,8 +150,8 @@ enum Command {
             an expiry): the command then gets SIGTERM and SIGKILL within --lock-delay minus \
             250ms (at most --grace), and when refreshes fail it is stopped before the lease \
             deadline and killed at it. So the commands of two terms do not run at once, as long \
-            as every candidate uses the same --lock-delay and no machine is paused: one paused \
-            past the TTL (nlock and its command stopped together) can resume its command after \
+            as every candidate uses the same --lock-delay and neither a machine nor nlock is \
+            paused: one paused past the TTL (nlock alone, or with its command) can resume after \
             the next leader started, which only a resource that checks NLOCK_TOKEN can \
             refuse.\n\n\
             When the command exits by itself, nlock resigns (the next candidate takes over at \

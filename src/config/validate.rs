@@ -136,6 +136,14 @@ mod tests {
             Err(ConfigError::RetryInterval(ms(9)))
         );
         assert!(b().retry_interval(MIN_RETRY_INTERVAL).build().is_ok());
+        for skew in [MAX_CLOCK_SKEW + ms(1), Duration::MAX] {
+            assert_eq!(
+                b().max_clock_skew(skew).build(),
+                Err(ConfigError::ClockSkew(skew))
+            );
+        }
+        assert!(b().max_clock_skew(MAX_CLOCK_SKEW).build().is_ok());
+        assert!(b().max_clock_skew(Duration::ZERO).build().is_ok());
         assert_eq!(
             b().bucket("a.b").build(),
             Err(ConfigError::BucketName("a.b".into()))

@@ -253,10 +253,10 @@ async fn a_lock_delay_of_max_after_an_unclean_end_waits_without_panicking() {
     m2.shutdown().await;
 }
 
-/// A retry interval of `Duration::MAX`: the waiter's fallback poll never runs, and the key's
-/// watch wakes it when the holder releases.
+/// A retry interval of `Duration::MAX`: the waiter's fallback poll never runs, and the
+/// manager's change stream wakes it when the holder releases.
 #[actix::test]
-async fn a_retry_interval_of_max_waits_on_the_watch() {
+async fn a_retry_interval_of_max_waits_on_the_change_feed() {
     let env = Env::start().await;
     let holder = env.manager(env.config()).await;
     let waiter = env
