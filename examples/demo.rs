@@ -11,10 +11,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use local_server::LocalServer;
-use nlock::{Config, DoOutcome, LockError, LockManager, LockOptions};
+use nlock::{
+    Config, DoOutcome, LeaseEnd, LockError, LockEvent, LockEventKind, LockManager, LockOptions,
+};
 
 #[actix::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    // The error's text, not its Debug form.
+    if let Err(e) = run().await {
+        eprintln!("demo failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (url, _server) = match std::env::var("NATS_URL") {
         Ok(url) => (url, None),
         Err(_) => {
@@ -100,29 +110,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    println!("\n4. A lock deleted behind its holder's back: the holder is told at once.");
+    println!(
+        "\n4. An operator breaks a lock behind its holder's back: the holder is told at once."
+    );
     let mut events = replicas[0].events("demo.fragile").await?; // an observer, in any process
     let lock = replicas[2].acquire("demo.fragile", None).await?;
-    let raw = nlock::async_nats::connect(&url).await?;
-    let kv = nlock::async_nats::jetstream::new(raw)
-        .get_key_value("nlock_demo")
+    let breaking = std::time::Instant::now();
+    // What `nlock release --force` does: a delete that expects the tenure read (never another
+    // one), whose marker names the broken holder and its token for every watcher.
+    let broken = replicas[1]
+        .force_release("demo.fragile", Some(lock.token()))
         .await?;
-    let deleted = std::time::Instant::now();
-    kv.delete("demo.fragile").await?;
+    println!(
+        "   replica 1 broke {}: token {}, held by {}",
+        broken.key, broken.token, broken.holder
+    );
     let lost = tokio::time::timeout(Duration::from_secs(5), lock.lost()).await?;
     println!(
-        "   replica 2 lost {} (token {}) {:?} after the delete: {}",
+        "   replica 2 lost {} (token {}) {:.1} ms after the break began: {}",
         lost.key,
         lost.token,
-        deleted.elapsed(),
+        breaking.elapsed().as_secs_f64() * 1000.0,
         lost.reason
     );
     for _ in 0..2 {
         if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
-            println!(
-                "   observer on replica 0: {} {:?}, token {:?}",
-                e.key, e.kind, e.token
-            );
+            println!("   observer on replica 0: {}", event_text(&e));
         }
     }
 
@@ -130,7 +143,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let held = replicas[1].acquire("demo.shutdown", None).await?;
     let lease = held.lease().clone(); // what the code doing the work would hold
     replicas[1].shutdown().await;
-    println!("   replica 1's lease ended: {:?}", lease.end());
+    let end = match lease.end() {
+        Some(LeaseEnd::Released) => "released".to_owned(),
+        Some(LeaseEnd::Lost { reason }) => format!("lost ({reason})"),
+        Some(_) => "ended".to_owned(),
+        None => "not yet".to_owned(),
+    };
+    println!("   replica 1's lease on demo.shutdown ended: {end}");
     println!(
         "   replica 0 takes it: token {}",
         replicas[0].try_acquire("demo.shutdown").await?.token()
@@ -141,4 +160,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("\ndone");
     Ok(())
+}
+
+/// A lock event as a line for people, as `nlock watch` prints it.
+fn event_text(e: &LockEvent) -> String {
+    let kind = match e.kind {
+        LockEventKind::Acquired => "acquired",
+        LockEventKind::Refreshed => "refreshed",
+        LockEventKind::Released => "released",
+        LockEventKind::Deleted => "deleted",
+        LockEventKind::Expired => "expired",
+        _ => "changed",
+    };
+    let mut line = format!("{} {kind}", e.key);
+    if let Some(token) = e.token {
+        line.push_str(&format!(" token {token}"));
+    }
+    if let Some(h) = &e.holder {
+        line.push_str(&format!(" by {h}"));
+    }
+    line
 }
