@@ -107,7 +107,7 @@ mod error;
 mod ready;
 mod request;
 
-pub use admin::{AdminLocks, ObservedLeader};
+pub use admin::{AdminLocks, BucketLock, ElectionCandidate, ObservedLeader};
 pub use error::LockErrorResponse;
 pub use ready::Readiness;
 pub use request::{HeldLock, KeyFn, KeyFrom, LockPerRequest, LockPerRequestService};

@@ -217,6 +217,17 @@ async fn the_admin_page_shows_the_leader_live_through_a_handover() {
     };
     let a_token = leads(&a).await;
     shows("a", a_token).await;
+    // The bucket table names the term's candidate and its metadata, not the raw record.
+    let term_row = format!("#bucket tr[data-key=\"{KEY}\"][data-token=\"{a_token}\"] td.holder");
+    must_eventually(PATIENCE, "the bucket row names leader a", || async {
+        let Ok(cell) = page.find(Locator::Css(&term_row)).await else {
+            return false;
+        };
+        let text = cell.text().await.unwrap_or_default();
+        assert!(!text.contains('{'), "raw record shown: {text}");
+        text.starts_with("leader a (who a)")
+    })
+    .await;
 
     let b = elect(&mb, "b");
     a.resign(Duration::from_secs(60)).await;
