@@ -55,6 +55,14 @@ impl actix::Actor for Leading {
             }
         });
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        println!(
+            "stopped leading {} (token {})",
+            self.0.key(),
+            self.0.token()
+        );
+    }
 }
 
 #[actix_web::main]

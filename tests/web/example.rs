@@ -139,6 +139,10 @@ async fn stops_gracefully_on(sig: &str, name: &str) {
     assert!(exit.success(), "{exit}");
     reader.await.unwrap();
     let said = lines.lock().unwrap().join("\n");
+    // The role stopped before the manager released the term's key and the example reported.
+    let role_stopped = said.find("stopped leading web.leader").expect(&said);
+    let reported = said.find("stopped on ").expect(&said);
+    assert!(role_stopped < reported, "{said}");
     assert!(
         said.contains(&format!(
             "stopped on {name}: in-flight requests finished; released accounts.42, web.leader"
