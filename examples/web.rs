@@ -16,9 +16,10 @@
 //! name and pid) names the candidate on the admin page.
 //!
 //! `NATS_URL` (default `nats://127.0.0.1:4222`) and the other `nats` CLI variables choose the
-//! server; `BIND` (default `127.0.0.1:8080`) the address. `kill -TERM` stops it
-//! gracefully: in-flight requests finish, then every lock is released. Ctrl-C (SIGINT) stops
-//! it at once: in-flight requests are dropped, and every lock is released all the same.
+//! server; `NLOCK_NO_RESTART_GRACE=1`, as for the CLI, skips the restart grace (on a new
+//! bucket, locks wait out one TTL first); `BIND` (default `127.0.0.1:8080`) the address. Ctrl-C (SIGINT) and `kill -TERM`
+//! both stop it gracefully: in-flight requests finish (up to 10 s), the leader's role stops,
+//! every lock is released, and it says which.
 
 use std::time::Duration;
 
@@ -54,6 +55,14 @@ impl actix::Actor for Leading {
             }
         });
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        println!(
+            "stopped leading {} (token {})",
+            self.0.key(),
+            self.0.token()
+        );
+    }
 }
 
 #[actix_web::main]
@@ -61,7 +70,14 @@ async fn main() -> std::io::Result<()> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     // Once, before HttpServer::new, in the main system: the lock actors run on this thread's
     // arbiter, which serves no requests, so a busy worker never delays a refresh.
-    let manager = nlock::LockManager::from_env(nlock::Config::default())
+    // As the CLI: NLOCK_NO_RESTART_GRACE=1 skips the restart grace, for a server you just
+    // started that cannot have had earlier holders.
+    let no_grace = std::env::var("NLOCK_NO_RESTART_GRACE").is_ok_and(|v| !v.is_empty());
+    let config = nlock::Config::builder()
+        .restart_grace(!no_grace)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let manager = nlock::LockManager::from_env(config)
         .await
         .map_err(std::io::Error::other)?;
     let node =
@@ -99,11 +115,24 @@ async fn main() -> std::io::Result<()> {
     .h1_allow_half_closed(false)
     // Requests still running 10 s after a stop are dropped; their locks are released.
     .shutdown_timeout(10)
+    // `locks.run_reporting` stops gracefully on SIGINT and SIGTERM alike; actix-server's own
+    // handling would stop at once on SIGINT, dropping in-flight requests.
+    .disable_signals()
     .bind(&bind)?
     .run();
     println!("listening on http://{bind}, admin page at http://{bind}/admin/locks/");
     // On a stop the term ends with the rest: its role is told, and the key released.
-    locks.run(server).await
+    let stopped = locks.run_reporting(server).await?;
+    let why = stopped.signal.unwrap_or("a stop");
+    if stopped.released.is_empty() {
+        println!("stopped on {why}: in-flight requests finished; no lock was held");
+    } else {
+        println!(
+            "stopped on {why}: in-flight requests finished; released {}",
+            stopped.released.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The host name, for a default candidate name.

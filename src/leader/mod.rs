@@ -35,5 +35,8 @@ mod term;
 
 pub use elector::{Elector, ElectorActor, ElectorStatus, Resign, StopElecting};
 pub use observe::{Leader, LeaderChange, LeaderChangeKind, LeaderChanges, LeaderSubscription};
+/// The candidate record in a term's lock description, decoded; the web admin shows it.
+#[cfg(feature = "actix-web")]
+pub(crate) use options::CandidateRecord;
 pub use options::{ElectorOptions, DEFAULT_LOCK_DELAY};
 pub use term::Term;

@@ -4,7 +4,9 @@
 //!
 //! Routes, under the path the app chooses:
 //! - `GET {path}` and `GET {path}/`: the page.
-//! - `GET {path}/locks`: [`AdminLocks`] as JSON.
+//! - `GET {path}/locks`: [`AdminLocks`] as JSON. A key held by an elector's term carries
+//!   its `candidate` ([`ElectionCandidate`]: identity and metadata) decoded from the lock's
+//!   description, which the page shows instead of the raw record.
 //! - `GET {path}/leaders`: for each key given to [`WebLocks::observe_leaders`], in that
 //!   order, an [`ObservedLeader`]: `[{"key": ..., "leader": {"identity", "metadata",
 //!   "token", "since_ms", "holder", ..} or null}]`. An election key is a lock key, so the
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::LockManager;
 use crate::error::LockError;
-use crate::leader::Leader;
+use crate::leader::{CandidateRecord, Leader};
 use crate::lock::requests::LocksReport;
 use crate::observe::{KeyHolder, LockEvent};
 use crate::web::WebLocks;
@@ -41,7 +43,7 @@ pub struct AdminLocks {
     /// The connected nats-server's version.
     pub server_version: String,
     /// Every key held in the bucket, by any process, sorted by key.
-    pub bucket: Vec<KeyHolder>,
+    pub bucket: Vec<BucketLock>,
     /// What this process holds (with TTL and time left) and waits for.
     pub process: LocksReport,
 }
@@ -54,10 +56,49 @@ impl AdminLocks {
         Ok(AdminLocks {
             owner: manager.owner().to_owned(),
             server_version: manager.capabilities().server_version.clone(),
-            bucket,
+            bucket: bucket.into_iter().map(BucketLock::new).collect(),
             process,
         })
     }
+}
+
+/// One key held in the bucket, in [`AdminLocks::bucket`]: the lock record (its fields at the
+/// top level of the JSON, as [`KeyHolder`]'s) and, for an elector's term, the candidate.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct BucketLock {
+    /// The key, its token and its holder's record.
+    #[serde(flatten)]
+    pub lock: KeyHolder,
+    /// The candidate an elector wrote in the lock's description (`{"leader":{"id":..,
+    /// "meta":..}}`), decoded; absent (no `candidate` field) for any other lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<ElectionCandidate>,
+}
+
+impl BucketLock {
+    fn new(lock: KeyHolder) -> BucketLock {
+        let candidate = lock
+            .holder
+            .description
+            .as_deref()
+            .and_then(CandidateRecord::decode)
+            .map(|r| ElectionCandidate {
+                identity: r.leader.id,
+                metadata: r.leader.meta,
+            });
+        BucketLock { lock, candidate }
+    }
+}
+
+/// Who an elector's term names, read from the lock's description.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ElectionCandidate {
+    /// The candidate's identity ([`ElectorOptions::identity`](crate::ElectorOptions)).
+    pub identity: String,
+    /// The candidate's metadata (`null` when none).
+    pub metadata: serde_json::Value,
 }
 
 /// One observed election key and who leads it, in what `GET {path}/leaders` answers.

@@ -39,9 +39,10 @@
 //! # Shutdown
 //!
 //! [`WebLocks::run`] runs the server to its end and then releases what is left:
-//! 1. On a signal (actix-server handles them itself: SIGTERM stops gracefully, SIGINT and
-//!    SIGQUIT at once) or [`WebLocks::stop`], the admin event streams end, so that open pages
-//!    do not hold up a graceful stop.
+//! 1. On SIGINT or SIGTERM, [`WebLocks::run`] stops the server gracefully; build it with
+//!    `HttpServer::disable_signals()`, or actix-server's own handling also sees the signal
+//!    and stops at once on SIGINT (and SIGQUIT). On a signal or [`WebLocks::stop`], the admin
+//!    event streams end, so that open pages do not hold up a graceful stop.
 //! 2. actix-server stops accepting. In a graceful stop in-flight requests finish, and each
 //!    one's lock is released when its response has been sent; requests still running at the
 //!    server's `shutdown_timeout`, or any in a stop that is not graceful, are dropped, which
@@ -96,6 +97,8 @@
 //!             )
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
+//!     // `locks.run` stops gracefully on SIGINT and SIGTERM; actix's own would not on SIGINT.
+//!     .disable_signals()
 //!     .run();
 //!     // manager.shutdown() at the end also ends the term (its role is told `Shutdown`).
 //!     locks.run(server).await
@@ -107,7 +110,7 @@ mod error;
 mod ready;
 mod request;
 
-pub use admin::{AdminLocks, ObservedLeader};
+pub use admin::{AdminLocks, BucketLock, ElectionCandidate, ObservedLeader};
 pub use error::LockErrorResponse;
 pub use ready::Readiness;
 pub use request::{HeldLock, KeyFn, KeyFrom, LockPerRequest, LockPerRequestService};
@@ -250,42 +253,87 @@ impl WebLocks {
 
     /// Runs `server` until it stops (signal or [`stop`](WebLocks::stop)), then shuts the
     /// manager down: every lock still held is released and its holder told. See the
-    /// [module docs](self#shutdown) for the order.
+    /// [module docs](self#shutdown) for the order. [`run_reporting`](WebLocks::run_reporting)
+    /// also says what stopped it and what it released.
     pub async fn run(&self, server: Server) -> std::io::Result<()> {
-        let server = std::pin::pin!(server);
-        let result = {
-            let mut server = server;
-            tokio::select! {
-                result = &mut server => result,
-                () = termination() => {
-                    // actix-server saw the same signal and is stopping gracefully.
-                    self.begin_stop();
-                    server.await
-                }
+        self.run_reporting(server).await.map(|_| ())
+    }
+
+    /// As [`run`](WebLocks::run), and tells what stopped the server and which of this
+    /// process's locks were held when the stop began or when the manager shut down: each was
+    /// released by then (by its request's end, or by the shutdown), or, if its release failed,
+    /// left to expire by its TTL (a warning is logged).
+    ///
+    /// On SIGINT or SIGTERM it stops the server gracefully ([`ServerHandle::stop`]`(true)`).
+    /// For SIGINT (Ctrl-C) to be graceful too, build the server with
+    /// `HttpServer::disable_signals()`: otherwise actix-server also sees it and stops at once.
+    pub async fn run_reporting(&self, server: Server) -> std::io::Result<Stopped> {
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let mut held = Vec::new();
+        let (result, signal) = tokio::select! {
+            result = &mut server => (result, None),
+            signal = termination() => {
+                self.begin_stop();
+                held = self.held_keys().await;
+                // Sent at once; the server future, polled below, carries the stop out.
+                let stopping = handle.stop(true);
+                let (result, ()) = futures::join!(&mut server, stopping);
+                (result, Some(signal))
             }
         };
         self.begin_stop();
+        held.extend(self.held_keys().await);
+        held.sort();
+        held.dedup();
         self.manager.shutdown().await;
-        result
+        result.map(|()| Stopped {
+            signal,
+            released: held,
+        })
+    }
+
+    /// The keys this process holds now; none if the manager no longer answers.
+    async fn held_keys(&self) -> Vec<String> {
+        match self.manager.locks().await {
+            Ok(report) => report.held.into_iter().map(|l| l.key).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 }
 
-/// Resolves on SIGINT or SIGTERM, on which actix-server stops (gracefully on SIGTERM).
-async fn termination() {
+/// How a [`WebLocks::run_reporting`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stopped {
+    /// The signal that stopped the server (`"SIGINT"` or `"SIGTERM"`); `None` when it stopped
+    /// otherwise (a [`ServerHandle`], [`WebLocks::stop`]).
+    pub signal: Option<&'static str>,
+    /// This process's keys held when the stop began or when the manager shut down, sorted:
+    /// released by the time `run_reporting` returns (see there).
+    pub released: Vec<String>,
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn termination() -> &'static str {
     #[cfg(unix)]
     {
         use actix_web::rt::signal::unix::{signal, SignalKind};
         let Ok(mut term) = signal(SignalKind::terminate()) else {
             // Without a SIGTERM handler, Ctrl-C still works.
-            return ctrl_c().await;
+            ctrl_c().await;
+            return "SIGINT";
         };
         tokio::select! {
-            () = ctrl_c() => {}
-            _ = term.recv() => {}
+            () = ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
         }
     }
     #[cfg(not(unix))]
-    ctrl_c().await
+    {
+        ctrl_c().await;
+        "SIGINT"
+    }
 }
 
 /// Resolves on Ctrl-C; never, when no handler can be installed (then a stop comes from

@@ -59,6 +59,11 @@ async fn start_driver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> fantoccini::Client {
+    browser_at(driver, 1000).await
+}
+
+/// A session whose window (and so its viewport, headless) is `width` px wide.
+async fn browser_at(driver: &Driver, width: u32) -> fantoccini::Client {
     let profile = driver.profile.path().display().to_string();
     let args = [
         "--headless",
@@ -69,11 +74,13 @@ async fn browser(driver: &Driver) -> fantoccini::Client {
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--window-size=1000,640",
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain([format!("--user-data-dir={profile}")])
+    .chain([
+        format!("--user-data-dir={profile}"),
+        format!("--window-size={width},640"),
+    ])
     .collect::<Vec<_>>();
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -217,6 +224,17 @@ async fn the_admin_page_shows_the_leader_live_through_a_handover() {
     };
     let a_token = leads(&a).await;
     shows("a", a_token).await;
+    // The bucket table names the term's candidate and its metadata, not the raw record.
+    let term_row = format!("#bucket tr[data-key=\"{KEY}\"][data-token=\"{a_token}\"] td.holder");
+    must_eventually(PATIENCE, "the bucket row names leader a", || async {
+        let Ok(cell) = page.find(Locator::Css(&term_row)).await else {
+            return false;
+        };
+        let text = cell.text().await.unwrap_or_default();
+        assert!(!text.contains('{'), "raw record shown: {text}");
+        text.starts_with("leader a (who a)")
+    })
+    .await;
 
     let b = elect(&mb, "b");
     a.resign(Duration::from_secs(60)).await;
@@ -227,4 +245,69 @@ async fn the_admin_page_shows_the_leader_live_through_a_handover() {
     handle.stop(false).await;
     b.shutdown().await;
     a.shutdown().await;
+}
+
+/// Whether the cell at `selector` draws its content on one line: every box of it (the bar,
+/// each fragment of the text) overlaps the first vertically. `null` while the cell is not
+/// drawn. One script, so the page's redraw every 250 ms cannot replace the cell mid-check.
+const ONE_LINE: &str = r#"
+const td = document.querySelector(arguments[0]);
+if (!td) return null;
+const range = document.createRange();
+range.selectNodeContents(td);
+const boxes = Array.from(range.getClientRects()).filter(r => r.width > 0 && r.height > 0);
+if (boxes.length === 0) return null;
+const first = boxes[0];
+return {
+  one_line: boxes.every(r => r.top < first.bottom && r.bottom > first.top),
+  text: td.textContent,
+  viewport: window.innerWidth,
+};
+"#;
+
+#[actix_web::test]
+async fn the_time_left_stays_on_one_line_at_1200_px() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        eprintln!("SKIPPED the time-left browser test: {CHROMIUM} or {CHROMEDRIVER} is missing");
+        return;
+    }
+    let env = Env::start().await;
+    let manager = env.manager(env.config()).await;
+    let ts = start(manager.clone()).await;
+    let driver = start_driver().await;
+    let page = browser_at(&driver, 1200).await;
+    page.goto(&ts.url("/admin/")).await.unwrap();
+
+    // A holder with a description of ordinary length leaves the time-left column its
+    // narrowest width: what an operator sees with a few locks.
+    let options = LockOptions::default()
+        .description("nightly close of accounts, batch 2026-11-28, started by cron on ops-1");
+    let lock = manager
+        .acquire_with("billing.close-day", None, options)
+        .await
+        .unwrap();
+    let cell = format!(
+        "#bucket tr[data-key=\"billing.close-day\"][data-token=\"{}\"] td.left",
+        lock.token()
+    );
+    let last = std::sync::Mutex::new(serde_json::Value::Null);
+    must_eventually(PATIENCE, "the page draws the lock's time left", || async {
+        let shown = page
+            .execute(ONE_LINE, vec![serde_json::json!(cell)])
+            .await
+            .unwrap();
+        let drawn = shown["text"].as_str().is_some_and(|t| t.ends_with(" s"));
+        *last.lock().unwrap() = shown;
+        drawn
+    })
+    .await;
+    let shown = last.into_inner().unwrap();
+    assert_eq!(shown["viewport"], 1200, "{shown}");
+    assert_eq!(
+        shown["one_line"], true,
+        "the time-left cell wraps at 1200 px: {shown}"
+    );
+
+    lock.release().await.unwrap();
+    page.close().await.unwrap();
 }

@@ -213,3 +213,43 @@ async fn readiness_says_no_once_the_term_is_lost_while_the_role_still_stops() {
     handle.stop(false).await;
     a.shutdown().await;
 }
+
+#[actix_web::test]
+async fn the_bucket_json_names_a_terms_candidate_not_its_raw_record() {
+    let env = Env::start().await;
+    let (ma, observer) = (
+        env.manager(env.config()).await,
+        env.manager(env.config()).await,
+    );
+    let options = ElectorOptions::new("cand-a").metadata(json!({"pid": 13921}));
+    let a = ma.elector(KEY, options, |_term| Idle).unwrap();
+    let plain = observer
+        .acquire_with(
+            "plain.lock",
+            None,
+            nlock::LockOptions::default().description("closing day"),
+        )
+        .await
+        .unwrap();
+    let (addr, handle) = serve(WebLocks::new(observer.clone()), &a);
+    let token = leads(&a).await;
+
+    let (status, body) = get_json(addr, "/admin/locks").await;
+    assert_eq!(status, 200, "{body}");
+    let bucket = body["bucket"].as_array().unwrap();
+    let term = bucket.iter().find(|k| k["key"] == KEY).expect("the term");
+    assert_eq!(term["token"], token);
+    assert_eq!(
+        term["candidate"],
+        json!({"identity": "cand-a", "metadata": {"pid": 13921}})
+    );
+    assert_eq!(term["holder"]["owner"], ma.owner());
+    // Any other lock keeps its description and has no candidate.
+    let other = bucket.iter().find(|k| k["key"] == "plain.lock").unwrap();
+    assert!(other.get("candidate").is_none(), "{body}");
+    assert_eq!(other["holder"]["description"], "closing day");
+
+    plain.release().await.unwrap();
+    handle.stop(false).await;
+    a.shutdown().await;
+}

@@ -11,6 +11,7 @@ mod admin;
 mod app;
 mod browser;
 mod errors;
+mod example;
 mod leader;
 mod request;
 mod shutdown;
