@@ -304,8 +304,9 @@ impl Ctx {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(mut e) => {
             let usage = e.use_stderr();
+            add_dashdash_tip(&mut e);
             let _ = e.print();
             return ExitCode::from(if usage { exit::USAGE } else { 0 });
         }
@@ -326,6 +327,30 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => ExitCode::from(report(&failure, json_errors)),
     }
+}
+
+/// `nlock run KEY echo hi` (the `--` forgotten) is clap's "unexpected argument 'echo'": add
+/// a tip that shows where the `--` goes.
+fn add_dashdash_tip(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as ClapKind};
+    if e.kind() != ClapKind::UnknownArgument {
+        return;
+    }
+    let Some(ContextValue::String(found)) = e.get(ContextKind::InvalidArg) else {
+        return;
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if found.starts_with('-') || args.iter().any(|a| a == "--") {
+        return;
+    }
+    let Some(sub) = args.iter().find(|a| *a == "run" || *a == "elect") else {
+        return;
+    };
+    let tip = format!("put `--` before the command: nlock {sub} KEY -- {found} ...");
+    e.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
 }
 
 /// Prints `failure` on standard error and returns its exit code.

@@ -330,6 +330,35 @@ fn context_picks_the_server() {
 }
 
 #[test]
+fn a_command_without_dashdash_gets_a_tip_showing_where_it_goes() {
+    let scene = Scene::new();
+    for sub in ["run", "elect"] {
+        let out = output(scene.bare().args([sub, "jobs.a", "echo", "hi"]));
+        assert_eq!(out.code, Some(2), "{sub}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("unexpected argument 'echo'"),
+            "{sub}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "put `--` before the command: nlock {sub} KEY -- echo"
+            )),
+            "{sub}: {}",
+            out.stderr
+        );
+    }
+    // A bad flag is not a forgotten `--`: no such tip.
+    let out = output(
+        scene
+            .bare()
+            .args(["run", "--bogus", "jobs.a", "--", "true"]),
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(!out.stderr.contains("put `--`"), "{}", out.stderr);
+}
+
+#[test]
 fn bad_flags_and_bad_keys_are_usage_errors() {
     let scene = Scene::new();
     // No server is needed to refuse these: nothing is connected.
