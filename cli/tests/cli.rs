@@ -422,8 +422,16 @@ fn bad_flags_and_bad_keys_are_usage_errors() {
 fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
     let server = Server::start();
     let scene = Scene::new();
-    let out = output(scene.nlock(&server).args(["watch", "a.>.b"]));
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    for bad in ["a.>.b", "bad filter", "a..*"] {
+        let out = output(scene.nlock(&server).args(["watch", bad]));
+        assert_eq!(out.code, Some(2), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("invalid filter {bad:?}")),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("lock key"), "{}", out.stderr);
+    }
     let info = output(scene.nlock(&server).arg("info"));
     assert_eq!(info.code, Some(0), "{}", info.stderr);
     let info = json(&info.stdout);
