@@ -14,7 +14,6 @@ mod run;
 mod show;
 mod spinner;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -76,8 +75,8 @@ struct Cli {
     /// Print only errors (and what the command itself prints).
     #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
-    /// JSON output (the default when standard output is not a terminal); errors as JSON on
-    /// standard error.
+    /// JSON output (one value per line) instead of text; errors as JSON on standard error.
+    /// Text is the default, on a terminal or not.
     #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     #[command(subcommand)]
@@ -379,7 +378,7 @@ fn report(failure: &Failure, json: bool) -> u8 {
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let ctx = Ctx {
         quiet: cli.quiet,
-        json: cli.json || !std::io::stdout().is_terminal(),
+        json: cli.json,
     };
     // Keys are checked before connecting: a bad key is a usage error even with no server.
     match &cli.command {

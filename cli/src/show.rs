@@ -1,5 +1,6 @@
 //! The bucket as it is: `ls`, `who`, `watch`, `info`, and the operator's `release --force`.
-//! Text for a terminal, JSON (one value per line) otherwise or with `--json`.
+//! Text by default (the same on a terminal or in a pipe), JSON (one value per line) with
+//! `--json`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;

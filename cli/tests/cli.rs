@@ -242,11 +242,32 @@ fn ls_who_and_watch_show_what_happened() {
             .args(["run", "jobs.ready", "--", "true"]),
     );
     assert_eq!(ready.code, Some(0), "{}", ready.stderr);
-    let watch = Lines::spawn(scene.nlock(&server).args(["watch", "jobs.>"]));
+    let watch = Lines::spawn(scene.nlock(&server).args(["--json", "watch", "jobs.>"]));
     watch.next_json(|e| e["key"] == "jobs.ready" && e["kind"] == "released");
 
     let (holder, token) = hold(&scene, &server, "jobs.a", &["--description", "nightly"]);
+    // Text unless --json, in a pipe too: a table and a sentence a person (or grep) reads.
     let ls = output(scene.nlock(&server).arg("ls"));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    let lines: Vec<&str> = ls.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", ls.stdout);
+    assert!(lines[0].starts_with("KEY"), "{}", ls.stdout);
+    assert!(lines[1].starts_with("jobs.a "), "{}", ls.stdout);
+    assert!(lines[1].contains(&token.to_string()), "{}", ls.stdout);
+    assert!(lines[1].contains("\"nightly\""), "{}", ls.stdout);
+    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    assert_eq!(who.code, Some(0), "{}", who.stderr);
+    assert!(
+        who.stdout.starts_with("jobs.a is held by "),
+        "{}",
+        who.stdout
+    );
+    assert!(
+        who.stdout.contains(&format!("token {token}")),
+        "{}",
+        who.stdout
+    );
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
     assert_eq!(ls.code, Some(0), "{}", ls.stderr);
     let rows = json(&ls.stdout);
     let rows = rows.as_array().unwrap();
@@ -255,15 +276,15 @@ fn ls_who_and_watch_show_what_happened() {
     assert_eq!(rows[0]["token"], token);
     assert_eq!(rows[0]["holder"]["description"], "nightly");
     assert!(rows[0]["expires_in_ms"].as_u64().unwrap() <= 30_000);
-    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    let who = output(scene.nlock(&server).args(["--json", "who", "jobs.a"]));
     assert_eq!(who.code, Some(0), "{}", who.stderr);
     assert_eq!(json(&who.stdout)["token"], token);
 
     assert_eq!(let_go(holder), Some(0));
-    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    let who = output(scene.nlock(&server).args(["--json", "who", "jobs.a"]));
     assert_eq!(who.code, Some(6));
     assert_eq!(json(&who.stdout), serde_json::Value::Null);
-    let ls = output(scene.nlock(&server).arg("ls"));
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
     assert_eq!(json(&ls.stdout), serde_json::json!([]));
 
     // A second tenure, broken by an operator.
@@ -324,7 +345,7 @@ fn context_picks_the_server() {
     let missing = output(scene.bare().args(["--context", "three", "ls"]));
     assert_eq!(missing.code, Some(2));
     assert!(missing.stderr.contains("three"), "{}", missing.stderr);
-    let info = output(scene.bare().args(["--context", "two", "info"]));
+    let info = output(scene.bare().args(["--context", "two", "--json", "info"]));
     assert_eq!(json(&info.stdout)["context"], "two");
     assert_eq!(let_go(holder), Some(0));
 }
@@ -432,7 +453,7 @@ fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
         );
         assert!(!out.stderr.contains("lock key"), "{}", out.stderr);
     }
-    let info = output(scene.nlock(&server).arg("info"));
+    let info = output(scene.nlock(&server).args(["--json", "info"]));
     assert_eq!(info.code, Some(0), "{}", info.stderr);
     let info = json(&info.stdout);
     assert_eq!(info["jetstream"], true);
@@ -450,7 +471,7 @@ fn info_shows_the_restart_grace_of_a_new_bucket_and_run_waits_it_out() {
         scene
             .nlock(&server)
             .env("NLOCK_NO_RESTART_GRACE", "false")
-            .args(["--ttl", "2s", "info"]),
+            .args(["--ttl", "2s", "--json", "info"]),
     );
     assert_eq!(info.code, Some(0), "{}", info.stderr);
     let info = json(&info.stdout);
@@ -560,7 +581,7 @@ fn signals_to_nlock_reach_the_command_and_the_lock_is_released() {
     assert_eq!(wait_exit(&mut waiter.child).code(), Some(130));
     assert!(!scene.path("ran").exists());
     assert_eq!(let_go(holder), Some(0));
-    let ls = output(scene.nlock(&server).arg("ls"));
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
     assert_eq!(json(&ls.stdout), serde_json::json!([]), "token {token}");
 }
 
@@ -569,7 +590,7 @@ fn info_says_when_the_bucket_needs_an_upgrade_and_does_it() {
     let server = Server::start();
     let scene = Scene::new();
     let info = |args: &[&str]| {
-        let out = output(scene.nlock(&server).arg("info").args(args));
+        let out = output(scene.nlock(&server).args(["--json", "info"]).args(args));
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         json(&out.stdout)
     };
