@@ -154,7 +154,10 @@ enum Command {
             the next leader started, which only a resource that checks NLOCK_TOKEN can \
             refuse.\n\n\
             When the command exits by itself, nlock resigns (the next candidate takes over at \
-            once) and campaigns again, running it afresh in its next term; with \
+            once) and campaigns again, running it afresh in its next term. A command that \
+            exits within 10s is in a crash loop: nlock backs off, as Kubernetes does, standing \
+            aside 1s before campaigning again, doubling with each quick exit in a row up to \
+            60s, and says so; a run of 10s or more resets the back-off. With \
             --resign-on-exit it resigns and exits with the command's exit code instead. \
             A signal to nlock stops the command as above, resigns, and exits 0. On Linux the \
             command is killed (SIGKILL) when nlock dies, so a killed nlock leaves no command \

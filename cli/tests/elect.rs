@@ -207,6 +207,30 @@ fn a_command_that_exits_runs_again_in_a_new_term() {
 }
 
 #[test]
+fn a_command_that_exits_at_once_is_rerun_after_doubling_back_offs() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let script = format!("echo ran $NLOCK_TOKEN >> {}", log.display());
+    let mut a = candidate(&scene, &server, "2s", "a", &script);
+    // Each quick exit names the back-off before the next run, doubling from 1s: the command
+    // has run once per back-off said, not again and again meanwhile.
+    for (runs, delay) in [(1, "1s"), (2, "2s"), (3, "4s")] {
+        let line = a.next_containing("back-off");
+        assert!(
+            line.contains(&format!("campaigning again in {delay}")),
+            "{line}"
+        );
+        assert_eq!(log_lines(&scene).len(), runs, "{:#?}", log_lines(&scene));
+    }
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    // The elect help tells of it.
+    let help = output(scene.bare().args(["elect", "--help"]));
+    assert!(help.stdout.contains("backs off"), "{}", help.stdout);
+}
+
+#[test]
 fn a_command_that_cannot_start_ends_nlock_with_127() {
     let server = Server::start();
     let scene = Scene::new();
