@@ -380,6 +380,22 @@ fn a_command_without_dashdash_gets_a_tip_showing_where_it_goes() {
 }
 
 #[test]
+fn a_server_that_does_not_answer_is_named_in_the_error() {
+    let scene = Scene::new();
+    // A loopback port nothing listens on: bound, then closed again.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    drop(listener);
+    let out = output(scene.bare().args(["--server", &url, "ls"]));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("cannot connect to {url}")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn bad_flags_and_bad_keys_are_usage_errors() {
     let scene = Scene::new();
     // No server is needed to refuse these: nothing is connected.

@@ -53,6 +53,28 @@ async fn a_server_list_with_a_dead_first_address_connects() {
 }
 
 #[actix::test]
+async fn a_failed_connection_names_the_servers_tried_without_credentials() {
+    let (one, two) = (dead_url(), dead_url());
+    let list = format!("{one},{}", two.replace("nats://", "nats://user:s3cret@"));
+    let config = Config::builder().build().unwrap();
+    let Err(err) = LockManager::connect(&list, config).await else {
+        panic!("connected, but no server listens")
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    let text = err.to_string();
+    assert!(text.contains(&format!("{one}, {two}")), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    // Typed: the source says which servers.
+    let LockError::Unavailable { source } = &err else {
+        panic!("{err:?}")
+    };
+    let failed = source
+        .downcast_ref::<nlock::ConnectFailed>()
+        .expect("a ConnectFailed source");
+    assert_eq!(failed.servers, [one, two]);
+}
+
+#[actix::test]
 async fn user_and_password_in_the_url_or_in_options() {
     // '@', ':' and '/' in a password are percent-encoded in a URL.
     let (user, pass) = ("locker", "p@ss:w/rd");
