@@ -231,6 +231,41 @@ fn a_command_that_exits_at_once_is_rerun_after_doubling_back_offs() {
 }
 
 #[test]
+fn ls_and_who_show_a_leader_by_its_identity_and_metadata() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let mut a = candidate(&scene, &server, "2s", "cand-a", &looping(&log));
+    let start = wait_line(&scene, "start cand-a ");
+    let pid = a.child.id();
+    let readable = format!("leader cand-a pid={pid} (pid {pid} on ");
+    let ls = output(scene.nlock(&server).args(["--ttl", "2s", "ls"]));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    assert!(ls.stdout.contains(&readable), "{}", ls.stdout);
+    assert!(!ls.stdout.contains('{'), "raw JSON: {}", ls.stdout);
+    let who = output(scene.nlock(&server).args(["--ttl", "2s", "who", KEY]));
+    assert_eq!(who.code, Some(0), "{}", who.stderr);
+    assert!(
+        who.stdout
+            .starts_with(&format!("{KEY} is held by {readable}")),
+        "{}",
+        who.stdout
+    );
+    assert!(
+        who.stdout.contains(&format!("token {}", start[2])),
+        "{}",
+        who.stdout
+    );
+    // With --json the candidate is a field of its own.
+    let ls = output(scene.nlock(&server).args(["--ttl", "2s", "--json", "ls"]));
+    let rows: serde_json::Value = serde_json::from_str(ls.stdout.trim()).unwrap();
+    assert_eq!(rows[0]["leader"]["id"], "cand-a", "{rows}");
+    assert_eq!(rows[0]["leader"]["meta"]["pid"], pid, "{rows}");
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+}
+
+#[test]
 fn a_command_that_cannot_start_ends_nlock_with_127() {
     let server = Server::start();
     let scene = Scene::new();
