@@ -71,7 +71,7 @@ pub use lock::requests::{
     TryAcquire,
 };
 pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
-pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};
+pub use observe::{validate_filter, KeyHolder, LockEvent, LockEventKind, LockEvents};
 pub use pending::PendingLock;
 pub use store::{Capabilities, RestartGrace};
 pub use subscribers::SubscriptionId;

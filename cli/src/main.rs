@@ -25,7 +25,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0      success (for `run`: the command's own exit code is passed through; `elect`: stopped by
          SIGTERM, SIGINT or SIGHUP, the term released)
-  1      error: NATS unreachable, the server refused, a bucket with other settings, ...
+  1      error: NATS unreachable, the server refused, a bucket with other settings, no such
+         bucket (only `run` and `elect` create one), ...
   2      usage: bad flags, a bad key, a bad connection or bucket setting
   3      busy: `run --no-wait` found the lock held (the command did not run)
   4      timed out: `run --timeout` passed before the lock was free (the command did not run)
@@ -61,7 +62,8 @@ mod exit {
     long_about = "Distributed locks on NATS JetStream Key-Value.\n\n\
         `nlock run KEY -- CMD` runs CMD while holding the lock KEY, kept alive for as long as \
         CMD runs, and stops CMD if the lock is lost. `ls`, `who` and `watch` show the bucket's \
-        locks; `release --force` breaks a stuck one; `info` says what the server gives.\n\n\
+        locks; `release --force` breaks a stuck one; `info` says what the server gives. Only \
+        `run` and `elect` create a missing bucket; the others never create or change one.\n\n\
         Connection settings are read, in this order, from the flags, the NATS_* variables, and \
         the `nats` CLI's selected context (or --context NAME).",
     after_long_help = EXIT_CODES,
@@ -165,7 +167,8 @@ enum Command {
         after_long_help = EXIT_CODES
     )]
     Elect(elect::ElectArgs),
-    /// List the bucket's locks: key, token, holder, age and time left.
+    /// List the bucket's locks: key, token, holder, age and time left (never creates the
+    /// bucket).
     Ls,
     /// Show who holds a lock (exit code 6 when it is free).
     Who {
@@ -208,7 +211,8 @@ enum Command {
     #[command(
         long_about = "Shows the server version, JetStream, the bucket's settings, \
         which features the server and bucket give (per-lock TTL, expiry events) and whether \
-        the bucket needs an upgrade. Creates the bucket if it does not exist."
+        the bucket needs an upgrade. Never creates a bucket, and changes one only with \
+        --upgrade-bucket."
     )]
     Info {
         /// Add per-message TTL and limit markers to a bucket made without them (nats-server
@@ -267,11 +271,15 @@ impl From<LockError> for Failure {
 
 fn exit_code(e: &LockError) -> u8 {
     match e.kind() {
-        // A bucket that exists with other settings is the server's state, not a bad flag.
+        // A bucket that exists with other settings, or none, is the server's state, not a
+        // bad flag.
         ErrorKind::InvalidConfig
             if matches!(
                 e,
-                LockError::InvalidConfig(nlock::ConfigError::BucketMismatch { .. })
+                LockError::InvalidConfig(
+                    nlock::ConfigError::BucketMismatch { .. }
+                        | nlock::ConfigError::BucketNotFound { .. }
+                )
             ) =>
         {
             exit::ERROR
@@ -364,6 +372,12 @@ fn report(failure: &Failure, json: bool) -> u8 {
             if let LockError::InvalidConfig(nlock::ConfigError::BucketMismatch { .. }) = e {
                 message.push_str(" (pass the bucket's own settings: --ttl, --storage, --replicas)");
             }
+            if let LockError::InvalidConfig(nlock::ConfigError::BucketNotFound { .. }) = e {
+                message.push_str(
+                    " (ls, who, watch, info and release never create one: check --bucket, or \
+                     let `nlock run` or `elect` create it)",
+                );
+            }
             (exit_code(e), e.kind().as_str(), message)
         }
         Failure::Usage(m) => (exit::USAGE, "usage", m.clone()),
@@ -378,6 +392,18 @@ fn report(failure: &Failure, json: bool) -> u8 {
     code
 }
 
+/// A bad `watch` filter, before connecting. The library checks a filter with its key rules and
+/// reports a bad one as a bad key; to the user it is a filter.
+fn check_filter(filter: &str) -> Result<(), Failure> {
+    nlock::validate_filter(filter).map_err(|e| match e {
+        LockError::InvalidKey { rule, .. } => Failure::Usage(format!(
+            "invalid filter {filter:?}: a filter is a key, or dot-separated tokens where `*` \
+             stands for one token and a final `>` for all the rest ({rule})"
+        )),
+        e => e.into(),
+    })
+}
+
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let ctx = Ctx {
         quiet: cli.quiet,
@@ -388,6 +414,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run(args) => nlock::validate_key(&args.key)?,
         Command::Elect(args) => nlock::validate_key(&args.key)?,
         Command::Who { key } | Command::Release { key, .. } => nlock::validate_key(key)?,
+        Command::Watch {
+            filter: Some(filter),
+            ..
+        } => check_filter(filter)?,
         Command::Watch { .. } | Command::Ls | Command::Info { .. } => {}
     }
     let target = connect::resolve(&cli.connect).await?;
@@ -397,7 +427,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             upgrade_bucket: true
         }
     );
-    let config = target.config(&cli.bucket, upgrade)?;
+    // Only the commands that hold locks create a missing bucket: `ls`, `who`, `watch`,
+    // `info` and `release` read (or break) what is there and never write a bucket.
+    let create = matches!(cli.command, Command::Run(_) | Command::Elect(_));
+    let config = target.config(&cli.bucket, upgrade, create)?;
     let manager = target.connect(config).await?;
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, &manager, &cli.bucket.bucket, args).await,

@@ -172,15 +172,7 @@ pub async fn watch(
     filter: Option<&str>,
     refreshes: bool,
 ) -> Result<u8, Failure> {
-    let filter = filter.unwrap_or(">");
-    let mut events = manager.events(filter).await.map_err(|e| match e {
-        // The library checks a filter with its key rules; to the user it is a filter.
-        LockError::InvalidKey { rule, .. } => Failure::Usage(format!(
-            "invalid filter {filter:?}: a filter is a key, or dot-separated tokens where `*` \
-             stands for one token and a final `>` for all the rest ({rule})"
-        )),
-        e => e.into(),
-    })?;
+    let mut events = manager.events(filter.unwrap_or(">")).await?;
     while let Some(e) = events.next().await {
         if e.kind == LockEventKind::Refreshed && !refreshes {
             continue;

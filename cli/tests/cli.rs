@@ -32,6 +32,19 @@ fn let_go(mut child: Child) -> Option<i32> {
     wait_exit(&mut child).code()
 }
 
+/// Creates the bucket (with the bucket flags `flags`) as only `run` and `elect` do: a run of
+/// `true` under a lock.
+fn make_bucket(scene: &Scene, server: &Server, flags: &[&str]) {
+    let out = output(scene.nlock(server).args(flags).args([
+        "run",
+        "--quiet",
+        "make.bucket",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON: {text:?}: {e}"))
 }
@@ -187,6 +200,7 @@ fn a_lost_lock_stops_the_command_with_the_loss_exit_code() {
 fn release_force_checks_the_token_and_asks_first() {
     let server = Server::start();
     let scene = Scene::new();
+    make_bucket(&scene, &server, &[]);
     let free = output(
         scene
             .nlock(&server)
@@ -313,6 +327,7 @@ fn context_picks_the_server() {
     let one = Server::start();
     let two = Server::start();
     let scene = Scene::new();
+    make_bucket(&scene, &two, &[]);
     let contexts = scene.nats_config().join("context");
     std::fs::create_dir_all(&contexts).unwrap();
     for (name, server) in [("one", &one), ("two", &two)] {
@@ -469,6 +484,7 @@ fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
         );
         assert!(!out.stderr.contains("lock key"), "{}", out.stderr);
     }
+    make_bucket(&scene, &server, &[]);
     let info = output(scene.nlock(&server).args(["--json", "info"]));
     assert_eq!(info.code, Some(0), "{}", info.stderr);
     let info = json(&info.stdout);
@@ -480,9 +496,41 @@ fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
 }
 
 #[test]
+fn read_only_commands_never_create_the_bucket() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let cases: &[&[&str]] = &[
+        &["ls"],
+        &["who", "jobs.a"],
+        &["watch"],
+        &["info"],
+        &["release", "--force", "--yes", "jobs.a"],
+    ];
+    for args in cases {
+        let out = output(scene.nlock(&server).args(*args));
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("bucket \"distributed_locks\" does not exist; nothing was created"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Typed, for scripts.
+    let out = output(scene.nlock(&server).args(["--json", "ls"]));
+    assert_eq!(json(&out.stderr)["error"], "invalid_config");
+    // Still none after all those: `run` creates it, and then they read it.
+    make_bucket(&scene, &server, &[]);
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    assert_eq!(json(&ls.stdout), serde_json::json!([]));
+}
+
+#[test]
 fn info_shows_the_restart_grace_of_a_new_bucket_and_run_waits_it_out() {
     let server = Server::start();
     let scene = Scene::new();
+    make_bucket(&scene, &server, &["--ttl", "2s"]);
     let info = output(
         scene
             .nlock(&server)
@@ -611,6 +659,7 @@ fn info_says_when_the_bucket_needs_an_upgrade_and_does_it() {
         json(&out.stdout)
     };
     // A bucket as Go nlock makes it: no per-message TTL, no limit markers.
+    make_bucket(&scene, &server, &["--go-compatible"]);
     let go = info(&["--go-compatible"]);
     assert_eq!(go["bucket"]["layout"], "go-compatible");
     assert_eq!(go["expiry_events"], false);
