@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use async_nats::{ConnectOptions, ServerAddr};
 
-use crate::error::LockError;
+use crate::error::{ConnectFailed, LockError};
 
 /// The server `from_env` connects to when `NATS_URL` is unset, as with the `nats` CLI.
 pub(crate) const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -104,11 +104,19 @@ pub(crate) async fn connect_with(
         Some(UrlAuth::Token(token)) => options.token(token),
         None => options,
     };
+    // Named in the error, credentials already taken out of the addresses.
+    let servers = addrs
+        .iter()
+        .map(|a| a.clone().into_inner().to_string())
+        .collect();
     options
         .connect(addrs)
         .await
         .map_err(|e| LockError::Unavailable {
-            source: Box::new(e),
+            source: Box::new(ConnectFailed {
+                servers,
+                source: Box::new(e),
+            }),
         })
 }
 

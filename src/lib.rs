@@ -55,7 +55,7 @@ pub use config::{
     DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_SKEW,
     MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
-pub use error::{ConfigError, ErrorKind, Feature, KeyRule, LockError, LossReason};
+pub use error::{ConfigError, ConnectFailed, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
 pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
@@ -71,7 +71,7 @@ pub use lock::requests::{
     TryAcquire,
 };
 pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
-pub use observe::{KeyHolder, LockEvent, LockEventKind, LockEvents};
+pub use observe::{validate_filter, KeyHolder, LockEvent, LockEventKind, LockEvents};
 pub use pending::PendingLock;
 pub use store::{Capabilities, RestartGrace};
 pub use subscribers::SubscriptionId;

@@ -239,8 +239,9 @@ impl Stream for LockEvents {
 }
 
 /// Checks a key filter: a key, or dot-separated tokens where `*` stands for one token and a
-/// final `>` for one or more.
-pub(crate) fn validate_filter(filter: &str) -> Result<(), crate::LockError> {
+/// final `>` for one or more, as [`LockManager::events`](crate::LockManager::events) takes it.
+/// A bad one is [`LockError::InvalidKey`](crate::LockError::InvalidKey) naming the filter.
+pub fn validate_filter(filter: &str) -> Result<(), crate::LockError> {
     let tokens: Vec<&str> = filter.split('.').collect();
     let wildcard = |t: &str| t == "*" || t == ">";
     if !tokens.iter().any(|t| wildcard(t)) {

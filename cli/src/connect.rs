@@ -183,9 +183,16 @@ fn readable(setting: &str, path: &Path) -> Result<(), Failure> {
 
 impl Target {
     /// The manager's configuration from the bucket flags and the context's JetStream API.
-    pub fn config(&self, bucket: &BucketArgs, upgrade: bool) -> Result<Config, LockError> {
+    /// `create`: whether a missing bucket is created (only by the commands that hold locks).
+    pub fn config(
+        &self,
+        bucket: &BucketArgs,
+        upgrade: bool,
+        create: bool,
+    ) -> Result<Config, LockError> {
         let mut builder = Config::builder()
             .upgrade_bucket(upgrade)
+            .create_bucket(create)
             .bucket(bucket.bucket.clone())
             .ttl(bucket.ttl)
             .replicas(bucket.replicas)

@@ -16,9 +16,14 @@
 //! `KILL_MARGIN`, at most `--grace`) for an unclean loss, and the lease deadline itself for
 //! an expiry (the local deadline comes before the server's by the lease margin).
 //!
+//! A command that exits by itself is run again in a later term; one that exits quickly
+//! (under `backoff::QUICK_EXIT`) makes nlock stand aside, as Kubernetes' CrashLoopBackOff,
+//! for 1 s, doubling with each quick exit in a row up to 60 s (`backoff.rs`).
+//!
 //! Shutdown: SIGTERM, SIGINT or SIGHUP to nlock call `Elector::shutdown`, which stops the
 //! role (and with it the command) and then releases the term; nlock exits 0.
 
+mod backoff;
 mod role;
 
 use std::ffi::OsString;
@@ -31,6 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::run::Signals;
 use crate::{Ctx, Failure};
+use backoff::Backoff;
 use role::{Event, Role, Spec, KILL_MARGIN};
 
 #[derive(Debug, Args)]
@@ -95,7 +101,6 @@ pub async fn elect(
         grace: args.grace,
         kill_window,
         running_out: kill_window.min(ttl / 3),
-        resign_on_exit: args.resign_on_exit,
     });
     let identity = args.id.clone().unwrap_or_else(default_identity);
     let options = ElectorOptions::new(&identity)
@@ -117,6 +122,7 @@ pub async fn elect(
         ));
     }
     let key = &args.key;
+    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             sig = signals.recv() => {
@@ -130,7 +136,7 @@ pub async fn elect(
                 return Err(Failure::Other(format!("the campaign for {key} ended")));
             }
             event = events.recv() => match event {
-                Some(Event::Exited { token, code, by_itself: true }) => {
+                Some(Event::Exited { token, code, by_itself: true, ran_for }) => {
                     if args.resign_on_exit {
                         ctx.say(format!(
                             "the command exited with {code}: resigning {key} (token {token})"
@@ -138,10 +144,30 @@ pub async fn elect(
                         shut_down(ctx, &elector, &mut events, key).await;
                         return Ok(code);
                     }
-                    ctx.say(format!(
-                        "the command exited with {code}: resigning {key} (token {token}) and \
-                         campaigning again"
-                    ));
+                    let hold_off = backoff.after_run(ran_for);
+                    if hold_off.is_zero() {
+                        ctx.say(format!(
+                            "the command exited with {code}: resigning {key} (token {token}) \
+                             and campaigning again"
+                        ));
+                    } else {
+                        ctx.say(format!(
+                            "the command exited with {code} after {ran_for:.1?}: resigning {key} \
+                             (token {token}); back-off: it exits quickly, so campaigning again \
+                             in {hold_off:?} (doubling up to {:?}; a run of {:?} or more \
+                             resets it)",
+                            backoff::CAP,
+                            backoff::QUICK_EXIT
+                        ));
+                    }
+                    tokio::select! {
+                        () = elector.resign(hold_off) => {}
+                        sig = signals.recv() => {
+                            ctx.say(format!("signal {sig}: resigning {key}"));
+                            shut_down(ctx, &elector, &mut events, key).await;
+                            return Ok(0);
+                        }
+                    }
                 }
                 Some(Event::CannotStart { code, message }) => {
                     eprintln!("nlock: error: {message}");

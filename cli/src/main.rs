@@ -14,7 +14,6 @@ mod run;
 mod show;
 mod spinner;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,7 +25,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0      success (for `run`: the command's own exit code is passed through; `elect`: stopped by
          SIGTERM, SIGINT or SIGHUP, the term released)
-  1      error: NATS unreachable, the server refused, a bucket with other settings, ...
+  1      error: NATS unreachable, the server refused, a bucket with other settings, no such
+         bucket (only `run` and `elect` create one), ...
   2      usage: bad flags, a bad key, a bad connection or bucket setting
   3      busy: `run --no-wait` found the lock held (the command did not run)
   4      timed out: `run --timeout` passed before the lock was free (the command did not run)
@@ -62,7 +62,8 @@ mod exit {
     long_about = "Distributed locks on NATS JetStream Key-Value.\n\n\
         `nlock run KEY -- CMD` runs CMD while holding the lock KEY, kept alive for as long as \
         CMD runs, and stops CMD if the lock is lost. `ls`, `who` and `watch` show the bucket's \
-        locks; `release --force` breaks a stuck one; `info` says what the server gives.\n\n\
+        locks; `release --force` breaks a stuck one; `info` says what the server gives. Only \
+        `run` and `elect` create a missing bucket; the others never create or change one.\n\n\
         Connection settings are read, in this order, from the flags, the NATS_* variables, and \
         the `nats` CLI's selected context (or --context NAME).",
     after_long_help = EXIT_CODES,
@@ -76,8 +77,8 @@ struct Cli {
     /// Print only errors (and what the command itself prints).
     #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
-    /// JSON output (the default when standard output is not a terminal); errors as JSON on
-    /// standard error.
+    /// JSON output (one value per line) instead of text; errors as JSON on standard error.
+    /// Text is the default, on a terminal or not.
     #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     #[command(subcommand)]
@@ -155,7 +156,10 @@ enum Command {
             the next leader started, which only a resource that checks NLOCK_TOKEN can \
             refuse.\n\n\
             When the command exits by itself, nlock resigns (the next candidate takes over at \
-            once) and campaigns again, running it afresh in its next term; with \
+            once) and campaigns again, running it afresh in its next term. A command that \
+            exits within 10s is in a crash loop: nlock backs off, as Kubernetes does, standing \
+            aside 1s before campaigning again, doubling with each quick exit in a row up to \
+            60s, and says so; a run of 10s or more resets the back-off. With \
             --resign-on-exit it resigns and exits with the command's exit code instead. \
             A signal to nlock stops the command as above, resigns, and exits 0. On Linux the \
             command is killed (SIGKILL) when nlock dies, so a killed nlock leaves no command \
@@ -163,7 +167,8 @@ enum Command {
         after_long_help = EXIT_CODES
     )]
     Elect(elect::ElectArgs),
-    /// List the bucket's locks: key, token, holder, age and time left.
+    /// List the bucket's locks: key, token, holder, age and time left (never creates the
+    /// bucket).
     Ls,
     /// Show who holds a lock (exit code 6 when it is free).
     Who {
@@ -206,7 +211,8 @@ enum Command {
     #[command(
         long_about = "Shows the server version, JetStream, the bucket's settings, \
         which features the server and bucket give (per-lock TTL, expiry events) and whether \
-        the bucket needs an upgrade. Creates the bucket if it does not exist."
+        the bucket needs an upgrade. Never creates a bucket, and changes one only with \
+        --upgrade-bucket."
     )]
     Info {
         /// Add per-message TTL and limit markers to a bucket made without them (nats-server
@@ -265,11 +271,15 @@ impl From<LockError> for Failure {
 
 fn exit_code(e: &LockError) -> u8 {
     match e.kind() {
-        // A bucket that exists with other settings is the server's state, not a bad flag.
+        // A bucket that exists with other settings, or none, is the server's state, not a
+        // bad flag.
         ErrorKind::InvalidConfig
             if matches!(
                 e,
-                LockError::InvalidConfig(nlock::ConfigError::BucketMismatch { .. })
+                LockError::InvalidConfig(
+                    nlock::ConfigError::BucketMismatch { .. }
+                        | nlock::ConfigError::BucketNotFound { .. }
+                )
             ) =>
         {
             exit::ERROR
@@ -304,8 +314,9 @@ impl Ctx {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(mut e) => {
             let usage = e.use_stderr();
+            add_dashdash_tip(&mut e);
             let _ = e.print();
             return ExitCode::from(if usage { exit::USAGE } else { 0 });
         }
@@ -328,6 +339,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// `nlock run KEY echo hi` (the `--` forgotten) is clap's "unexpected argument 'echo'": add
+/// a tip that shows where the `--` goes.
+fn add_dashdash_tip(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as ClapKind};
+    if e.kind() != ClapKind::UnknownArgument {
+        return;
+    }
+    let Some(ContextValue::String(found)) = e.get(ContextKind::InvalidArg) else {
+        return;
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if found.starts_with('-') || args.iter().any(|a| a == "--") {
+        return;
+    }
+    let Some(sub) = args.iter().find(|a| *a == "run" || *a == "elect") else {
+        return;
+    };
+    let tip = format!("put `--` before the command: nlock {sub} KEY -- {found} ...");
+    e.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+}
+
 /// Prints `failure` on standard error and returns its exit code.
 fn report(failure: &Failure, json: bool) -> u8 {
     let (code, kind, message) = match failure {
@@ -336,6 +371,12 @@ fn report(failure: &Failure, json: bool) -> u8 {
             let mut message = e.to_string();
             if let LockError::InvalidConfig(nlock::ConfigError::BucketMismatch { .. }) = e {
                 message.push_str(" (pass the bucket's own settings: --ttl, --storage, --replicas)");
+            }
+            if let LockError::InvalidConfig(nlock::ConfigError::BucketNotFound { .. }) = e {
+                message.push_str(
+                    " (ls, who, watch, info and release never create one: check --bucket, or \
+                     let `nlock run` or `elect` create it)",
+                );
             }
             (exit_code(e), e.kind().as_str(), message)
         }
@@ -351,16 +392,32 @@ fn report(failure: &Failure, json: bool) -> u8 {
     code
 }
 
+/// A bad `watch` filter, before connecting. The library checks a filter with its key rules and
+/// reports a bad one as a bad key; to the user it is a filter.
+fn check_filter(filter: &str) -> Result<(), Failure> {
+    nlock::validate_filter(filter).map_err(|e| match e {
+        LockError::InvalidKey { rule, .. } => Failure::Usage(format!(
+            "invalid filter {filter:?}: a filter is a key, or dot-separated tokens where `*` \
+             stands for one token and a final `>` for all the rest ({rule})"
+        )),
+        e => e.into(),
+    })
+}
+
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let ctx = Ctx {
         quiet: cli.quiet,
-        json: cli.json || !std::io::stdout().is_terminal(),
+        json: cli.json,
     };
     // Keys are checked before connecting: a bad key is a usage error even with no server.
     match &cli.command {
         Command::Run(args) => nlock::validate_key(&args.key)?,
         Command::Elect(args) => nlock::validate_key(&args.key)?,
         Command::Who { key } | Command::Release { key, .. } => nlock::validate_key(key)?,
+        Command::Watch {
+            filter: Some(filter),
+            ..
+        } => check_filter(filter)?,
         Command::Watch { .. } | Command::Ls | Command::Info { .. } => {}
     }
     let target = connect::resolve(&cli.connect).await?;
@@ -370,7 +427,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             upgrade_bucket: true
         }
     );
-    let config = target.config(&cli.bucket, upgrade)?;
+    // Only the commands that hold locks create a missing bucket: `ls`, `who`, `watch`,
+    // `info` and `release` read (or break) what is there and never write a bucket.
+    let create = matches!(cli.command, Command::Run(_) | Command::Elect(_));
+    let config = target.config(&cli.bucket, upgrade, create)?;
     let manager = target.connect(config).await?;
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, &manager, &cli.bucket.bucket, args).await,

@@ -1,5 +1,6 @@
 //! The bucket as it is: `ls`, `who`, `watch`, `info`, and the operator's `release --force`.
-//! Text for a terminal, JSON (one value per line) otherwise or with `--json`.
+//! Text by default (the same on a terminal or in a pipe), JSON (one value per line) with
+//! `--json`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use nlock::{KeyHolder, LockError, LockEvent, LockEventKind, LockManager};
 use serde::Serialize;
 
 use crate::connect::Target;
-use crate::spinner::{held_for_ms, human, now_ms};
+use crate::spinner::{held_for_ms, holder_text, human, now_ms};
 use crate::{BucketArgs, Ctx, Failure};
 
 /// A held key with what a reader wants to know about it now.
@@ -22,11 +23,16 @@ struct Row<'a> {
     /// Until the key expires unless refreshed: the last write's server time plus the bucket
     /// TTL, against this machine's clock (a lock with a shorter per-lock TTL expires sooner).
     expires_in_ms: Option<u64>,
+    /// An elector's candidate, read from the holder's description: `{"id", "meta"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<serde_json::Value>,
 }
 
 fn row(held: &KeyHolder, ttl: Duration) -> Row<'_> {
     Row {
         held,
+        leader: nlock::Leader::candidate_of(&held.holder)
+            .map(|(id, meta)| serde_json::json!({ "id": id, "meta": meta })),
         held_for_ms: held_for_ms(held),
         expires_in_ms: held
             .stored_at_ms
@@ -63,7 +69,7 @@ pub async fn ls(ctx: &Ctx, manager: &LockManager, ttl: Duration) -> Result<u8, F
                 r.held.token.to_string(),
                 opt_human(r.held_for_ms),
                 opt_human(r.expires_in_ms),
-                r.held.holder.to_string(),
+                holder_text(&r.held.holder),
             ]
         })
         .collect();
@@ -113,7 +119,7 @@ pub async fn who(
     } else {
         println!(
             "{key} is held by {}\n  token {}, revision {}, held for {}, expires in {} unless refreshed",
-            held.holder,
+            holder_text(&held.holder),
             held.token,
             held.revision,
             opt_human(r.held_for_ms),
@@ -155,7 +161,7 @@ fn event_line(e: &LockEvent) -> String {
         line.push_str(&format!(" token {token}"));
     }
     if let Some(h) = &e.holder {
-        line.push_str(&format!(" by {h}"));
+        line.push_str(&format!(" by {}", holder_text(h)));
     }
     line
 }
@@ -225,7 +231,8 @@ pub async fn release(
             .unwrap_or_default();
         let question = format!(
             "Break {key}, held by {} with token {}{since}? Its holder is told it lost the lock.",
-            held.holder, held.token
+            holder_text(&held.holder),
+            held.token
         );
         if !confirm(&question)? {
             return Err(Failure::Other(format!("{key} not broken: not confirmed")));
@@ -239,7 +246,8 @@ pub async fn release(
     } else {
         ctx.say(format!(
             "broke {key}: token {} held by {}",
-            broken.token, broken.holder
+            broken.token,
+            holder_text(&broken.holder)
         ));
     }
     Ok(0)

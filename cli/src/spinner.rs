@@ -24,10 +24,50 @@ pub struct Waiting {
     drawn: bool,
 }
 
+/// A holder as a person reads it: an elector's candidate as `leader ID key=value... (pid P
+/// on HOST)` (its record is JSON in the lock's description), any other as the library shows
+/// it.
+pub fn holder_text(holder: &nlock::Holder) -> String {
+    match nlock::Leader::candidate_of(holder) {
+        Some((id, meta)) => format!(
+            "leader {id}{} (pid {} on {})",
+            meta_text(&meta),
+            holder.pid,
+            holder.host
+        ),
+        None => holder.to_string(),
+    }
+}
+
+/// A candidate's metadata in a few words: ` key=value` for each field of an object, else the
+/// value as JSON; nothing for none.
+fn meta_text(meta: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match meta {
+        Value::Null => String::new(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!(" {k}={s}"),
+                v => format!(" {k}={v}"),
+            })
+            .collect(),
+        other => format!(" {other}"),
+    }
+}
+
 /// A holder in a few words: its process and description, without the long owner id.
 pub fn short(holder: &nlock::Holder) -> String {
     if holder.foreign {
         return holder.to_string();
+    }
+    if let Some((id, meta)) = nlock::Leader::candidate_of(holder) {
+        return format!(
+            "leader {id}{} (pid {} on {})",
+            meta_text(&meta),
+            holder.pid,
+            holder.host
+        );
     }
     let mut text = format!("pid {} on {}", holder.pid, holder.host);
     if let Some(d) = &holder.description {

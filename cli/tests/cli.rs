@@ -32,6 +32,19 @@ fn let_go(mut child: Child) -> Option<i32> {
     wait_exit(&mut child).code()
 }
 
+/// Creates the bucket (with the bucket flags `flags`) as only `run` and `elect` do: a run of
+/// `true` under a lock.
+fn make_bucket(scene: &Scene, server: &Server, flags: &[&str]) {
+    let out = output(scene.nlock(server).args(flags).args([
+        "run",
+        "--quiet",
+        "make.bucket",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON: {text:?}: {e}"))
 }
@@ -187,6 +200,7 @@ fn a_lost_lock_stops_the_command_with_the_loss_exit_code() {
 fn release_force_checks_the_token_and_asks_first() {
     let server = Server::start();
     let scene = Scene::new();
+    make_bucket(&scene, &server, &[]);
     let free = output(
         scene
             .nlock(&server)
@@ -242,11 +256,32 @@ fn ls_who_and_watch_show_what_happened() {
             .args(["run", "jobs.ready", "--", "true"]),
     );
     assert_eq!(ready.code, Some(0), "{}", ready.stderr);
-    let watch = Lines::spawn(scene.nlock(&server).args(["watch", "jobs.>"]));
+    let watch = Lines::spawn(scene.nlock(&server).args(["--json", "watch", "jobs.>"]));
     watch.next_json(|e| e["key"] == "jobs.ready" && e["kind"] == "released");
 
     let (holder, token) = hold(&scene, &server, "jobs.a", &["--description", "nightly"]);
+    // Text unless --json, in a pipe too: a table and a sentence a person (or grep) reads.
     let ls = output(scene.nlock(&server).arg("ls"));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    let lines: Vec<&str> = ls.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", ls.stdout);
+    assert!(lines[0].starts_with("KEY"), "{}", ls.stdout);
+    assert!(lines[1].starts_with("jobs.a "), "{}", ls.stdout);
+    assert!(lines[1].contains(&token.to_string()), "{}", ls.stdout);
+    assert!(lines[1].contains("\"nightly\""), "{}", ls.stdout);
+    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    assert_eq!(who.code, Some(0), "{}", who.stderr);
+    assert!(
+        who.stdout.starts_with("jobs.a is held by "),
+        "{}",
+        who.stdout
+    );
+    assert!(
+        who.stdout.contains(&format!("token {token}")),
+        "{}",
+        who.stdout
+    );
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
     assert_eq!(ls.code, Some(0), "{}", ls.stderr);
     let rows = json(&ls.stdout);
     let rows = rows.as_array().unwrap();
@@ -255,15 +290,15 @@ fn ls_who_and_watch_show_what_happened() {
     assert_eq!(rows[0]["token"], token);
     assert_eq!(rows[0]["holder"]["description"], "nightly");
     assert!(rows[0]["expires_in_ms"].as_u64().unwrap() <= 30_000);
-    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    let who = output(scene.nlock(&server).args(["--json", "who", "jobs.a"]));
     assert_eq!(who.code, Some(0), "{}", who.stderr);
     assert_eq!(json(&who.stdout)["token"], token);
 
     assert_eq!(let_go(holder), Some(0));
-    let who = output(scene.nlock(&server).args(["who", "jobs.a"]));
+    let who = output(scene.nlock(&server).args(["--json", "who", "jobs.a"]));
     assert_eq!(who.code, Some(6));
     assert_eq!(json(&who.stdout), serde_json::Value::Null);
-    let ls = output(scene.nlock(&server).arg("ls"));
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
     assert_eq!(json(&ls.stdout), serde_json::json!([]));
 
     // A second tenure, broken by an operator.
@@ -292,6 +327,7 @@ fn context_picks_the_server() {
     let one = Server::start();
     let two = Server::start();
     let scene = Scene::new();
+    make_bucket(&scene, &two, &[]);
     let contexts = scene.nats_config().join("context");
     std::fs::create_dir_all(&contexts).unwrap();
     for (name, server) in [("one", &one), ("two", &two)] {
@@ -324,9 +360,54 @@ fn context_picks_the_server() {
     let missing = output(scene.bare().args(["--context", "three", "ls"]));
     assert_eq!(missing.code, Some(2));
     assert!(missing.stderr.contains("three"), "{}", missing.stderr);
-    let info = output(scene.bare().args(["--context", "two", "info"]));
+    let info = output(scene.bare().args(["--context", "two", "--json", "info"]));
     assert_eq!(json(&info.stdout)["context"], "two");
     assert_eq!(let_go(holder), Some(0));
+}
+
+#[test]
+fn a_command_without_dashdash_gets_a_tip_showing_where_it_goes() {
+    let scene = Scene::new();
+    for sub in ["run", "elect"] {
+        let out = output(scene.bare().args([sub, "jobs.a", "echo", "hi"]));
+        assert_eq!(out.code, Some(2), "{sub}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("unexpected argument 'echo'"),
+            "{sub}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "put `--` before the command: nlock {sub} KEY -- echo"
+            )),
+            "{sub}: {}",
+            out.stderr
+        );
+    }
+    // A bad flag is not a forgotten `--`: no such tip.
+    let out = output(
+        scene
+            .bare()
+            .args(["run", "--bogus", "jobs.a", "--", "true"]),
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(!out.stderr.contains("put `--`"), "{}", out.stderr);
+}
+
+#[test]
+fn a_server_that_does_not_answer_is_named_in_the_error() {
+    let scene = Scene::new();
+    // A loopback port nothing listens on: bound, then closed again.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    drop(listener);
+    let out = output(scene.bare().args(["--server", &url, "ls"]));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("cannot connect to {url}")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -393,9 +474,18 @@ fn bad_flags_and_bad_keys_are_usage_errors() {
 fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
     let server = Server::start();
     let scene = Scene::new();
-    let out = output(scene.nlock(&server).args(["watch", "a.>.b"]));
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
-    let info = output(scene.nlock(&server).arg("info"));
+    for bad in ["a.>.b", "bad filter", "a..*"] {
+        let out = output(scene.nlock(&server).args(["watch", bad]));
+        assert_eq!(out.code, Some(2), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("invalid filter {bad:?}")),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("lock key"), "{}", out.stderr);
+    }
+    make_bucket(&scene, &server, &[]);
+    let info = output(scene.nlock(&server).args(["--json", "info"]));
     assert_eq!(info.code, Some(0), "{}", info.stderr);
     let info = json(&info.stdout);
     assert_eq!(info["jetstream"], true);
@@ -406,14 +496,46 @@ fn a_bad_filter_is_a_usage_error_and_info_reports_the_server() {
 }
 
 #[test]
+fn read_only_commands_never_create_the_bucket() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let cases: &[&[&str]] = &[
+        &["ls"],
+        &["who", "jobs.a"],
+        &["watch"],
+        &["info"],
+        &["release", "--force", "--yes", "jobs.a"],
+    ];
+    for args in cases {
+        let out = output(scene.nlock(&server).args(*args));
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("bucket \"distributed_locks\" does not exist; nothing was created"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Typed, for scripts.
+    let out = output(scene.nlock(&server).args(["--json", "ls"]));
+    assert_eq!(json(&out.stderr)["error"], "invalid_config");
+    // Still none after all those: `run` creates it, and then they read it.
+    make_bucket(&scene, &server, &[]);
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    assert_eq!(json(&ls.stdout), serde_json::json!([]));
+}
+
+#[test]
 fn info_shows_the_restart_grace_of_a_new_bucket_and_run_waits_it_out() {
     let server = Server::start();
     let scene = Scene::new();
+    make_bucket(&scene, &server, &["--ttl", "2s"]);
     let info = output(
         scene
             .nlock(&server)
             .env("NLOCK_NO_RESTART_GRACE", "false")
-            .args(["--ttl", "2s", "info"]),
+            .args(["--ttl", "2s", "--json", "info"]),
     );
     assert_eq!(info.code, Some(0), "{}", info.stderr);
     let info = json(&info.stdout);
@@ -523,7 +645,7 @@ fn signals_to_nlock_reach_the_command_and_the_lock_is_released() {
     assert_eq!(wait_exit(&mut waiter.child).code(), Some(130));
     assert!(!scene.path("ran").exists());
     assert_eq!(let_go(holder), Some(0));
-    let ls = output(scene.nlock(&server).arg("ls"));
+    let ls = output(scene.nlock(&server).args(["--json", "ls"]));
     assert_eq!(json(&ls.stdout), serde_json::json!([]), "token {token}");
 }
 
@@ -532,11 +654,12 @@ fn info_says_when_the_bucket_needs_an_upgrade_and_does_it() {
     let server = Server::start();
     let scene = Scene::new();
     let info = |args: &[&str]| {
-        let out = output(scene.nlock(&server).arg("info").args(args));
+        let out = output(scene.nlock(&server).args(["--json", "info"]).args(args));
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         json(&out.stdout)
     };
     // A bucket as Go nlock makes it: no per-message TTL, no limit markers.
+    make_bucket(&scene, &server, &["--go-compatible"]);
     let go = info(&["--go-compatible"]);
     assert_eq!(go["bucket"]["layout"], "go-compatible");
     assert_eq!(go["expiry_events"], false);

@@ -207,6 +207,65 @@ fn a_command_that_exits_runs_again_in_a_new_term() {
 }
 
 #[test]
+fn a_command_that_exits_at_once_is_rerun_after_doubling_back_offs() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let script = format!("echo ran $NLOCK_TOKEN >> {}", log.display());
+    let mut a = candidate(&scene, &server, "2s", "a", &script);
+    // Each quick exit names the back-off before the next run, doubling from 1s: the command
+    // has run once per back-off said, not again and again meanwhile.
+    for (runs, delay) in [(1, "1s"), (2, "2s"), (3, "4s")] {
+        let line = a.next_containing("back-off");
+        assert!(
+            line.contains(&format!("campaigning again in {delay}")),
+            "{line}"
+        );
+        assert_eq!(log_lines(&scene).len(), runs, "{:#?}", log_lines(&scene));
+    }
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    // The elect help tells of it.
+    let help = output(scene.bare().args(["elect", "--help"]));
+    assert!(help.stdout.contains("backs off"), "{}", help.stdout);
+}
+
+#[test]
+fn ls_and_who_show_a_leader_by_its_identity_and_metadata() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    let mut a = candidate(&scene, &server, "2s", "cand-a", &looping(&log));
+    let start = wait_line(&scene, "start cand-a ");
+    let pid = a.child.id();
+    let readable = format!("leader cand-a pid={pid} (pid {pid} on ");
+    let ls = output(scene.nlock(&server).args(["--ttl", "2s", "ls"]));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    assert!(ls.stdout.contains(&readable), "{}", ls.stdout);
+    assert!(!ls.stdout.contains('{'), "raw JSON: {}", ls.stdout);
+    let who = output(scene.nlock(&server).args(["--ttl", "2s", "who", KEY]));
+    assert_eq!(who.code, Some(0), "{}", who.stderr);
+    assert!(
+        who.stdout
+            .starts_with(&format!("{KEY} is held by {readable}")),
+        "{}",
+        who.stdout
+    );
+    assert!(
+        who.stdout.contains(&format!("token {}", start[2])),
+        "{}",
+        who.stdout
+    );
+    // With --json the candidate is a field of its own.
+    let ls = output(scene.nlock(&server).args(["--ttl", "2s", "--json", "ls"]));
+    let rows: serde_json::Value = serde_json::from_str(ls.stdout.trim()).unwrap();
+    assert_eq!(rows[0]["leader"]["id"], "cand-a", "{rows}");
+    assert_eq!(rows[0]["leader"]["meta"]["pid"], pid, "{rows}");
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+}
+
+#[test]
 fn a_command_that_cannot_start_ends_nlock_with_127() {
     let server = Server::start();
     let scene = Scene::new();

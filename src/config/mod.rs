@@ -73,6 +73,8 @@ pub struct Config {
     pub(crate) jetstream_api: Option<JetStreamApi>,
     pub(crate) bucket_layout: BucketLayout,
     pub(crate) upgrade_bucket: bool,
+    /// Whether a missing bucket is created (and re-created after a memory-storage restart).
+    pub(crate) create_bucket: bool,
     /// Whether the manager follows the bucket's changes to notice foreign writes at once.
     pub(crate) follow_changes: bool,
     /// Whether new tenures wait out the restart grace of a bucket whose data is younger
@@ -108,6 +110,7 @@ impl Default for Config {
             jetstream_api: None,
             bucket_layout: BucketLayout::Full,
             upgrade_bucket: false,
+            create_bucket: true,
             follow_changes: true,
             restart_grace: true,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
@@ -361,6 +364,11 @@ impl Config {
     pub fn upgrade_bucket(&self) -> bool {
         self.upgrade_bucket
     }
+
+    /// Whether a missing bucket is created; see [`ConfigBuilder::create_bucket`].
+    pub fn create_bucket(&self) -> bool {
+        self.create_bucket
+    }
     /// Whether held locks notice someone else's write on their key at once (see
     /// [`ConfigBuilder::follow_changes`]).
     pub fn follow_changes(&self) -> bool {
@@ -385,6 +393,15 @@ impl ConfigBuilder {
     /// nothing to upgrade to, and this has no effect.
     pub fn upgrade_bucket(mut self, on: bool) -> Self {
         self.config.upgrade_bucket = on;
+        self
+    }
+    /// Whether a missing bucket is created, at start-up and again after a memory-storage
+    /// server lost it (default on). Off, for an observer that must not write (listing,
+    /// watching): starting on a missing bucket fails with
+    /// [`ConfigError::BucketNotFound`](crate::ConfigError::BucketNotFound), and a bucket lost
+    /// later is not re-created by this manager.
+    pub fn create_bucket(mut self, on: bool) -> Self {
+        self.config.create_bucket = on;
         self
     }
     /// Whether the manager follows the bucket's changes (default on): one JetStream consumer

@@ -76,6 +76,14 @@ pub enum ConfigError {
     /// The description stored in the lock value is too long.
     #[error("description is {0} bytes; at most {max} are allowed", max = crate::holder::MAX_DESCRIPTION)]
     DescriptionTooLong(usize),
+    /// The bucket does not exist, and this manager may not create it
+    /// ([`ConfigBuilder::create_bucket`](crate::ConfigBuilder::create_bucket) off, as for a
+    /// read-only observer). Nothing was created.
+    #[error("bucket {bucket:?} does not exist; nothing was created")]
+    BucketNotFound {
+        /// The bucket name.
+        bucket: String,
+    },
     /// The bucket exists with settings that differ from the ones asked for. Nothing was changed.
     #[error(
         "bucket {bucket:?} exists with {setting} = {found}, but this manager wants {wanted}; \

@@ -5,8 +5,11 @@
 
 /// `ConfigError` and `KeyRule`.
 mod config;
+/// `ConnectFailed`.
+mod connect;
 
 pub use config::{ConfigError, KeyRule};
+pub use connect::ConnectFailed;
 
 use std::time::Duration;
 
@@ -134,6 +137,8 @@ pub enum LockError {
         server_version: String,
     },
     /// NATS could not be reached or refused the request; nothing is known to have changed.
+    /// When the first connection failed, the source is a [`ConnectFailed`] naming the servers
+    /// tried.
     #[error("NATS unavailable: {source}")]
     Unavailable {
         /// The client error.

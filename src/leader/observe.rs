@@ -37,6 +37,14 @@ pub struct Leader {
 }
 
 impl Leader {
+    /// The candidate a lock record names when an elector wrote it: its identity and metadata.
+    /// `None` for a plain lock's record (no description, or one that is not a candidate
+    /// record). For showing a holder readably, as `nlock ls` does.
+    pub fn candidate_of(holder: &Holder) -> Option<(String, serde_json::Value)> {
+        let record = CandidateRecord::decode(holder.description.as_deref()?)?;
+        Some((record.leader.id, record.leader.meta))
+    }
+
     fn new(key: String, token: u64, holder: Holder) -> Leader {
         let record = holder
             .description

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, kv, ErrorCode};
 use super::layout::{bucket_stream_config, check_matches, first_sequence};
 use super::{unavailable, Capabilities, Store};
 use crate::config::{Config, JetStreamApi};
-use crate::error::LockError;
+use crate::error::{ConfigError, LockError};
 
 /// How long one answer of [`Store::bucket_missing`] is reused: short against a lease, long
 /// against a burst of refreshes that all met "no responders" at once.
@@ -86,6 +86,12 @@ impl Store {
                 jetstream::context::GetStreamErrorKind::JetStream(js_err)
                     if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
                 {
+                    if !config.create_bucket {
+                        return Err(ConfigError::BucketNotFound {
+                            bucket: config.bucket.clone(),
+                        }
+                        .into());
+                    }
                     create_bucket(&js, config, wanted.clone()).await?
                 }
                 _ => return Err(open_failed(e, api_prefix)),
@@ -130,6 +136,7 @@ impl Store {
             restart_grace: config.restart_grace,
             grace_ttl: config.ttl,
             clock_skew: config.max_clock_skew,
+            create_bucket: config.create_bucket,
         };
         store.first_grace_check().await;
         Ok(store)
@@ -166,8 +173,9 @@ impl Store {
     /// Re-creates the bucket if it is missing (after a memory-storage server restart), with
     /// the settings it was opened with and a first sequence above every revision the lost
     /// bucket can have used. Returns whether the bucket exists again.
+    /// Never for a manager that may not create the bucket.
     pub(crate) async fn recreate_if_missing(&self) -> bool {
-        if !self.bucket_missing().await {
+        if !self.create_bucket || !self.bucket_missing().await {
             return false;
         }
         let mut wanted = self.wanted.clone();

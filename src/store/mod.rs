@@ -153,6 +153,8 @@ pub(crate) struct Store {
     clock_skew: Duration,
     /// The bucket's `max_age` as the server has it (zero: messages never age out).
     max_age: Duration,
+    /// Whether a lost bucket may be re-created (`Config::create_bucket`).
+    create_bucket: bool,
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {

@@ -53,6 +53,59 @@ async fn a_server_list_with_a_dead_first_address_connects() {
 }
 
 #[actix::test]
+async fn a_failed_connection_names_the_servers_tried_without_credentials() {
+    let (one, two) = (dead_url(), dead_url());
+    let list = format!("{one},{}", two.replace("nats://", "nats://user:s3cret@"));
+    let config = Config::builder().build().unwrap();
+    let Err(err) = LockManager::connect(&list, config).await else {
+        panic!("connected, but no server listens")
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    let text = err.to_string();
+    assert!(text.contains(&format!("{one}, {two}")), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    // Typed: the source says which servers.
+    let LockError::Unavailable { source } = &err else {
+        panic!("{err:?}")
+    };
+    let failed = source
+        .downcast_ref::<nlock::ConnectFailed>()
+        .expect("a ConnectFailed source");
+    assert_eq!(failed.servers, [one, two]);
+}
+
+#[actix::test]
+async fn without_create_bucket_a_missing_bucket_is_an_error_and_stays_missing() {
+    let env = Env::start().await;
+    let observer = || env.config().create_bucket(false).build().unwrap();
+    for _ in 0..2 {
+        let Err(err) = LockManager::connect(&env.server.url(), observer()).await else {
+            panic!("started on a bucket that does not exist")
+        };
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(
+            matches!(
+                &err,
+                LockError::InvalidConfig(nlock::ConfigError::BucketNotFound { bucket })
+                    if *bucket == env.bucket
+            ),
+            "{err:?}"
+        );
+    }
+    // A manager that may create it does; the observer then starts and reads it.
+    let holder = env.manager(env.config()).await;
+    let lock = holder.try_acquire("k").await.unwrap();
+    let reader = LockManager::connect(&env.server.url(), observer())
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.holder("k").await.unwrap().unwrap().token,
+        lock.token()
+    );
+    lock.release().await.unwrap();
+}
+
+#[actix::test]
 async fn user_and_password_in_the_url_or_in_options() {
     // '@', ':' and '/' in a password are percent-encoded in a URL.
     let (user, pass) = ("locker", "p@ss:w/rd");

@@ -26,6 +26,8 @@ pub(super) enum Event {
         token: u64,
         code: u8,
         by_itself: bool,
+        /// How long the command ran.
+        ran_for: Duration,
     },
     /// SIGKILL, and why now.
     Killing { why: &'static str },
@@ -50,7 +52,6 @@ pub(super) struct Spec {
     /// ahead of the deadline: the kill window, at most a third of the TTL (below any time left
     /// that refreshes leave in ordinary operation).
     pub(super) running_out: Duration,
-    pub(super) resign_on_exit: bool,
 }
 
 /// How much sooner than the next candidate's lock-delay the old command is killed: room for
@@ -126,8 +127,9 @@ impl Role {
         });
         // Waited for in the role's own context, so that the exit is seen between two of its
         // messages and `stopping()` can read `exited`.
+        let started = Instant::now();
         let wait = async move { child.wait().await };
-        ctx.spawn(wait.into_actor(self).map(|status, role, ctx| {
+        ctx.spawn(wait.into_actor(self).map(move |status, role, ctx| {
             role.pid = None;
             role.exited = true;
             let code = match status {
@@ -139,17 +141,16 @@ impl Role {
                 token: role.term.token(),
                 code,
                 by_itself,
+                ran_for: started.elapsed(),
             });
             if !by_itself {
                 // The stop asked for in `stopping()` can now go through.
                 ctx.stop();
-            } else if !role.spec.resign_on_exit {
-                // The command is done with this term: hand it over and campaign again. Not a
-                // stop of the actor, which the elector would take as a crash and restart
-                // (running the command again in the same term).
-                role.term.step_down();
             }
-            // With --resign-on-exit the main task shuts the elector down.
+            // Exited by itself: the main task resigns the term (standing aside for the
+            // crash-loop back-off), or with --resign-on-exit shuts the elector down. Not a
+            // stop of the actor, which the elector would take as a crash and restart (running
+            // the command again in the same term).
         }));
     }
 }

@@ -230,10 +230,16 @@ impl Lines {
             .expect("a line within PATIENCE")
     }
 
-    /// The next line containing `text`, skipping the others.
+    /// The next line containing `text`, skipping the others, within [`PATIENCE`] in all (a
+    /// process printing other lines without end fails the wait too).
     pub fn next_containing(&self, text: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
         loop {
-            let line = self.next();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line containing {text:?} within PATIENCE"));
             if line.contains(text) {
                 return line;
             }
