@@ -1,0 +1,137 @@
+//! Least privilege: the README's "Permissions" block, used as the server's config word for
+//! word. Each role works with exactly its permissions, and with one permission less it fails
+//! with an error (not a wait for the request timeout).
+
+use std::time::Duration;
+
+use nlock::{Config, ConfigBuilder, ErrorKind, LockError, LockEventKind, LockManager};
+
+use crate::fixture::{next_event_except, spawn_waiter, PATIENCE};
+use crate::harness::NatsServer;
+
+/// The README's server config block for the three roles.
+fn readme_block() -> String {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("\n## Permissions\n")
+        .nth(1)
+        .expect("README has a Permissions section");
+    let start = section.find("```text\n").expect("a config block") + "```text\n".len();
+    let len = section[start..].find("```").expect("the block ends");
+    section[start..start + len].to_owned()
+}
+
+/// The README's block without the line `line` in the permissions of `user`.
+fn without(user: &str, line: &str) -> String {
+    let block = readme_block();
+    let at = block
+        .find(&format!("{{ user: {user},"))
+        .unwrap_or_else(|| panic!("user {user} in the README block"));
+    let (head, tail) = block.split_at(at);
+    let end = tail.find("subscribe:").expect("the user's subscribe list");
+    let (perms, rest) = tail.split_at(end);
+    let needle = format!("\"{line}\"");
+    assert!(perms.contains(&needle), "{user} has {line} in the README");
+    // The removed entry may be the list's last, which has no comma after it.
+    let perms = perms
+        .replace(&format!("{needle},\n"), "")
+        .replace(&format!(",\n          {needle}\n"), "\n");
+    assert!(!perms.contains(&needle), "{line} removed from {user}");
+    format!("{head}{perms}{rest}")
+}
+
+/// A server configured with `config` (an `authorization` block).
+async fn server(config: String) -> NatsServer {
+    crate::harness::init_tracing();
+    NatsServer::builder()
+        .config(config)
+        // The readiness probe has no user; the operator's first start waits instead.
+        .wait_for_jetstream(false)
+        .start()
+        .await
+}
+
+/// The default bucket, as in the README, with a request timeout far above what a refused
+/// request takes to be reported.
+fn config() -> ConfigBuilder {
+    Config::builder()
+        .restart_grace(false)
+        .ttl(Duration::from_secs(10))
+        .request_timeout(Duration::from_secs(5))
+}
+
+async fn connect(server: &NatsServer, user: &str) -> Result<LockManager, LockError> {
+    let url = format!("nats://{user}:{user}-secret@127.0.0.1:{}", server.port());
+    let config = config().build().expect("valid config");
+    bounded(LockManager::connect(&url, config)).await
+}
+
+/// `f`, bounded only so that a failing test does not hang.
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, f)
+        .await
+        .expect("an answer within PATIENCE")
+}
+
+/// The operator's manager; its start creates the bucket. Retried while the just-started
+/// server's JetStream is not answering yet.
+async fn operator(server: &NatsServer) -> LockManager {
+    let mut last = None;
+    for _ in 0..50 {
+        match connect(server, "operator").await {
+            Ok(m) => return m,
+            Err(e) if e.kind() == ErrorKind::JetStreamNotEnabled => last = Some(e),
+            Err(e) => panic!("operator starts: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("operator starts: {last:?}");
+}
+
+#[actix::test]
+async fn the_readme_roles_work_with_exactly_their_permissions() {
+    let server = server(readme_block()).await;
+    let operator = operator(&server).await;
+    let holder = connect(&server, "holder").await.expect("holder starts");
+    let other = connect(&server, "holder")
+        .await
+        .expect("second holder starts");
+    let observer = connect(&server, "observer").await.expect("observer starts");
+    let mut events = bounded(observer.events(">"))
+        .await
+        .expect("observer watches");
+
+    // Holder: acquire, wait, hand over on release.
+    let lock = bounded(holder.acquire("jobs.a", Some(PATIENCE)))
+        .await
+        .unwrap_or_else(|e| panic!("holder acquires: {e}\n{}", server.log_tail(40)));
+    lock.refresh().await.expect("holder refreshes");
+    let waiter = spawn_waiter(&other, "jobs.a", PATIENCE).await;
+    // Observer: sees the holder.
+    let seen = bounded(observer.holders()).await.expect("observer lists");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].key, "jobs.a");
+    assert_eq!(seen[0].token, lock.token());
+    let acquired = next_event_except(&mut events, LockEventKind::Refreshed).await;
+    assert_eq!(acquired.kind, LockEventKind::Acquired);
+    lock.release().await.expect("holder releases");
+    let next = waiter.await.unwrap().expect("the waiter gets the lock");
+    assert!(next.token() > lock.token());
+    let released = next_event_except(&mut events, LockEventKind::Refreshed).await;
+    assert_eq!(released.kind, LockEventKind::Released);
+
+    // Operator: breaks the lock the second holder has.
+    let broken = bounded(operator.force_release("jobs.a", None))
+        .await
+        .expect("operator breaks the lock");
+    assert_eq!(broken.token, next.token());
+    assert_eq!(bounded(observer.holder("jobs.a")).await.unwrap(), None);
+
+    // Nothing any role did was refused on the way (a consumer deletion, say).
+    observer.shutdown().await;
+    holder.shutdown().await;
+    other.shutdown().await;
+    operator.shutdown().await;
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(!log.contains("Violation"), "{}", server.log_tail(30));
+}
