@@ -22,6 +22,7 @@
 //! revision seen, happen with the grace turned off too (`restart_grace(false)` only stops the
 //! wait): tokens never go back either way.
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -353,10 +354,11 @@ impl Store {
             .get_stream_no_info(&self.wanted.name)
             .await
             .map_err(|e| WriteError::Unavailable(Box::new(e)))?;
-        stream
-            .purge()
-            .sequence(to)
+        let purge = format!("{}.STREAM.PURGE.{}", self.api_prefix, self.wanted.name);
+        self.denials
+            .refused(|s| s == purge, stream.purge().sequence(to).into_future())
             .await
+            .map_err(|subject| WriteError::Denied { subject })?
             .map_err(|e| WriteError::Unavailable(Box::new(e)))?;
         if went_back {
             tracing::warn!(

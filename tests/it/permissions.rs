@@ -135,3 +135,120 @@ async fn the_readme_roles_work_with_exactly_their_permissions() {
     let log = std::fs::read_to_string(server.log_path()).unwrap();
     assert!(!log.contains("Violation"), "{}", server.log_tail(30));
 }
+
+const STREAM_INFO: &str = "$JS.API.STREAM.INFO.KV_distributed_locks";
+const STREAM_CREATE: &str = "$JS.API.STREAM.CREATE.KV_distributed_locks";
+const CONSUMER_CREATE: &str = "$JS.API.CONSUMER.CREATE.KV_distributed_locks.>";
+const DIRECT_GET: &str = "$JS.API.DIRECT.GET.KV_distributed_locks.>";
+const KV: &str = "$KV.distributed_locks.>";
+
+/// The subject of a `PermissionDenied` error (panics on any other error).
+fn denied<T: std::fmt::Debug>(result: Result<T, LockError>) -> String {
+    match result {
+        Err(LockError::PermissionDenied { subject }) => {
+            let e = LockError::PermissionDenied {
+                subject: subject.clone(),
+            };
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            assert_eq!(e.kind().as_str(), "permission_denied");
+            assert!(e.to_string().contains(&subject), "{e}");
+            subject
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+}
+
+#[actix::test]
+async fn a_holder_without_the_bucket_subjects_is_denied_naming_the_key_subject() {
+    let server = server(without("holder", KV)).await;
+    let _operator = operator(&server).await;
+    let holder = connect(&server, "holder").await.expect("holder starts");
+    assert_eq!(
+        denied(bounded(holder.try_acquire("jobs.a")).await),
+        "$KV.distributed_locks.jobs.a"
+    );
+    // A waiting acquire does not wait out its timeout either.
+    assert_eq!(
+        denied(bounded(holder.acquire("jobs.a", Some(PATIENCE * 2))).await),
+        "$KV.distributed_locks.jobs.a"
+    );
+}
+
+#[actix::test]
+async fn the_observer_may_not_write_to_the_bucket() {
+    let server = server(readme_block()).await;
+    let _operator = operator(&server).await;
+    let observer = connect(&server, "observer").await.expect("observer starts");
+    assert_eq!(
+        denied(bounded(observer.try_acquire("jobs.a")).await),
+        "$KV.distributed_locks.jobs.a"
+    );
+    assert_eq!(bounded(observer.holders()).await.unwrap().len(), 0);
+}
+
+#[actix::test]
+async fn a_holder_without_stream_info_is_denied_at_start() {
+    let server = server(without("holder", STREAM_INFO)).await;
+    let _operator = operator(&server).await;
+    assert_eq!(denied(connect(&server, "holder").await), STREAM_INFO);
+}
+
+#[actix::test]
+async fn a_holder_without_direct_get_is_denied_when_it_must_read() {
+    let server = server(without("holder", DIRECT_GET)).await;
+    let operator = operator(&server).await;
+    let _held = bounded(operator.acquire("jobs.a", Some(PATIENCE)))
+        .await
+        .unwrap();
+    let holder = connect(&server, "holder").await.expect("holder starts");
+    // A conflict is explained by a read of the key, which is refused.
+    assert_eq!(
+        denied(bounded(holder.try_acquire("jobs.a")).await),
+        "$JS.API.DIRECT.GET.KV_distributed_locks.$KV.distributed_locks.jobs.a"
+    );
+}
+
+#[actix::test]
+async fn an_observer_without_consumer_create_is_denied() {
+    let server = server(without("observer", CONSUMER_CREATE)).await;
+    let _operator = operator(&server).await;
+    // The manager's own change stream is made at start, so the start is refused.
+    let subject = denied(connect(&server, "observer").await);
+    assert!(
+        subject.starts_with("$JS.API.CONSUMER.CREATE.KV_distributed_locks.nlock_"),
+        "{subject}"
+    );
+}
+
+#[actix::test]
+async fn an_operator_without_stream_create_is_denied_the_bucket() {
+    let server = server(without("operator", STREAM_CREATE)).await;
+    let mut outcome = connect(&server, "operator").await;
+    for _ in 0..50 {
+        match &outcome {
+            // The just-started server's JetStream is not answering yet.
+            Err(e) if e.kind() == ErrorKind::JetStreamNotEnabled => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                outcome = connect(&server, "operator").await;
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(denied(outcome), STREAM_CREATE);
+}
+
+#[actix::test]
+async fn an_operator_without_the_bucket_subjects_cannot_break_a_lock() {
+    let server = server(without("operator", KV)).await;
+    let operator = operator(&server).await;
+    let holder = connect(&server, "holder").await.expect("holder starts");
+    let lock = bounded(holder.acquire("jobs.a", Some(PATIENCE)))
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(bounded(operator.force_release("jobs.a", None)).await),
+        "$KV.distributed_locks.jobs.a"
+    );
+    // Nothing was broken.
+    lock.refresh().await.expect("still held");
+}
