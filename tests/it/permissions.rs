@@ -61,8 +61,16 @@ fn config() -> ConfigBuilder {
 }
 
 async fn connect(server: &NatsServer, user: &str) -> Result<LockManager, LockError> {
+    connect_as(server, user, config()).await
+}
+
+async fn connect_as(
+    server: &NatsServer,
+    user: &str,
+    config: ConfigBuilder,
+) -> Result<LockManager, LockError> {
     let url = format!("nats://{user}:{user}-secret@127.0.0.1:{}", server.port());
-    let config = config().build().expect("valid config");
+    let config = config.build().expect("valid config");
     bounded(LockManager::connect(&url, config)).await
 }
 
@@ -251,4 +259,56 @@ async fn an_operator_without_the_bucket_subjects_cannot_break_a_lock() {
     );
     // Nothing was broken.
     lock.refresh().await.expect("still held");
+}
+
+/// Why a holder needs `STREAM.PURGE`: a bucket never written moves its sequence past every
+/// earlier token when its first tenure is admitted, and once the bucket is older than one TTL
+/// (plus the clock skew) that is the holder's first acquire, not the bucket's creation
+/// (servers 2.10+; before, the operator's creation does it).
+#[actix::test]
+async fn a_holder_moves_the_sequence_of_a_bucket_never_written() {
+    let short = || {
+        config()
+            .ttl(Duration::from_secs(2))
+            .request_timeout(Duration::from_millis(500))
+            .max_clock_skew(Duration::ZERO)
+    };
+    for (with_purge, block) in [
+        (true, readme_block()),
+        (
+            false,
+            without("holder", "$JS.API.STREAM.PURGE.KV_distributed_locks"),
+        ),
+    ] {
+        let server = server(block).await;
+        let mut operator = connect_as(&server, "operator", short()).await;
+        for _ in 0..50 {
+            match &operator {
+                Err(e) if e.kind() == ErrorKind::JetStreamNotEnabled => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    operator = connect_as(&server, "operator", short()).await;
+                }
+                _ => break,
+            }
+        }
+        let _operator = operator.expect("operator starts");
+        // The bucket ages past one TTL without a write (a fault's duration, not a wait for
+        // something to happen).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let holder = connect_as(&server, "holder", short())
+            .await
+            .expect("holder starts");
+        let acquired = bounded(holder.try_acquire("jobs.a")).await;
+        let (major, minor, _) = server.version();
+        if with_purge || (major, minor) < (2, 10) {
+            // Before 2.10 a stream has no first sequence of its own: the operator's purge at
+            // creation moved it already, and the bucket does not count as never written.
+            acquired.expect("the holder acquires");
+        } else {
+            assert_eq!(
+                denied(acquired),
+                "$JS.API.STREAM.PURGE.KV_distributed_locks"
+            );
+        }
+    }
 }
