@@ -86,7 +86,9 @@ impl LockManager {
 
     /// Like [`connect`](LockManager::connect), with connect options the caller built (a
     /// credentials file, TLS, a connection name, ...). Credentials in the URLs replace a user,
-    /// password or token set in `options`.
+    /// password or token set in `options`. nlock sets the connection's event callback (to
+    /// report a refused permission as [`LockError::PermissionDenied`]), replacing one set in
+    /// `options`; it logs the other events with `tracing` at debug level.
     ///
     /// ```no_run
     /// # #[actix::main]
