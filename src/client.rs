@@ -19,7 +19,7 @@ use crate::lock::manager::LockManagerActor;
 use crate::lock::requests::{Acquire, ListLocks, LockOptions, LocksReport, Shutdown, TryAcquire};
 use crate::lock::state::LockLost;
 use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
-use crate::store::{Capabilities, ChangesFrom, RestartGrace, Store};
+use crate::store::{Capabilities, ChangesFrom, Denials, RestartGrace, Store};
 use crate::subscribers::{Subscribers, SubscriptionId};
 // Only doc links name `ErrorKind`.
 #[cfg(doc)]
@@ -86,7 +86,9 @@ impl LockManager {
 
     /// Like [`connect`](LockManager::connect), with connect options the caller built (a
     /// credentials file, TLS, a connection name, ...). Credentials in the URLs replace a user,
-    /// password or token set in `options`.
+    /// password or token set in `options`. nlock sets the connection's event callback (to
+    /// report a refused permission as [`LockError::PermissionDenied`]), replacing one set in
+    /// `options`; it logs the other events with `tracing` at debug level.
     ///
     /// ```no_run
     /// # #[actix::main]
@@ -105,8 +107,8 @@ impl LockManager {
         servers: &str,
         config: Config,
     ) -> Result<LockManager, LockError> {
-        let client = crate::connect::connect_with(options, servers, "url").await?;
-        LockManager::start(client, config).await
+        let (client, denials) = crate::connect::connect_watching(options, servers, "url").await?;
+        LockManager::start_watched(client, config, denials).await
     }
 
     /// Connects as the `nats` CLI does, from its environment variables, and starts a manager:
@@ -126,18 +128,34 @@ impl LockManager {
     /// ```
     pub async fn from_env(config: Config) -> Result<LockManager, LockError> {
         let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
-        let client = crate::connect::connect_with(env.options, &env.servers, "NATS_URL").await?;
-        LockManager::start(client, config).await
+        let (client, denials) =
+            crate::connect::connect_watching(env.options, &env.servers, "NATS_URL").await?;
+        LockManager::start_watched(client, config, denials).await
     }
 
     /// Ensures the bucket (creating it, or checking that an existing one matches `config`)
     /// and starts a manager on `client`. Inside an actix system the actors run on the
     /// current arbiter; elsewhere on an actix system of nlock's own, on its own thread.
+    ///
+    /// A request refused for want of permission is reported only as the server's silence
+    /// here (a timeout, "unavailable"): nlock cannot see the events of a client it did not
+    /// connect. [`connect`](LockManager::connect), [`connect_with`](LockManager::connect_with)
+    /// and [`from_env`](LockManager::from_env) report it as [`LockError::PermissionDenied`].
     pub async fn start(
         client: async_nats::Client,
         config: Config,
     ) -> Result<LockManager, LockError> {
-        let store = Store::open(client, &config).await?;
+        LockManager::start_watched(client, config, Denials::default()).await
+    }
+
+    /// [`start`](LockManager::start) on a connection whose refused publishes `denials`
+    /// records.
+    async fn start_watched(
+        client: async_nats::Client,
+        config: Config,
+        denials: Denials,
+    ) -> Result<LockManager, LockError> {
+        let store = Store::open(client, &config, denials).await?;
         let caps = Arc::new(store.capabilities().clone());
         let owner: Arc<str> = random_id().into();
         if !caps.expiry_events {

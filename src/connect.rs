@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use async_nats::{ConnectOptions, ServerAddr};
 
 use crate::error::{ConnectFailed, LockError};
+use crate::store::Denials;
 
 /// The server `from_env` connects to when `NATS_URL` is unset, as with the `nats` CLI.
 pub(crate) const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -118,6 +119,32 @@ pub(crate) async fn connect_with(
                 source: Box::new(e),
             }),
         })
+}
+
+/// [`connect_with`], with an event callback that records the publishes the server refuses
+/// for want of permission, so that a request refused is reported as such at once (see
+/// `store/denied.rs`). The callback replaces one set in `options`; it logs every other
+/// connection event at debug level, and a refusal at warn level.
+pub(crate) async fn connect_watching(
+    options: ConnectOptions,
+    servers: &str,
+    setting: &str,
+) -> Result<(async_nats::Client, Denials), LockError> {
+    let denials = Denials::default();
+    let recorder = denials.clone();
+    let options = options.event_callback(move |event| {
+        let recorder = recorder.clone();
+        async move {
+            match &event {
+                async_nats::Event::ServerError(async_nats::ServerError::Other(text)) => {
+                    tracing::warn!(error = %text, "NATS server error");
+                    recorder.record(text);
+                }
+                other => tracing::debug!(event = %other, "NATS connection event"),
+            }
+        }
+    });
+    Ok((connect_with(options, servers, setting).await?, denials))
 }
 
 /// What the `nats` CLI's environment variables ask for: the servers and the options.

@@ -207,6 +207,14 @@ pub enum LockError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The server refused a publish this user has no permission for (a "Permissions
+    /// Violation" on the connection). Nothing was written by it; retrying will not help until
+    /// the user's permissions change. README "Permissions" lists what each role needs.
+    #[error("permission denied: this NATS user may not publish to {subject:?}")]
+    PermissionDenied {
+        /// The subject the server refused.
+        subject: String,
+    },
     /// An operator's break named a tenure (by its fencing token) that does not hold the key:
     /// the lock changed hands, or the token is wrong. Nothing was deleted.
     #[error("lock {key:?} is held with token {found}, not {expected}; nothing was deleted")]
@@ -257,6 +265,8 @@ pub enum ErrorKind {
     InvalidConnectSetting,
     /// See [`LockError::TokenMismatch`].
     TokenMismatch,
+    /// See [`LockError::PermissionDenied`].
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -280,6 +290,7 @@ impl ErrorKind {
             ErrorKind::JetStreamNotEnabled => "jetstream_not_enabled",
             ErrorKind::InvalidConnectSetting => "invalid_connect_setting",
             ErrorKind::TokenMismatch => "token_mismatch",
+            ErrorKind::PermissionDenied => "permission_denied",
         }
     }
 }
@@ -325,6 +336,7 @@ impl LockError {
             LockError::BucketRejected { .. } => ErrorKind::BucketRejected,
             LockError::JetStreamNotEnabled { .. } => ErrorKind::JetStreamNotEnabled,
             LockError::InvalidConnectSetting { .. } => ErrorKind::InvalidConnectSetting,
+            LockError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             LockError::TokenMismatch { .. } => ErrorKind::TokenMismatch,
         }
     }

@@ -134,6 +134,10 @@ impl Contender<'_> {
                 code,
                 description,
             }),
+            // The server let nothing through: known not written, and a retry is refused too.
+            Err(WriteError::Denied { subject }) => {
+                Cas::Fatal(LockError::PermissionDenied { subject })
+            }
             Err(e) => Cas::Unknown(e),
         }
     }
@@ -174,6 +178,10 @@ impl Contender<'_> {
             Ok(Some(ev)) if ev.op == Op::Put => return Round::Held(Holder::decode(&ev.value)),
             Ok(Some(ev)) => ev.revision,
             Ok(None) => 0,
+            // Our write conflicted, so nothing of ours landed; the read is refused for good.
+            Err(WriteError::Denied { subject }) => {
+                return Round::Fatal(LockError::PermissionDenied { subject })
+            }
             Err(e) => return Round::Unknown(expected, e),
         };
         if free_at == expected {

@@ -233,7 +233,11 @@ pub(crate) async fn release(
                 None => back_off(&mut backoff, deadline).await,
             },
             // Refused or unanswered: nothing written, retry.
-            Ok(Err(WriteError::Unavailable(_) | WriteError::Rejected { .. })) => {
+            Ok(Err(
+                WriteError::Unavailable(_)
+                | WriteError::Rejected { .. }
+                | WriteError::Denied { .. },
+            )) => {
                 back_off(&mut backoff, deadline).await;
             }
             // The delete may have landed: a later conflict may be our own marker.

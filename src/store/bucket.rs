@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, ErrorCode};
 
 use super::layout::{bucket_stream_config, check_matches, first_sequence};
-use super::{unavailable, Capabilities, Store};
+use super::{unavailable, Capabilities, Denials, Store};
 use crate::config::{Config, JetStreamApi};
 use crate::error::{ConfigError, LockError};
 
@@ -47,20 +47,47 @@ fn open_failed(e: jetstream::context::GetStreamError, api_prefix: String) -> Loc
     }
 }
 
+/// The JetStream API prefix `config` asks for.
+fn api_prefix_of(config: &Config) -> String {
+    match &config.jetstream_api {
+        None => "$JS.API".to_owned(),
+        Some(JetStreamApi::Domain(domain)) => format!("$JS.{domain}.API"),
+        Some(JetStreamApi::Prefix(prefix)) => prefix.clone(),
+    }
+}
+
 impl Store {
     /// Connects to the bucket: creates it, or accepts an existing one whose settings match.
+    /// A request the server refuses for want of permission (`denials`) ends the opening at
+    /// once with [`LockError::PermissionDenied`]; a refused purge is the restart grace's
+    /// business (see `grace.rs`) and does not end it.
     pub(crate) async fn open(
         client: async_nats::Client,
         config: &Config,
+        denials: Denials,
+    ) -> Result<Store, LockError> {
+        let api = format!("{}.", api_prefix_of(config));
+        let stream = bucket_stream_config(config, false).name;
+        let purge = format!("{api}STREAM.PURGE.{stream}");
+        let ours = |s: &str| {
+            s.starts_with(&api) && s != purge && s.split('.').any(|token| token == stream)
+        };
+        denials
+            .clone()
+            .refused(ours, Store::open_unguarded(client, config, denials))
+            .await
+            .unwrap_or_else(|subject| Err(LockError::PermissionDenied { subject }))
+    }
+
+    async fn open_unguarded(
+        client: async_nats::Client,
+        config: &Config,
+        denials: Denials,
     ) -> Result<Store, LockError> {
         let info = client.server_info();
         let version = info.version;
         let modern = major_minor(&version) >= (2, 11);
-        let api_prefix = match &config.jetstream_api {
-            None => "$JS.API".to_owned(),
-            Some(JetStreamApi::Domain(domain)) => format!("$JS.{domain}.API"),
-            Some(JetStreamApi::Prefix(prefix)) => prefix.clone(),
-        };
+        let api_prefix = api_prefix_of(config);
         // The INFO of a server without -js says so: no need to wait for a request to find
         // out. Only when it counts: a domain or prefix may reach JetStream elsewhere (a leaf
         // node's hub), and a client still connecting has no INFO yet (empty server id).
@@ -137,6 +164,8 @@ impl Store {
             grace_ttl: config.ttl,
             clock_skew: config.max_clock_skew,
             create_bucket: config.create_bucket,
+            denials,
+            api_prefix,
         };
         store.first_grace_check().await;
         Ok(store)

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 use super::consumers::ConsumerGuard;
-use super::{unavailable, End, Store, KV_OPERATION, NLOCK_END};
+use super::denied::Refused;
+use super::{unavailable, unavailable_or_denied, End, Store, KV_OPERATION, NLOCK_END};
 use crate::error::LockError;
 
 /// What a change to a key did.
@@ -174,7 +175,7 @@ impl Store {
         let (live, guard) = self
             .open_changes(&subject, first)
             .await
-            .map_err(|e| LockError::Unavailable { source: e })?;
+            .map_err(unavailable_or_denied)?;
         Current::set(&current, Some(guard));
         let state = State {
             store: self.clone(),
@@ -262,7 +263,14 @@ impl Store {
     > {
         // Made first: a create whose answer is lost may still have made the consumer.
         let guard = ConsumerGuard::new(self.js.clone(), self.kv.stream_name.clone());
-        let consumer = self
+        let create = format!(
+            "{}.CONSUMER.CREATE.{}.{}",
+            self.api_prefix,
+            self.kv.stream_name,
+            guard.name()
+        );
+        let ours = |s: &str| s == create || s.starts_with(&format!("{create}."));
+        let created = self
             .kv
             .stream
             .create_consumer(jetstream::consumer::push::OrderedConfig {
@@ -273,8 +281,12 @@ impl Store {
                 replay_policy: jetstream::consumer::ReplayPolicy::Instant,
                 deliver_policy,
                 ..Default::default()
-            })
-            .await?;
+            });
+        let consumer = self
+            .denials
+            .refused(ours, created)
+            .await
+            .map_err(Refused)??;
         Ok((consumer, guard))
     }
 
@@ -319,7 +331,7 @@ impl Store {
         let (consumer, guard) = self
             .ordered_consumer(&subject, policy, "nlock snapshot")
             .await
-            .map_err(|source| Failed(LockError::Unavailable { source }))?;
+            .map_err(|source| Failed(unavailable_or_denied(source)))?;
         let mut changes = Vec::new();
         if consumer.cached_info().num_pending == 0 {
             drop(consumer);

@@ -22,6 +22,7 @@
 //! revision seen, happen with the grace turned off too (`restart_grace(false)` only stops the
 //! wait): tokens never go back either way.
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -142,8 +143,14 @@ impl Store {
     /// The first check, made when the store opens, so that a manager's first acquire sends
     /// its write first (no stream-info request before it). A failure here is not one: the
     /// first `admit` checks again.
+    ///
+    /// A store that may not create the bucket (an observer's) never moves its sequence here:
+    /// it only reads.
     pub(super) async fn first_grace_check(&self) {
-        if let Err(e) = self.check_grace(self.connects(), false).await {
+        if let Err(e) = self
+            .check_grace(self.connects(), false, self.create_bucket)
+            .await
+        {
             tracing::debug!(error = ?e, "restart grace: first check failed; the first acquire checks");
         }
     }
@@ -169,7 +176,7 @@ impl Store {
             }
             None => {}
         }
-        let grace = self.check_grace(connects, false).await?;
+        let grace = self.check_grace(connects, false, true).await?;
         Ok(match grace {
             Some(g) => Admission::Grace(g),
             None => Admission::Open(self.ticket_at(connects)),
@@ -203,7 +210,7 @@ impl Store {
                 "a grant's token is not above a revision seen before (the bucket's data was \
                  reset): not handing it out"
             );
-            return match self.check_grace(self.connects(), true).await {
+            return match self.check_grace(self.connects(), true, true).await {
                 Ok(Some(g)) => Err(g),
                 // The grace is off: the grant is gone with the purge; try again at once.
                 Ok(None) => Err(RestartGrace {
@@ -222,7 +229,7 @@ impl Store {
         if ticket.connects == self.connects() {
             return Ok(());
         }
-        match self.check_grace(self.connects(), false).await {
+        match self.check_grace(self.connects(), false, true).await {
             Ok(None) => Ok(()),
             Ok(Some(g)) => Err(g),
             // Unknown: the grant stands only if the bucket is known to be past its grace.
@@ -252,20 +259,24 @@ impl Store {
     }
 
     /// The grace in force now, read from the server. For `nlock info` and
-    /// `LockManager::restart_grace`; the same check [`Store::admit`] makes.
+    /// `LockManager::restart_grace`; the same check [`Store::admit`] makes, but it only reads:
+    /// where the next grant would first move the sequence, it says a whole grace is ahead.
     pub(crate) async fn restart_grace(&self) -> Result<Option<RestartGrace>, WriteError> {
         if !self.restart_grace {
             return Ok(None);
         }
-        self.check_grace(self.connects(), false).await
+        self.check_grace(self.connects(), false, false).await
     }
 
     /// Reads the stream and works out the grace; with `reset`, or when the stream shows a
-    /// reset, first moves its sequence to the clock (past every revision seen).
+    /// reset, first moves its sequence to the clock (past every revision seen), if
+    /// `may_move`. Without it, a move that is due is not made and nothing is remembered: the
+    /// answer is a whole grace from now, which is what the grant that makes the move waits.
     async fn check_grace(
         &self,
         connects: u64,
         mut reset: bool,
+        may_move: bool,
     ) -> Result<Option<RestartGrace>, WriteError> {
         let mut info = self.stream_info().await?;
         let max_seen = self.grace.max_seen.load(Ordering::Relaxed);
@@ -289,6 +300,9 @@ impl Store {
         // servers do not make replicated compare-and-set safe anyway (GUARANTEES.md).
         let movable = info.config.num_replicas <= 1
             || super::bucket::major_minor(&self.caps.server_version) >= (2, 10);
+        if (reset || never_written) && movable && !may_move {
+            return Ok(self.restart_grace.then(|| self.grace_from_now()));
+        }
         if (reset || never_written) && movable {
             let to = micros_now().max(max_seen + 1).max(last + 1);
             self.move_sequence(to, reset).await?;
@@ -353,10 +367,11 @@ impl Store {
             .get_stream_no_info(&self.wanted.name)
             .await
             .map_err(|e| WriteError::Unavailable(Box::new(e)))?;
-        stream
-            .purge()
-            .sequence(to)
+        let purge = format!("{}.STREAM.PURGE.{}", self.api_prefix, self.wanted.name);
+        self.denials
+            .refused(|s| s == purge, stream.purge().sequence(to).into_future())
             .await
+            .map_err(|subject| WriteError::Denied { subject })?
             .map_err(|e| WriteError::Unavailable(Box::new(e)))?;
         if went_back {
             tracing::warn!(

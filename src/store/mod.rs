@@ -15,10 +15,12 @@
 mod bucket;
 mod changes;
 mod consumers;
+mod denied;
 mod grace;
 mod layout;
 
 pub(crate) use changes::{Change, ChangeOp, Changes, ChangesCloser, ChangesFrom};
+pub(crate) use denied::Denials;
 pub(crate) use grace::Admission;
 pub use grace::RestartGrace;
 
@@ -82,6 +84,8 @@ pub(crate) enum WriteError {
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// The server refused the write for good (bad TTL, too large, ...): nothing was written.
     Rejected { code: u64, description: String },
+    /// This user may not publish to `subject` (a permission violation): nothing was written.
+    Denied { subject: String },
 }
 
 impl WriteError {
@@ -102,6 +106,7 @@ impl WriteError {
                 code,
                 description,
             },
+            WriteError::Denied { subject } => LockError::PermissionDenied { subject },
         }
     }
 }
@@ -155,6 +160,19 @@ pub(crate) struct Store {
     max_age: Duration,
     /// Whether a lost bucket may be re-created (`Config::create_bucket`).
     create_bucket: bool,
+    /// Publishes the server refused on this connection (`denied.rs`).
+    denials: Denials,
+    /// The JetStream API prefix (`$JS.API`, or a domain's or an import's).
+    api_prefix: String,
+}
+
+/// A boxed client error as the public error: a refused permission
+/// ([`denied::Refused`]) is [`LockError::PermissionDenied`], anything else unavailable.
+fn unavailable_or_denied(source: async_nats::Error) -> LockError {
+    match source.downcast::<denied::Refused>() {
+        Ok(refused) => LockError::PermissionDenied { subject: refused.0 },
+        Err(source) => LockError::Unavailable { source },
+    }
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
@@ -235,14 +253,21 @@ impl Store {
         payload: Bytes,
     ) -> Result<u64, WriteError> {
         let subject = format!("{}{}", self.subject_prefix, key);
-        let ack = match self
-            .js
-            .publish_with_headers(subject, headers, payload)
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
+        let send = async {
+            match self
+                .js
+                .publish_with_headers(subject.clone(), headers, payload)
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            }
         };
+        let ack = self
+            .denials
+            .refused(|s| s == subject, send)
+            .await
+            .map_err(|subject| WriteError::Denied { subject })?;
         let revision = ack.map(|a| a.sequence).map_err(classify_publish)?;
         self.saw_revision(revision);
         Ok(revision)
@@ -251,7 +276,17 @@ impl Store {
     /// Reads the last message on `key`. Used to choose an expected revision or to explain a
     /// conflict, never to decide who holds a lock: only a compare-and-set decides that.
     pub(crate) async fn read(&self, key: &str) -> Result<Option<KeyEvent>, WriteError> {
-        match self.kv.entry(key).await {
+        let direct = format!(
+            "{}.DIRECT.GET.{}.{}{key}",
+            self.api_prefix, self.wanted.name, self.subject_prefix
+        );
+        let get = format!("{}.STREAM.MSG.GET.{}", self.api_prefix, self.wanted.name);
+        let entry = self
+            .denials
+            .refused(|s| s == direct || s == get, self.kv.entry(key))
+            .await
+            .map_err(|subject| WriteError::Denied { subject })?;
+        match entry {
             Ok(entry) => Ok(entry.map(to_event)),
             Err(e) if e.kind() == kv::EntryErrorKind::TimedOut => {
                 Err(WriteError::Unknown(Box::new(e)))

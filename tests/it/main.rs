@@ -21,6 +21,7 @@ mod lock_delay;
 mod loss;
 mod observe;
 mod operator;
+mod permissions;
 mod reports;
 mod restart;
 mod runtimes;
