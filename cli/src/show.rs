@@ -40,7 +40,7 @@ fn row(held: &KeyHolder, ttl: Duration) -> Row<'_> {
     }
 }
 
-fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+pub fn print_json(value: &impl Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string(value).map_err(|e| Failure::Other(e.to_string()))?;
     println!("{text}");
     Ok(())
@@ -130,7 +130,7 @@ pub async fn who(
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a time in milliseconds since the epoch.
-fn clock(ms: u64) -> String {
+pub fn clock(ms: u64) -> String {
     let day = ms % 86_400_000;
     format!(
         "{:02}:{:02}:{:02}.{:03}",

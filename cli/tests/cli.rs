@@ -503,6 +503,8 @@ fn read_only_commands_never_create_the_bucket() {
         &["ls"],
         &["who", "jobs.a"],
         &["watch"],
+        &["leader", "jobs.a"],
+        &["leader", "--watch", "jobs.a"],
         &["info"],
         &["release", "--force", "--yes", "jobs.a"],
     ];
