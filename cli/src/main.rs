@@ -11,6 +11,7 @@
 mod connect;
 mod elect;
 mod leader;
+mod lock_ttl;
 mod run;
 mod show;
 mod spinner;
@@ -93,7 +94,8 @@ struct BucketArgs {
     /// The KV bucket holding the locks.
     #[arg(long, global = true, env = "NLOCK_BUCKET", default_value = nlock::DEFAULT_BUCKET)]
     bucket: String,
-    /// The lock TTL and the bucket's max age, in whole seconds (`30`, `30s`, `2m`, `1h`).
+    /// The bucket's TTL (its max age) and every lock's, unless `run`/`elect --lock-ttl` sets a
+    /// shorter one; in whole seconds (`30`, `30s`, `2m`, `1h`). Must match the bucket.
     #[arg(long, global = true, env = "NLOCK_TTL", default_value = "30s", value_parser = parse_duration)]
     ttl: Duration,
     /// Where the bucket keeps its locks.
@@ -398,6 +400,13 @@ fn report(failure: &Failure, json: bool) -> u8 {
                      let `nlock run` or `elect` create it)",
                 );
             }
+            if let LockError::Unsupported {
+                feature: nlock::Feature::PerLockTtl,
+                ..
+            } = e
+            {
+                message.push_str(lock_ttl::UNSUPPORTED_HINT);
+            }
             (exit_code(e), e.kind().as_str(), message)
         }
         Failure::Usage(m) => (exit::USAGE, "usage", m.clone()),
@@ -452,8 +461,20 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     // Only the commands that hold locks create a missing bucket: `ls`, `who`, `leader`, `watch`,
     // `info` and `release` read (or break) what is there and never write a bucket.
     let create = matches!(cli.command, Command::Run(_) | Command::Elect(_));
-    let config = target.config(&cli.bucket, upgrade, create)?;
+    let lock_ttl = match &cli.command {
+        Command::Run(args) => args.lock_ttl,
+        Command::Elect(args) => args.lock_ttl,
+        _ => None,
+    };
+    let config = target.config(&cli.bucket, upgrade, create, lock_ttl)?;
+    let request_timeout = config.request_timeout();
     let manager = target.connect(config).await?;
+    if let Some(ttl) = lock_ttl {
+        if let Err(e) = lock_ttl::check(&manager, cli.bucket.ttl, request_timeout, ttl) {
+            manager.shutdown().await;
+            return Err(e.into());
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, &manager, &cli.bucket.bucket, args).await,
         Command::Elect(args) => {

@@ -502,3 +502,32 @@ fn leader_names_the_candidate_and_watch_shows_the_hand_over() {
     assert_eq!(out.code, Some(6), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), format!("{KEY} has no leader"));
 }
+
+#[test]
+fn a_lock_ttl_lets_the_next_candidate_lead_soon_after_a_killed_leader_on_a_long_ttl_bucket() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let script = looping(&scene.path("log"));
+    let spawn = |id: &str| {
+        let mut cmd = scene.nlock(&server);
+        cmd.args(["--ttl", "30s", "elect", "--lock-ttl", "3s", "--id", id])
+            .args([KEY, "--", "sh", "-c", &script]);
+        let lines = Lines::spawn_stderr(&mut cmd);
+        lines.next_containing("campaigning");
+        lines
+    };
+    let mut a = spawn("a");
+    wait_line(&scene, "start a ");
+    let _b = spawn("b");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // Only the term's own 3 s TTL ends it; the bucket's is 30 s. Bounded well below that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !log_lines(&scene).iter().any(|l| l.starts_with("start b ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b does not lead 15 s after a was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
