@@ -15,6 +15,7 @@ mod lock_ttl;
 mod run;
 mod show;
 mod spinner;
+mod watch;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -484,7 +485,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Who { key } => show::who(&ctx, &manager, &key, cli.bucket.ttl).await,
         Command::Leader { key, watch } => leader::leader(&ctx, &manager, &key, watch).await,
         Command::Watch { filter, refreshes } => {
-            show::watch(&ctx, &manager, filter.as_deref(), refreshes).await
+            watch::watch(&ctx, &manager, filter.as_deref(), refreshes).await
         }
         Command::Release {
             key, token, yes, ..

@@ -5,7 +5,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use futures::StreamExt;
 use nlock::{KeyHolder, LockError, LockEvent, LockEventKind, LockManager};
 use serde::Serialize;
 
@@ -141,7 +140,7 @@ pub fn clock(ms: u64) -> String {
     )
 }
 
-fn event_line(e: &LockEvent) -> String {
+pub fn event_line(e: &LockEvent) -> String {
     let kind = match e.kind {
         LockEventKind::Acquired => "acquired",
         LockEventKind::Refreshed => "refreshed",
@@ -164,26 +163,6 @@ fn event_line(e: &LockEvent) -> String {
         line.push_str(&format!(" by {}", holder_text(h)));
     }
     line
-}
-
-pub async fn watch(
-    ctx: &Ctx,
-    manager: &LockManager,
-    filter: Option<&str>,
-    refreshes: bool,
-) -> Result<u8, Failure> {
-    let mut events = manager.events(filter.unwrap_or(">")).await?;
-    while let Some(e) = events.next().await {
-        if e.kind == LockEventKind::Refreshed && !refreshes {
-            continue;
-        }
-        if ctx.json {
-            print_json(&e)?;
-        } else {
-            println!("{}", event_line(&e));
-        }
-    }
-    Ok(0)
 }
 
 /// Asks on the terminal; anything but y or yes declines.

@@ -775,3 +775,47 @@ fn a_lock_ttl_the_bucket_cannot_give_is_refused_before_anything_runs() {
         help.stdout
     );
 }
+
+#[test]
+fn watch_says_when_the_connection_drops_and_what_changed_meanwhile() {
+    let mut server = Server::start();
+    let scene = Scene::new();
+    let flags = ["--ttl", "2s", "--storage", "file"];
+    let (mut holder, token) = hold(&scene, &server, "jobs.a", &flags);
+    let mut cmd = scene.nlock(&server);
+    cmd.args(flags).arg("watch");
+    let watch = Lines::spawn(&mut cmd);
+    let first = watch.next_containing("jobs.a");
+    assert!(
+        first.contains(&format!("acquired token {token}")),
+        "{first}"
+    );
+
+    server.stop();
+    watch.next_containing("nlock: connection lost; reconnecting");
+    // While the server is down its holder dies: nobody releases jobs.a, and by the time the
+    // server is back its 2 s TTL has passed (the outage is the fault; 3 s of it).
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    server.start_again();
+    // "reconnected", and the key's end as the catch-up tells it or as its expiry event does
+    // (which can come first).
+    let (mut reconnected, mut ended) = (false, None);
+    while !reconnected || ended.is_none() {
+        let line = watch.next();
+        reconnected |= line == "nlock: reconnected";
+        if line.contains("jobs.a") {
+            assert!(ended.is_none(), "told twice: {ended:?}, then {line}");
+            ended = Some(line);
+        }
+    }
+    let ended = ended.unwrap();
+    println!("{ended}");
+    assert!(
+        ended.contains(&format!("jobs.a token {token} ended while disconnected"))
+            || ended.contains(&format!("jobs.a expired token {token}")),
+        "{ended}"
+    );
+    drop(holder.stdin.take());
+}
