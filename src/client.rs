@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix::{Addr, Recipient};
 
 use crate::config::Config;
+use crate::connection::ConnectionState;
 use crate::error::LockError;
 use crate::handle::LockHandle;
 use crate::holder::random_id;
@@ -60,6 +61,8 @@ pub struct LockManager {
     /// For the read-only views of the whole bucket (`holders`, `events`), and the operator's
     /// break (`operator.rs`).
     pub(crate) store: Arc<Store>,
+    /// Whether the connection is up; `None` on a client nlock did not connect.
+    pub(crate) connection: Option<tokio::sync::watch::Receiver<ConnectionState>>,
 }
 
 impl LockManager {
@@ -107,8 +110,14 @@ impl LockManager {
         servers: &str,
         config: Config,
     ) -> Result<LockManager, LockError> {
-        let (client, denials) = crate::connect::connect_watching(options, servers, "url").await?;
-        LockManager::start_watched(client, config, denials).await
+        let watched = crate::connect::connect_watching(options, servers, "url").await?;
+        LockManager::start_watched(
+            watched.client,
+            config,
+            watched.denials,
+            Some(watched.connection),
+        )
+        .await
     }
 
     /// Connects as the `nats` CLI does, from its environment variables, and starts a manager:
@@ -128,9 +137,15 @@ impl LockManager {
     /// ```
     pub async fn from_env(config: Config) -> Result<LockManager, LockError> {
         let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
-        let (client, denials) =
+        let watched =
             crate::connect::connect_watching(env.options, &env.servers, "NATS_URL").await?;
-        LockManager::start_watched(client, config, denials).await
+        LockManager::start_watched(
+            watched.client,
+            config,
+            watched.denials,
+            Some(watched.connection),
+        )
+        .await
     }
 
     /// Ensures the bucket (creating it, or checking that an existing one matches `config`)
@@ -145,7 +160,7 @@ impl LockManager {
         client: async_nats::Client,
         config: Config,
     ) -> Result<LockManager, LockError> {
-        LockManager::start_watched(client, config, Denials::default()).await
+        LockManager::start_watched(client, config, Denials::default(), None).await
     }
 
     /// [`start`](LockManager::start) on a connection whose refused publishes `denials`
@@ -154,6 +169,7 @@ impl LockManager {
         client: async_nats::Client,
         config: Config,
         denials: Denials,
+        connection: Option<tokio::sync::watch::Receiver<ConnectionState>>,
     ) -> Result<LockManager, LockError> {
         let store = Store::open(client, &config, denials).await?;
         let caps = Arc::new(store.capabilities().clone());
@@ -184,6 +200,7 @@ impl LockManager {
             losses,
             dependents: Arc::default(),
             store,
+            connection,
         })
     }
 

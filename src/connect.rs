@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use async_nats::{ConnectOptions, ServerAddr};
 
+use tokio::sync::watch;
+
+use crate::connection::{ConnectionState, ConnectionWatch};
 use crate::error::{ConnectFailed, LockError};
 use crate::store::Denials;
 
@@ -123,28 +126,52 @@ pub(crate) async fn connect_with(
 
 /// [`connect_with`], with an event callback that records the publishes the server refuses
 /// for want of permission, so that a request refused is reported as such at once (see
-/// `store/denied.rs`). The callback replaces one set in `options`; it logs every other
-/// connection event at debug level, and a refusal at warn level.
+/// `store/denied.rs`), and whether the connection is up (`connection.rs`). The callback
+/// replaces one set in `options`; it logs every other connection event at debug level, and a
+/// refusal at warn level.
 pub(crate) async fn connect_watching(
     options: ConnectOptions,
     servers: &str,
     setting: &str,
-) -> Result<(async_nats::Client, Denials), LockError> {
+) -> Result<Watched, LockError> {
     let denials = Denials::default();
     let recorder = denials.clone();
+    let (state, connection) = ConnectionWatch::new();
     let options = options.event_callback(move |event| {
-        let recorder = recorder.clone();
+        let (recorder, state) = (recorder.clone(), state.clone());
         async move {
             match &event {
                 async_nats::Event::ServerError(async_nats::ServerError::Other(text)) => {
                     tracing::warn!(error = %text, "NATS server error");
                     recorder.record(text);
                 }
+                async_nats::Event::Disconnected => {
+                    tracing::debug!("NATS connection lost");
+                    state.set(ConnectionState::Disconnected);
+                }
+                async_nats::Event::Connected => {
+                    tracing::debug!("NATS connected");
+                    state.set(ConnectionState::Connected);
+                }
                 other => tracing::debug!(event = %other, "NATS connection event"),
             }
         }
     });
-    Ok((connect_with(options, servers, setting).await?, denials))
+    Ok(Watched {
+        client: connect_with(options, servers, setting).await?,
+        denials,
+        connection,
+    })
+}
+
+/// A connection made by [`connect_watching`], with what its event callback reports.
+pub(crate) struct Watched {
+    /// The client.
+    pub client: async_nats::Client,
+    /// The publishes the server refused.
+    pub denials: Denials,
+    /// Whether the connection is up.
+    pub connection: watch::Receiver<ConnectionState>,
 }
 
 /// What the `nats` CLI's environment variables ask for: the servers and the options.

@@ -7,6 +7,7 @@
 //! usage error naming the setting, not a connection failure.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use nlock::async_nats::ConnectOptions;
@@ -184,11 +185,15 @@ fn readable(setting: &str, path: &Path) -> Result<(), Failure> {
 impl Target {
     /// The manager's configuration from the bucket flags and the context's JetStream API.
     /// `create`: whether a missing bucket is created (only by the commands that hold locks).
+    /// `lock_ttl`: a shorter TTL for the one lock held (`--lock-ttl`); requests then time out
+    /// as they would on a bucket of that TTL (2 s, or half the TTL when that is shorter), so
+    /// the lease cannot end before its grant is answered.
     pub fn config(
         &self,
         bucket: &BucketArgs,
         upgrade: bool,
         create: bool,
+        lock_ttl: Option<Duration>,
     ) -> Result<Config, LockError> {
         let mut builder = Config::builder()
             .upgrade_bucket(upgrade)
@@ -203,6 +208,9 @@ impl Target {
             });
         if bucket.go_compatible {
             builder = builder.bucket_layout(BucketLayout::GoCompatible);
+        }
+        if let Some(ttl) = lock_ttl.filter(|t| *t < bucket.ttl) {
+            builder = builder.request_timeout(nlock::DEFAULT_REQUEST_TIMEOUT.min(ttl / 2));
         }
         if let Some(domain) = &self.jetstream_domain {
             builder = builder.jetstream_domain(domain.clone());

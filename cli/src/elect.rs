@@ -57,6 +57,10 @@ pub struct ElectArgs {
     /// every candidate of a key the same value.
     #[arg(long, default_value = "1s", value_parser = crate::parse_duration, value_name = "DURATION")]
     lock_delay: Duration,
+    /// The election key's TTL (at most the bucket's --ttl; nats-server 2.11+): how soon a
+    /// killed leader's term expires.
+    #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION", long_help = crate::lock_ttl::HELP)]
+    pub lock_ttl: Option<Duration>,
     /// When the command exits by itself: resign and exit with its exit code, instead of
     /// resigning and campaigning again.
     #[arg(long)]
@@ -87,6 +91,8 @@ pub async fn elect(
     ttl: Duration,
     args: ElectArgs,
 ) -> Result<u8, Failure> {
+    // The term's lease: the key's own TTL when --lock-ttl gives one.
+    let ttl = args.lock_ttl.unwrap_or(ttl);
     // Installed first: an interrupt from here on shuts the elector down cleanly.
     let mut signals = Signals::new()?;
     let (program, rest) = match args.command.split_first() {
@@ -109,6 +115,10 @@ pub async fn elect(
         // The command's grace, and a little more for its exit to be seen; past it the term is
         // left to expire (a command not reaped after SIGKILL), never released.
         .stop_timeout(args.grace.saturating_add(Duration::from_secs(1)));
+    let options = match args.lock_ttl {
+        Some(lock_ttl) => options.ttl(lock_ttl),
+        None => options,
+    };
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let elector = manager.elector(&args.key, options, move |term| {
         Role::new(term, spec.clone(), events_tx.clone())

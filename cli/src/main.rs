@@ -10,9 +10,12 @@
 
 mod connect;
 mod elect;
+mod leader;
+mod lock_ttl;
 mod run;
 mod show;
 mod spinner;
+mod watch;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,7 +34,7 @@ Exit codes:
   3      busy: `run --no-wait` found the lock held (the command did not run)
   4      timed out: `run --timeout` passed before the lock was free (the command did not run)
   5      lost: the lock was lost while the command ran; it was stopped (SIGTERM, then SIGKILL)
-  6      not held: `who` or `release --force` on a free key
+  6      not held: `who` or `release --force` on a free key, `leader` on a key nobody leads
   7      token mismatch: `release --force --token N` found another tenure holding the key
   126    `run`, `elect`: the command could not be started (not executable)
   127    `run`, `elect`: the command was not found
@@ -62,7 +65,7 @@ mod exit {
     long_about = "Distributed locks on NATS JetStream Key-Value.\n\n\
         `nlock run KEY -- CMD` runs CMD while holding the lock KEY, kept alive for as long as \
         CMD runs, and stops CMD if the lock is lost. `ls`, `who` and `watch` show the bucket's \
-        locks; `release --force` breaks a stuck one; `info` says what the server gives. Only \
+        locks; `leader` shows who leads an election; `release --force` breaks a stuck one; `info` says what the server gives. Only \
         `run` and `elect` create a missing bucket; the others never create or change one.\n\n\
         Connection settings are read, in this order, from the flags, the NATS_* variables, and \
         the `nats` CLI's selected context (or --context NAME).",
@@ -92,7 +95,8 @@ struct BucketArgs {
     /// The KV bucket holding the locks.
     #[arg(long, global = true, env = "NLOCK_BUCKET", default_value = nlock::DEFAULT_BUCKET)]
     bucket: String,
-    /// The lock TTL and the bucket's max age, in whole seconds (`30`, `30s`, `2m`, `1h`).
+    /// The bucket's TTL (its max age) and every lock's, unless `run`/`elect --lock-ttl` sets a
+    /// shorter one; in whole seconds (`30`, `30s`, `2m`, `1h`). Must match the bucket.
     #[arg(long, global = true, env = "NLOCK_TTL", default_value = "30s", value_parser = parse_duration)]
     ttl: Duration,
     /// Where the bucket keeps its locks.
@@ -174,6 +178,25 @@ enum Command {
     Who {
         /// The lock key.
         key: String,
+    },
+    /// Show who leads an election (exit code 6 when nobody does); with --watch, every change
+    /// of leadership as it happens (never creates the bucket).
+    #[command(
+        long_about = "Prints the leader of the election KEY (as `nlock elect` candidates \
+        campaign for it): its identity, metadata, fencing token and since when it leads, or \
+        that nobody leads (exit code 6). With --watch, prints the current state, then every \
+        change as it lands, one line each: elected, resigned (the leader let go), deleted \
+        (someone else removed the key), expired (the leader stopped refreshing; marked by \
+        nats-server 2.11+) and ended (the term ended unseen: the next one began over it). \
+        Runs until interrupted. Only reads: it never campaigns.",
+        after_long_help = EXIT_CODES
+    )]
+    Leader {
+        /// The election key.
+        key: String,
+        /// Keep running and print every change of leadership.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Print what happens to locks as it happens, one line per event.
     #[command(
@@ -378,6 +401,13 @@ fn report(failure: &Failure, json: bool) -> u8 {
                      let `nlock run` or `elect` create it)",
                 );
             }
+            if let LockError::Unsupported {
+                feature: nlock::Feature::PerLockTtl,
+                ..
+            } = e
+            {
+                message.push_str(lock_ttl::UNSUPPORTED_HINT);
+            }
             (exit_code(e), e.kind().as_str(), message)
         }
         Failure::Usage(m) => (exit::USAGE, "usage", m.clone()),
@@ -413,7 +443,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::Run(args) => nlock::validate_key(&args.key)?,
         Command::Elect(args) => nlock::validate_key(&args.key)?,
-        Command::Who { key } | Command::Release { key, .. } => nlock::validate_key(key)?,
+        Command::Who { key } | Command::Release { key, .. } | Command::Leader { key, .. } => {
+            nlock::validate_key(key)?
+        }
         Command::Watch {
             filter: Some(filter),
             ..
@@ -427,11 +459,23 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             upgrade_bucket: true
         }
     );
-    // Only the commands that hold locks create a missing bucket: `ls`, `who`, `watch`,
+    // Only the commands that hold locks create a missing bucket: `ls`, `who`, `leader`, `watch`,
     // `info` and `release` read (or break) what is there and never write a bucket.
     let create = matches!(cli.command, Command::Run(_) | Command::Elect(_));
-    let config = target.config(&cli.bucket, upgrade, create)?;
+    let lock_ttl = match &cli.command {
+        Command::Run(args) => args.lock_ttl,
+        Command::Elect(args) => args.lock_ttl,
+        _ => None,
+    };
+    let config = target.config(&cli.bucket, upgrade, create, lock_ttl)?;
+    let request_timeout = config.request_timeout();
     let manager = target.connect(config).await?;
+    if let Some(ttl) = lock_ttl {
+        if let Err(e) = lock_ttl::check(&manager, cli.bucket.ttl, request_timeout, ttl) {
+            manager.shutdown().await;
+            return Err(e.into());
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(&ctx, &manager, &cli.bucket.bucket, args).await,
         Command::Elect(args) => {
@@ -439,8 +483,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Ls => show::ls(&ctx, &manager, cli.bucket.ttl).await,
         Command::Who { key } => show::who(&ctx, &manager, &key, cli.bucket.ttl).await,
+        Command::Leader { key, watch } => leader::leader(&ctx, &manager, &key, watch).await,
         Command::Watch { filter, refreshes } => {
-            show::watch(&ctx, &manager, filter.as_deref(), refreshes).await
+            watch::watch(&ctx, &manager, filter.as_deref(), refreshes).await
         }
         Command::Release {
             key, token, yes, ..

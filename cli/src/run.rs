@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// A description stored with the lock, shown by `ls` and `who`.
     #[arg(long)]
     description: Option<String>,
+    /// This lock's TTL (at most the bucket's --ttl; nats-server 2.11+).
+    #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION", long_help = crate::lock_ttl::HELP)]
+    pub lock_ttl: Option<Duration>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -102,6 +105,9 @@ pub async fn run(
     let mut options = LockOptions::default();
     if let Some(d) = &args.description {
         options = options.description(d.clone());
+    }
+    if let Some(ttl) = args.lock_ttl {
+        options = options.ttl(ttl);
     }
     let lock = if args.no_wait {
         manager.try_acquire_with(&args.key, options).await?

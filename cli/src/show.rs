@@ -5,7 +5,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use futures::StreamExt;
 use nlock::{KeyHolder, LockError, LockEvent, LockEventKind, LockManager};
 use serde::Serialize;
 
@@ -40,7 +39,7 @@ fn row(held: &KeyHolder, ttl: Duration) -> Row<'_> {
     }
 }
 
-fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+pub fn print_json(value: &impl Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string(value).map_err(|e| Failure::Other(e.to_string()))?;
     println!("{text}");
     Ok(())
@@ -130,7 +129,7 @@ pub async fn who(
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a time in milliseconds since the epoch.
-fn clock(ms: u64) -> String {
+pub fn clock(ms: u64) -> String {
     let day = ms % 86_400_000;
     format!(
         "{:02}:{:02}:{:02}.{:03}",
@@ -141,7 +140,7 @@ fn clock(ms: u64) -> String {
     )
 }
 
-fn event_line(e: &LockEvent) -> String {
+pub fn event_line(e: &LockEvent) -> String {
     let kind = match e.kind {
         LockEventKind::Acquired => "acquired",
         LockEventKind::Refreshed => "refreshed",
@@ -164,26 +163,6 @@ fn event_line(e: &LockEvent) -> String {
         line.push_str(&format!(" by {}", holder_text(h)));
     }
     line
-}
-
-pub async fn watch(
-    ctx: &Ctx,
-    manager: &LockManager,
-    filter: Option<&str>,
-    refreshes: bool,
-) -> Result<u8, Failure> {
-    let mut events = manager.events(filter.unwrap_or(">")).await?;
-    while let Some(e) = events.next().await {
-        if e.kind == LockEventKind::Refreshed && !refreshes {
-            continue;
-        }
-        if ctx.json {
-            print_json(&e)?;
-        } else {
-            println!("{}", event_line(&e));
-        }
-    }
-    Ok(0)
 }
 
 /// Asks on the terminal; anything but y or yes declines.

@@ -41,7 +41,7 @@ pub fn holder_text(holder: &nlock::Holder) -> String {
 
 /// A candidate's metadata in a few words: ` key=value` for each field of an object, else the
 /// value as JSON; nothing for none.
-fn meta_text(meta: &serde_json::Value) -> String {
+pub fn meta_text(meta: &serde_json::Value) -> String {
     use serde_json::Value;
     match meta {
         Value::Null => String::new(),

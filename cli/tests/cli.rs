@@ -503,6 +503,8 @@ fn read_only_commands_never_create_the_bucket() {
         &["ls"],
         &["who", "jobs.a"],
         &["watch"],
+        &["leader", "jobs.a"],
+        &["leader", "--watch", "jobs.a"],
         &["info"],
         &["release", "--force", "--yes", "jobs.a"],
     ];
@@ -676,4 +678,144 @@ fn info_says_when_the_bucket_needs_an_upgrade_and_does_it() {
         assert_eq!(upgraded["needs_upgrade"], false);
         assert_eq!(info(&[])["needs_upgrade"], false);
     }
+}
+
+/// `who KEY`'s exit code: 0 held, 6 free.
+fn who_code(scene: &Scene, server: &Server, key: &str) -> Option<i32> {
+    let out = output(scene.nlock(server).args(["--ttl", "30s", "who", key]));
+    assert!(matches!(out.code, Some(0 | 6)), "{}", out.stderr);
+    out.code
+}
+
+#[test]
+fn a_lock_ttl_frees_a_killed_holders_key_long_before_the_bucket_ttl() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let key = "jobs.short";
+    let (mut holder, token) = hold(&scene, &server, key, &["--ttl", "30s", "--lock-ttl", "2s"]);
+    let out = output(scene.nlock(&server).args(["--ttl", "30s", "who", key]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("token {token}")),
+        "{}",
+        out.stdout
+    );
+
+    // kill -9: nothing releases the key; only its own 2 s TTL frees it, long before the
+    // bucket's 30 s. Bounded well below 30 s, so a lock with the bucket's TTL fails this.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while who_code(&scene, &server, key) != Some(6) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{key} still held 15 s after its holder was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(holder.stdin.take());
+}
+
+#[test]
+fn a_lock_ttl_the_bucket_cannot_give_is_refused_before_anything_runs() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let ran = scene.path("ran");
+    let touch = format!("touch {}", ran.display());
+    // A Go-compatible bucket has no per-message TTL, even on a 2.11+ server.
+    for command in ["run", "elect"] {
+        let out = output(scene.nlock(&server).args([
+            "--bucket",
+            "old_layout",
+            "--go-compatible",
+            command,
+            "--lock-ttl",
+            "5s",
+            "jobs.a",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ]));
+        assert_eq!(out.code, Some(1), "{command}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("per-lock TTL (needs nats-server 2.11+) is not supported")
+                && out.stderr.contains(
+                    "--lock-ttl needs nats-server 2.11+ and a bucket with per-message TTL"
+                ),
+            "{command}: {}",
+            out.stderr
+        );
+        // Longer than the bucket's: a usage error.
+        let out = output(scene.nlock(&server).args([
+            "--ttl",
+            "10s",
+            command,
+            "--lock-ttl",
+            "20s",
+            "jobs.a",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ]));
+        assert_eq!(out.code, Some(2), "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("longer than the bucket TTL"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!ran.exists(), "a command ran");
+    let help = output(scene.bare().args(["run", "--help"]));
+    assert!(
+        help.stdout.contains("--lock-ttl") && help.stdout.contains("must match it"),
+        "{}",
+        help.stdout
+    );
+}
+
+#[test]
+fn watch_says_when_the_connection_drops_and_what_changed_meanwhile() {
+    let mut server = Server::start();
+    let scene = Scene::new();
+    let flags = ["--ttl", "2s", "--storage", "file"];
+    let (mut holder, token) = hold(&scene, &server, "jobs.a", &flags);
+    let mut cmd = scene.nlock(&server);
+    cmd.args(flags).arg("watch");
+    let watch = Lines::spawn(&mut cmd);
+    let first = watch.next_containing("jobs.a");
+    assert!(
+        first.contains(&format!("acquired token {token}")),
+        "{first}"
+    );
+
+    server.stop();
+    watch.next_containing("nlock: connection lost; reconnecting");
+    // While the server is down its holder dies: nobody releases jobs.a, and by the time the
+    // server is back its 2 s TTL has passed (the outage is the fault; 3 s of it).
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    server.start_again();
+    // "reconnected", and the key's end as the catch-up tells it or as its expiry event does
+    // (which can come first).
+    let (mut reconnected, mut ended) = (false, None);
+    while !reconnected || ended.is_none() {
+        let line = watch.next();
+        reconnected |= line == "nlock: reconnected";
+        if line.contains("jobs.a") {
+            assert!(ended.is_none(), "told twice: {ended:?}, then {line}");
+            ended = Some(line);
+        }
+    }
+    let ended = ended.unwrap();
+    println!("{ended}");
+    assert!(
+        ended.contains(&format!("jobs.a token {token} ended while disconnected"))
+            || ended.contains(&format!("jobs.a expired token {token}")),
+        "{ended}"
+    );
+    drop(holder.stdin.take());
 }

@@ -446,3 +446,88 @@ fn commands_of_different_terms_never_interleave_over_force_release_kill_freeze_a
     let terms = assert_terms_do_not_interleave(&stamped(&scene));
     assert!(terms.len() >= 5, "{terms:?}");
 }
+
+#[test]
+fn leader_names_the_candidate_and_watch_shows_the_hand_over() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let log = scene.path("log");
+    // A TTL longer than the tests' patience: b can only take over if a hands over.
+    let mut a = candidate(&scene, &server, "60s", "a", &looping(&log));
+    wait_line(&scene, "start a ");
+
+    let out = output(scene.nlock(&server).args(["--ttl", "60s", "leader", KEY]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(&format!("{KEY} is led by a pid=")),
+        "{}",
+        out.stdout
+    );
+    let out = output(
+        scene
+            .nlock(&server)
+            .args(["--ttl", "60s", "--json", "leader", KEY]),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let led: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(led["identity"], "a", "{led}");
+    let token_a = led["token"].as_u64().unwrap();
+
+    let mut cmd = scene.nlock(&server);
+    cmd.args(["--ttl", "60s", "leader", "--watch", KEY]);
+    let watch = Lines::spawn(&mut cmd);
+    let first = watch.next();
+    assert!(first.contains(&format!(" {KEY} elected a ")), "{first}");
+    assert!(first.ends_with(&format!("token {token_a}")), "{first}");
+
+    let mut b = candidate(&scene, &server, "60s", "b", &looping(&log));
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child).code(), Some(0));
+    // The release, or (when b's first write replaced its marker before the watcher read it)
+    // the end of a's term seen as b's began.
+    let ended = watch.next();
+    assert!(
+        (ended.contains(&format!(" {KEY} resigned a "))
+            || ended.contains(&format!(" {KEY} ended a ")))
+            && ended.ends_with(&format!("token {token_a}")),
+        "{ended}"
+    );
+    let elected = watch.next();
+    assert!(elected.contains(&format!(" {KEY} elected b ")), "{elected}");
+
+    sigterm(&b.child);
+    assert_eq!(wait_exit(&mut b.child).code(), Some(0));
+    assert!(watch.next().contains(&format!(" {KEY} resigned b ")));
+    let out = output(scene.nlock(&server).args(["--ttl", "60s", "leader", KEY]));
+    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), format!("{KEY} has no leader"));
+}
+
+#[test]
+fn a_lock_ttl_lets_the_next_candidate_lead_soon_after_a_killed_leader_on_a_long_ttl_bucket() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let script = looping(&scene.path("log"));
+    let spawn = |id: &str| {
+        let mut cmd = scene.nlock(&server);
+        cmd.args(["--ttl", "30s", "elect", "--lock-ttl", "3s", "--id", id])
+            .args([KEY, "--", "sh", "-c", &script]);
+        let lines = Lines::spawn_stderr(&mut cmd);
+        lines.next_containing("campaigning");
+        lines
+    };
+    let mut a = spawn("a");
+    wait_line(&scene, "start a ");
+    let _b = spawn("b");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // Only the term's own 3 s TTL ends it; the bucket's is 30 s. Bounded well below that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !log_lines(&scene).iter().any(|l| l.starts_with("start b ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b does not lead 15 s after a was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

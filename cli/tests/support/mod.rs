@@ -70,6 +70,27 @@ impl Server {
 }
 
 impl Server {
+    /// Stops the server (SIGKILL): every client sees its connection drop.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same port with the same
+    /// store (what file storage kept is there again).
+    pub fn start_again(&mut self) {
+        let port = self.url.rsplit(':').next().unwrap().to_owned();
+        self.child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &port, "-js"])
+            .arg("-sd")
+            .arg(self.dir.path().join("store"))
+            .arg("-l")
+            .arg(self.dir.path().join("server-again.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+    }
+
     /// Sends `sig` to the server process: SIGSTOP and SIGCONT freeze and resume it, which
     /// every client sees as a loss of its connection for that long.
     pub fn signal(&self, sig: i32) {
