@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use local_server::LocalServer;
-use nlock::{
-    Config, DoOutcome, LeaseEnd, LockError, LockEvent, LockEventKind, LockManager, LockOptions,
-};
+use nlock::{Config, DoOutcome, LeaseEnd, LockError, LockEvent, LockManager, LockOptions};
 
 #[actix::main]
 async fn main() {
@@ -164,14 +162,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 /// A lock event as a line for people, as `nlock watch` prints it.
 fn event_text(e: &LockEvent) -> String {
-    let kind = match e.kind {
-        LockEventKind::Acquired => "acquired",
-        LockEventKind::Refreshed => "refreshed",
-        LockEventKind::Released => "released",
-        LockEventKind::Deleted => "deleted",
-        LockEventKind::Expired => "expired",
-        _ => "changed",
-    };
+    let kind = e.kind.as_str();
     let mut line = format!("{} {kind}", e.key);
     if let Some(token) = e.token {
         line.push_str(&format!(" token {token}"));

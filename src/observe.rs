@@ -53,6 +53,24 @@ pub enum LockEventKind {
     Expired,
 }
 
+impl LockEventKind {
+    /// The kind's name as its JSON has it (`acquired`, `refreshed`, `released`, `deleted`,
+    /// `expired`): for lines a person reads.
+    ///
+    /// ```
+    /// assert_eq!(nlock::LockEventKind::Released.as_str(), "released");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LockEventKind::Acquired => "acquired",
+            LockEventKind::Refreshed => "refreshed",
+            LockEventKind::Released => "released",
+            LockEventKind::Deleted => "deleted",
+            LockEventKind::Expired => "expired",
+        }
+    }
+}
+
 /// One change to a key, as every process sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

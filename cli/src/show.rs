@@ -5,7 +5,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use nlock::{KeyHolder, LockError, LockEvent, LockEventKind, LockManager};
+use nlock::{KeyHolder, LockError, LockEvent, LockManager};
 use serde::Serialize;
 
 use crate::connect::Target;
@@ -141,14 +141,7 @@ pub fn clock(ms: u64) -> String {
 }
 
 pub fn event_line(e: &LockEvent) -> String {
-    let kind = match e.kind {
-        LockEventKind::Acquired => "acquired",
-        LockEventKind::Refreshed => "refreshed",
-        LockEventKind::Released => "released",
-        LockEventKind::Deleted => "deleted",
-        LockEventKind::Expired => "expired",
-        _ => "changed",
-    };
+    let kind = e.kind.as_str();
     let mut line = format!(
         "{} {} {kind}",
         e.stored_at_ms
