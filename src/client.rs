@@ -111,13 +111,7 @@ impl LockManager {
         config: Config,
     ) -> Result<LockManager, LockError> {
         let watched = crate::connect::connect_watching(options, servers, "url").await?;
-        LockManager::start_watched(
-            watched.client,
-            config,
-            watched.denials,
-            Some(watched.connection),
-        )
-        .await
+        LockManager::start_connected(watched, config).await
     }
 
     /// Connects as the `nats` CLI does, from its environment variables, and starts a manager:
@@ -139,13 +133,7 @@ impl LockManager {
         let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
         let watched =
             crate::connect::connect_watching(env.options, &env.servers, "NATS_URL").await?;
-        LockManager::start_watched(
-            watched.client,
-            config,
-            watched.denials,
-            Some(watched.connection),
-        )
-        .await
+        LockManager::start_connected(watched, config).await
     }
 
     /// Ensures the bucket (creating it, or checking that an existing one matches `config`)
@@ -161,6 +149,21 @@ impl LockManager {
         config: Config,
     ) -> Result<LockManager, LockError> {
         LockManager::start_watched(client, config, Denials::default(), None).await
+    }
+
+    /// [`start_watched`](LockManager::start_watched) on a connection nlock made itself, whose
+    /// events it watches.
+    async fn start_connected(
+        watched: crate::connect::Watched,
+        config: Config,
+    ) -> Result<LockManager, LockError> {
+        LockManager::start_watched(
+            watched.client,
+            config,
+            watched.denials,
+            Some(watched.connection),
+        )
+        .await
     }
 
     /// [`start`](LockManager::start) on a connection whose refused publishes `denials`

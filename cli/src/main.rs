@@ -54,6 +54,16 @@ mod exit {
     pub const NOT_FOUND: u8 = 127;
     /// 128 + SIGINT, as a shell reports an interrupted command.
     pub const INTERRUPTED: u8 = 130;
+
+    /// The code for a command that could not be started, as a shell gives it: 127 when it
+    /// was not found, 126 when it may not be executed.
+    pub fn cannot_start(e: &std::io::Error) -> u8 {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => NOT_FOUND,
+            std::io::ErrorKind::PermissionDenied => CANNOT_EXECUTE,
+            _ => ERROR,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]

@@ -176,11 +176,7 @@ async fn supervise(
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            let code = match e.kind() {
-                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
-                std::io::ErrorKind::PermissionDenied => exit::CANNOT_EXECUTE,
-                _ => exit::ERROR,
-            };
+            let code = exit::cannot_start(&e);
             eprintln!(
                 "nlock: error: cannot run {}: {e}",
                 program.to_string_lossy()

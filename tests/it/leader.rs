@@ -17,7 +17,7 @@ use nlock::{
 
 use crate::fixture::{Env, PATIENCE};
 use crate::harness::child::ChildClient;
-use crate::harness::{must_eventually, ProxyMode, TcpProxy};
+use crate::harness::{must_eventually, now_us, ProxyMode, TcpProxy};
 
 pub(crate) const KEY: &str = "svc.leader";
 
@@ -473,14 +473,6 @@ async fn a_blip_shorter_than_the_lease_does_not_restart_the_role() {
     assert_eq!(book.starts().len(), 1, "{:?}", book.entries());
     assert_eq!(book.running(), Some(("a".into(), token)));
     assert_eq!(elector.status(), ElectorStatus::Leading { token });
-}
-
-/// Unix microseconds, the clock the child process stamps its events with.
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 #[actix::test]

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use crate::fixture::{Env, PATIENCE};
 use crate::harness::child::ChildClient;
-use crate::harness::NatsCluster;
+use crate::harness::{now_us, NatsCluster};
 
 /// The holder's and the waiter's TTL in the process tests, seconds.
 const TTL_S: u64 = 2;
@@ -153,13 +153,6 @@ async fn grants_grow(count: &impl Fn() -> usize, within: Duration, what: &str) {
         async move { n >= before + 20 }
     })
     .await;
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 #[actix::test]

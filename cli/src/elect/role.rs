@@ -108,11 +108,7 @@ impl Role {
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                let code = match e.kind() {
-                    std::io::ErrorKind::NotFound => exit::NOT_FOUND,
-                    std::io::ErrorKind::PermissionDenied => exit::CANNOT_EXECUTE,
-                    _ => exit::ERROR,
-                };
+                let code = exit::cannot_start(&e);
                 let message = format!("cannot run {}: {e}", self.spec.program.to_string_lossy());
                 let _ = self.events.send(Event::CannotStart { code, message });
                 // Nothing to wait for; the main task shuts the elector down.

@@ -114,3 +114,12 @@ pub fn wait_process_state(pid: u32, stopped: bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Wall-clock microseconds since the Unix epoch: the clock the child processes stamp their
+/// events with, one for every process on the machine.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
