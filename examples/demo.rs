@@ -77,7 +77,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n2. A busy lock says who holds it.");
     let opts = LockOptions::default().description("rebuilding the search index");
-    let held = replicas[0].acquire_with("demo.index", None, opts).await?;
+    let held = replicas[0]
+        .lock("demo.index")
+        .options(opts)
+        .acquire()
+        .await?;
     match replicas[1].try_acquire("demo.index").await {
         Err(e) => println!("   replica 1: {e}"),
         Ok(_) => println!("   replica 1 unexpectedly got it"),

@@ -1,9 +1,12 @@
 //! `LockManager`: the caller-facing handle to a [`LockManagerActor`], cheap to clone and share
 //! (for example as actix-web `web::Data`).
 
+/// `LockRequest`, the request builder.
+mod request;
 /// `run_if_free` (Go nlock's `Do`), `DoOutcome` and `OnLoss`.
 mod run;
 
+pub use request::LockRequest;
 pub use run::{DoOutcome, OnLoss};
 
 use std::sync::Arc;
@@ -11,17 +14,17 @@ use std::time::Duration;
 
 use actix::{Addr, Recipient};
 
-use crate::config::Config;
 use crate::connection::ConnectionState;
 use crate::error::LockError;
+use crate::error::{AcquireError, ConnectError, ObserveError};
 use crate::handle::LockHandle;
 use crate::holder::random_id;
+use crate::lock::loss::{LockLost, LossSubscription, Subscribers};
 use crate::lock::manager::LockManagerActor;
-use crate::lock::requests::{Acquire, ListLocks, LockOptions, LocksReport, Shutdown, TryAcquire};
-use crate::lock::state::LockLost;
+use crate::lock::requests::{ListLocks, LocksReport, Shutdown};
 use crate::observe::{key_holder, validate_filter, KeyHolder, LockEvents};
+use crate::settings::Config;
 use crate::store::{Capabilities, ChangesFrom, Denials, RestartGrace, Store};
-use crate::subscribers::{Subscribers, SubscriptionId};
 // Only doc links name `ErrorKind`.
 #[cfg(doc)]
 use crate::error::ErrorKind;
@@ -83,7 +86,7 @@ impl LockManager {
     /// let manager = nlock::LockManager::connect(servers, nlock::Config::default()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn connect(servers: &str, config: Config) -> Result<LockManager, LockError> {
+    pub async fn connect(servers: &str, config: Config) -> Result<LockManager, ConnectError> {
         LockManager::connect_with(async_nats::ConnectOptions::new(), servers, config).await
     }
 
@@ -109,7 +112,7 @@ impl LockManager {
         options: async_nats::ConnectOptions,
         servers: &str,
         config: Config,
-    ) -> Result<LockManager, LockError> {
+    ) -> Result<LockManager, ConnectError> {
         let watched = crate::connect::connect_watching(options, servers, "url").await?;
         LockManager::start_connected(watched, config).await
     }
@@ -129,7 +132,7 @@ impl LockManager {
     /// let manager = nlock::LockManager::from_env(nlock::Config::default()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn from_env(config: Config) -> Result<LockManager, LockError> {
+    pub async fn from_env(config: Config) -> Result<LockManager, ConnectError> {
         let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
         let watched =
             crate::connect::connect_watching(env.options, &env.servers, "NATS_URL").await?;
@@ -147,7 +150,7 @@ impl LockManager {
     pub async fn start(
         client: async_nats::Client,
         config: Config,
-    ) -> Result<LockManager, LockError> {
+    ) -> Result<LockManager, ConnectError> {
         LockManager::start_watched(client, config, Denials::default(), None).await
     }
 
@@ -156,7 +159,7 @@ impl LockManager {
     async fn start_connected(
         watched: crate::connect::Watched,
         config: Config,
-    ) -> Result<LockManager, LockError> {
+    ) -> Result<LockManager, ConnectError> {
         LockManager::start_watched(
             watched.client,
             config,
@@ -173,7 +176,7 @@ impl LockManager {
         config: Config,
         denials: Denials,
         connection: Option<tokio::sync::watch::Receiver<ConnectionState>>,
-    ) -> Result<LockManager, LockError> {
+    ) -> Result<LockManager, ConnectError> {
         let store = Store::open(client, &config, denials).await?;
         let caps = Arc::new(store.capabilities().clone());
         let owner: Arc<str> = random_id().into();
@@ -185,7 +188,11 @@ impl LockManager {
         }
         let store = Arc::new(store);
         let feed = match config.follow_changes {
-            true => Some(store.changes_closable(">", ChangesFrom::Now).await?),
+            true => Some(
+                store
+                    .changes_closable(">", ChangesFrom::Now)
+                    .await?,
+            ),
             false => None,
         };
         let losses = Arc::new(Subscribers::default());
@@ -207,62 +214,51 @@ impl LockManager {
         })
     }
 
-    /// Waits for `key` until acquired, or until `timeout` passes (`None`: no limit). Dropping
-    /// the returned future withdraws the request and leaves no lock behind.
-    pub async fn acquire(
-        &self,
-        key: &str,
-        timeout: Option<Duration>,
-    ) -> Result<LockHandle, LockError> {
-        self.acquire_with(key, timeout, LockOptions::default())
-            .await
-    }
-
-    /// [`acquire`](LockManager::acquire) with a per-lock TTL or description.
-    ///
-    /// The TTL must be whole seconds, no longer than the bucket's and longer than the request
-    /// timeout; it needs nats-server 2.11+ ([`ErrorKind::Unsupported`](crate::ErrorKind)
-    /// before).
+    /// A request for the lock on `key`: set a timeout, a TTL, a description, a lock-delay,
+    /// then `acquire()`, `try_acquire()`, `run(work)` or `run_if_free(work)`. See
+    /// [`LockRequest`].
     ///
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
     /// use std::time::Duration;
-    /// let options = nlock::LockOptions::default()
-    ///     .ttl(Duration::from_secs(5))
-    ///     .description("compacting segment 42");
-    /// let lock = m.acquire_with("segments.42", Some(Duration::from_secs(1)), options).await?;
+    /// let lock = m.lock("orders.reindex").timeout(Duration::from_secs(5)).acquire().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn acquire_with(
+    pub fn lock(&self, key: &str) -> LockRequest<'_> {
+        LockRequest::new(self, key)
+    }
+
+    /// Waits for `key` until acquired, or until `timeout` passes (`None`: no limit). Dropping
+    /// the returned future withdraws the request and leaves no lock behind. Short for
+    /// `self.lock(key).timeout_opt(timeout).acquire()`.
+    ///
+    /// # Errors
+    /// [`AcquireErrorKind`](crate::AcquireErrorKind): `AcquireTimedOut` after the timeout,
+    /// `InvalidKey` before anything is written, `Unavailable`, `OutcomeUnknown`, `Rejected`,
+    /// `PermissionDenied` and `ManagerGone` from NATS or the manager.
+    pub async fn acquire(
         &self,
         key: &str,
         timeout: Option<Duration>,
-        options: LockOptions,
-    ) -> Result<LockHandle, LockError> {
-        let msg = Acquire {
-            key: key.to_owned(),
-            timeout,
-            options,
-        };
-        self.addr.send(msg).await??.await
+    ) -> Result<LockHandle, AcquireError> {
+        self.lock(key).timeout_opt(timeout).acquire().await
     }
 
-    /// One attempt: the lock if it is free now, else [`ErrorKind::Busy`] naming the holder.
-    pub async fn try_acquire(&self, key: &str) -> Result<LockHandle, LockError> {
-        self.try_acquire_with(key, LockOptions::default()).await
-    }
-
-    /// [`try_acquire`](LockManager::try_acquire) with a per-lock TTL or description.
-    pub async fn try_acquire_with(
-        &self,
-        key: &str,
-        options: LockOptions,
-    ) -> Result<LockHandle, LockError> {
-        let msg = TryAcquire {
-            key: key.to_owned(),
-            options,
-        };
-        self.addr.send(msg).await??.await
+    /// One attempt: the lock if it is free now, else
+    /// [`AcquireErrorKind::Busy`](crate::AcquireErrorKind::Busy) naming the holder. Short for
+    /// `self.lock(key).try_acquire()`.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// match m.try_acquire("jobs.nightly").await {
+    ///     Ok(lock) => { /* run the job */ }
+    ///     Err(e) if e.kind() == nlock::AcquireErrorKind::Busy => println!("{e}"),
+    ///     Err(e) => eprintln!("cannot tell: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn try_acquire(&self, key: &str) -> Result<LockHandle, AcquireError> {
+        self.lock(key).try_acquire().await
     }
 
     /// Every key this process holds or waits for.
@@ -275,8 +271,11 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn locks(&self) -> Result<LocksReport, LockError> {
-        Ok(self.addr.send(ListLocks).await?)
+    pub async fn locks(&self) -> Result<LocksReport, ObserveError> {
+        self.addr
+            .send(ListLocks)
+            .await
+            .map_err(|e| LockError::from(e).into())
     }
 
     /// How much per-key state the manager keeps: for tests that check that nothing grows
@@ -286,8 +285,10 @@ impl LockManager {
         Ok(self.addr.send(crate::lock::requests::CountState).await?)
     }
 
-    /// Subscribes `recipient` to every lock loss in this manager. Weak: the subscription does
-    /// not keep the subscriber alive.
+    /// Subscribes `recipient` to every lock loss in this manager, for as long as the returned
+    /// guard lives (or for the manager's life, after
+    /// [`LossSubscription::detach`](crate::LossSubscription::detach)). Weak: the subscription
+    /// does not keep the subscriber alive.
     ///
     /// Weak, like every nlock subscription: keep an address of the subscriber yourself. A
     /// `Recipient` made from an actor's only address (`Actor.start().recipient()` passed
@@ -309,16 +310,11 @@ impl LockManager {
     /// }
     /// # fn f(m: nlock::LockManager) {
     /// let alarm = Alarm.start(); // keep it: the subscription alone does not
-    /// m.subscribe_losses(alarm.clone().recipient());
+    /// let subscription = m.subscribe_losses(alarm.clone().recipient());
     /// # }
     /// ```
-    pub fn subscribe_losses(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
+    pub fn subscribe_losses(&self, recipient: Recipient<LockLost>) -> LossSubscription {
         self.losses.subscribe(recipient)
-    }
-
-    /// Ends a subscription made by [`subscribe_losses`](LockManager::subscribe_losses).
-    pub fn unsubscribe_losses(&self, id: SubscriptionId) {
-        self.losses.unsubscribe(id)
     }
 
     /// Winds down what is built on this manager first (each elector stops its role, waits
@@ -328,7 +324,6 @@ impl LockManager {
     /// when the releases are answered: about one round-trip for a contender in the middle of
     /// a write, plus the deletes (and whatever the roles take to stop).
     ///
-    /// The `Shutdown` message, sent to the manager actor directly, does only the second part.
     pub async fn shutdown(&self) {
         let dependents: Vec<_> = match self.dependents.lock() {
             Ok(mut list) => list.drain(..).filter_map(|d| d.upgrade()).collect(),
@@ -358,21 +353,16 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn holders(&self) -> Result<Vec<KeyHolder>, LockError> {
-        let mut held: Vec<KeyHolder> = self
-            .store
-            .snapshot(">")
-            .await?
-            .into_iter()
-            .filter_map(key_holder)
-            .collect();
+    pub async fn holders(&self) -> Result<Vec<KeyHolder>, ObserveError> {
+        let snapshot = self.store.snapshot(">").await?;
+        let mut held: Vec<KeyHolder> = snapshot.into_iter().filter_map(key_holder).collect();
         held.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(held)
     }
 
     /// Who holds `key` right now, by any process; `None` when it is free. A read, for
     /// display: only a compare-and-set decides ownership.
-    pub async fn holder(&self, key: &str) -> Result<Option<KeyHolder>, LockError> {
+    pub async fn holder(&self, key: &str) -> Result<Option<KeyHolder>, ObserveError> {
         crate::key::validate_key(key)?;
         let changes = self.store.snapshot(key).await?;
         Ok(changes.into_iter().find_map(key_holder))
@@ -396,9 +386,12 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn events(&self, filter: &str) -> Result<LockEvents, LockError> {
+    pub async fn events(&self, filter: &str) -> Result<LockEvents, ObserveError> {
         validate_filter(filter)?;
-        let changes = self.store.changes(filter, ChangesFrom::Current).await?;
+        let changes = self
+            .store
+            .changes(filter, ChangesFrom::Current)
+            .await?;
         Ok(LockEvents::new(changes, self.store.silent_expiry()))
     }
 
@@ -422,11 +415,11 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn restart_grace(&self) -> Result<Option<RestartGrace>, LockError> {
+    pub async fn restart_grace(&self) -> Result<Option<RestartGrace>, ObserveError> {
         self.store
             .restart_grace()
             .await
-            .map_err(|e| e.into_lock_error(""))
+            .map_err(|e| e.into_lock_error("").into())
     }
 
     /// This manager's owner id, as written in its lock values.
@@ -437,5 +430,23 @@ impl LockManager {
     /// The manager actor's address.
     pub fn actor(&self) -> &Addr<LockManagerActor> {
         &self.addr
+    }
+
+    /// Whether this manager's NATS connection is up, and each change from now on: `None` for a
+    /// manager started on a client connected elsewhere ([`start`](Self::start)), whose events
+    /// nlock cannot see. For telling a person that what they watch may be stale; a lock's
+    /// lease, not this, says whether it is held.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// if let Some(mut state) = m.connection_state() {
+    ///     while state.changed().await.is_ok() {
+    ///         println!("NATS: {:?}", *state.borrow_and_update());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn connection_state(&self) -> Option<tokio::sync::watch::Receiver<ConnectionState>> {
+        self.connection.clone()
     }
 }

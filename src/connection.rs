@@ -38,23 +38,3 @@ impl ConnectionWatch {
         });
     }
 }
-
-impl crate::client::LockManager {
-    /// Whether this manager's NATS connection is up, and each change from now on: `None` for a
-    /// manager started on a client connected elsewhere ([`start`](Self::start)), whose events
-    /// nlock cannot see. For telling a person that what they watch may be stale; a lock's
-    /// lease, not this, says whether it is held.
-    ///
-    /// ```no_run
-    /// # async fn f(m: nlock::LockManager) {
-    /// if let Some(mut state) = m.connection_state() {
-    ///     while state.changed().await.is_ok() {
-    ///         println!("NATS: {:?}", *state.borrow_and_update());
-    ///     }
-    /// }
-    /// # }
-    /// ```
-    pub fn connection_state(&self) -> Option<tokio::sync::watch::Receiver<ConnectionState>> {
-        self.connection.clone()
-    }
-}

@@ -7,11 +7,12 @@
 
 use actix::{Addr, Recipient};
 
-use crate::error::LockError;
+use crate::error::{LockError, ReleaseError};
 use crate::lease::{Lease, LeaseEnd};
-use crate::lock::actor::{LetExpire, LockActor};
-use crate::lock::state::{ended_error, GetState, LockLost, LockState, Refresh, Release};
-use crate::subscribers::SubscriptionId;
+use crate::lock::actor::LockActor;
+use crate::lock::granted::Granted;
+use crate::lock::loss::{LockLost, LossSubscription};
+use crate::lock::state::{ended_error, GetState, LockState, Refresh};
 
 /// A held lock. Not `Clone`: one handle, one holder; dropping it releases the lock.
 ///
@@ -28,20 +29,12 @@ use crate::subscribers::SubscriptionId;
 /// ```
 #[derive(Debug)]
 pub struct LockHandle {
-    lease: Lease,
-    addr: Addr<LockActor>,
-    /// False once [`let_expire`](LockHandle::let_expire) was called: dropping then releases
-    /// nothing.
-    release_on_drop: bool,
+    granted: Granted,
 }
 
 impl LockHandle {
-    pub(crate) fn new(lease: Lease, addr: Addr<LockActor>) -> Self {
-        LockHandle {
-            lease,
-            addr,
-            release_on_drop: true,
-        }
+    pub(crate) fn new(granted: Granted) -> Self {
+        LockHandle { granted }
     }
 
     /// Stops refreshing without releasing: the tenure ends at its lease deadline (lost,
@@ -50,52 +43,72 @@ impl LockHandle {
     /// whose protected work did not stop in time and must not be handed over early (an
     /// elector's role past its `stop_timeout`). Consumes the handle: nothing is released
     /// when it goes.
-    pub fn let_expire(mut self) {
-        self.release_on_drop = false;
-        if self.lease.end().is_none() {
-            self.addr.do_send(LetExpire);
-        }
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// let lease = lock.lease().clone();
+    /// lock.let_expire();
+    /// let end = lease.ended().await; // at the lease deadline: lost, `Expired`
+    /// # }
+    /// ```
+    pub fn let_expire(self) {
+        self.granted.let_expire();
     }
 
     /// The lock key.
     pub fn key(&self) -> &str {
-        self.lease.key()
+        self.lease().key()
     }
 
     /// The fencing token: the revision that created this tenure. Tokens of later tenures of
     /// the same key are strictly greater, so a resource that remembers the highest token it
     /// has seen can refuse writes from a holder that lost the lock without knowing it.
     pub fn token(&self) -> u64 {
-        self.lease.token()
+        self.lease().token()
     }
 
     /// A view of this tenure for the code doing the work: key, token, `is_held()`, `lost()`,
-    /// `ended()`. Clone it freely; it does not keep the lock.
+    /// `ended()`. Clone it freely; it does not keep the lock, and it stays readable after
+    /// the handle is released.
     pub fn lease(&self) -> &Lease {
-        &self.lease
+        self.granted.lease()
     }
 
-    /// The lock actor's address, for sending it messages directly.
+    /// The lock actor's address, for sending it the messages of [`nlock::actor`](crate::actor)
+    /// directly.
     pub fn actor(&self) -> &Addr<LockActor> {
-        &self.addr
+        self.granted.addr()
     }
 
-    /// Releases the lock and waits for the delete to be acknowledged. A second release
-    /// answers [`ErrorKind::NotHeld`](crate::ErrorKind::NotHeld); one after a loss answers
-    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) with the reason. It never touches another
-    /// holder's lock.
-    pub async fn release(&self) -> Result<(), LockError> {
-        if let Some(end) = self.lease.end() {
-            return Err(self.end_error(Some(end)));
+    /// Releases the lock and waits for the delete to be acknowledged. Consumes the handle:
+    /// a lock is released once (keep a clone of [`lease`](LockHandle::lease) to read the
+    /// tenure's end afterwards). A release after a loss answers
+    /// [`ReleaseErrorKind::Lost`](crate::ReleaseErrorKind::Lost) with the reason; one whose
+    /// answer did not come before the lease deadline
+    /// [`ReleaseErrorKind::OutcomeUnknown`](crate::ReleaseErrorKind::OutcomeUnknown). It never
+    /// touches another holder's lock.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let lock = m.acquire("reports.nightly", None).await?;
+    /// let lease = lock.lease().clone();
+    /// lock.release().await?;
+    /// assert!(!lease.is_held());
+    /// # Ok(()) }
+    /// ```
+    pub async fn release(self) -> Result<(), ReleaseError> {
+        if let Some(end) = self.lease().end() {
+            return Err(end_error(self.key(), Some(end)).into());
         }
-        self.addr
-            .send(Release)
-            .await
-            .unwrap_or_else(|_| Err(self.gone()))
+        let (key, lease) = (self.key().to_owned(), self.lease().clone());
+        match self.granted.release().await {
+            Some(answer) => answer.map_err(ReleaseError::from),
+            None => Err(end_error(&key, lease.end()).into()),
+        }
     }
 
     /// Refreshes the lock now; needed when keep-alive is off. A refresh that finds the lock
-    /// gone answers [`ErrorKind::Lost`](crate::ErrorKind::Lost) with the reason.
+    /// gone answers [`ReleaseErrorKind::Lost`](crate::ReleaseErrorKind::Lost) with the reason.
     ///
     /// ```no_run
     /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
@@ -105,15 +118,17 @@ impl LockHandle {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn refresh(&self) -> Result<(), LockError> {
-        self.addr
+    pub async fn refresh(&self) -> Result<(), ReleaseError> {
+        self.actor()
             .send(Refresh)
             .await
             .unwrap_or_else(|_| Err(self.gone()))
+            .map_err(ReleaseError::from)
     }
 
-    /// The lock's state while its actor runs; after the tenure ended, `Lost` with the reason
-    /// or `NotHeld` after a release.
+    /// The lock's state while its actor runs; after the tenure ended,
+    /// [`ReleaseErrorKind::Lost`](crate::ReleaseErrorKind::Lost) with the reason, or
+    /// [`ReleaseErrorKind::NotHeld`](crate::ReleaseErrorKind::NotHeld) after a release.
     ///
     /// ```no_run
     /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
@@ -121,57 +136,47 @@ impl LockHandle {
     /// println!("{} held by {}, revision {}, {:?} left", state.key, state.holder, state.revision, state.time_left);
     /// # Ok(()) }
     /// ```
-    pub async fn state(&self) -> Result<LockState, LockError> {
-        self.addr.send(GetState).await.map_err(|_| self.gone())
+    pub async fn state(&self) -> Result<LockState, ReleaseError> {
+        self.actor()
+            .send(GetState)
+            .await
+            .map_err(|_| ReleaseError::from(self.gone()))
     }
 
     /// Whether the lock is still held as far as this process knows: not lost, not released,
     /// and its lease deadline still ahead (checked here, without waiting for the actor).
     pub fn is_held(&self) -> bool {
-        self.lease.is_held()
+        self.lease().is_held()
     }
 
     /// Tells `recipient` with [`LockLost`] if the lock is lost: once, also if the loss came
-    /// before this call. Weak: it does not keep the subscriber alive (keep an address of it
-    /// yourself; a stopped subscriber is logged as a warning). See [`Lease::subscribe`].
-    pub fn subscribe(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
-        self.lease.subscribe(recipient)
-    }
-
-    /// Ends a subscription made by [`subscribe`](LockHandle::subscribe).
-    pub fn unsubscribe(&self, id: SubscriptionId) {
-        self.lease.unsubscribe(id)
+    /// before this call, for as long as the returned guard lives. Weak: it does not keep the
+    /// subscriber alive (keep an address of it yourself; a stopped subscriber is logged as a
+    /// warning). See [`Lease::subscribe`].
+    pub fn subscribe(&self, recipient: Recipient<LockLost>) -> LossSubscription {
+        self.lease().subscribe(recipient)
     }
 
     /// Resolves when the lock is lost; never resolves if it is released normally. Meant for
     /// `tokio::select!` next to the work the lock protects.
     pub async fn lost(&self) -> LockLost {
-        self.lease.lost().await
+        self.lease().lost().await
     }
 
     /// Resolves when the tenure ends: released, or lost with the reason.
     pub async fn ended(&self) -> LeaseEnd {
-        self.lease.ended().await
-    }
-
-    /// The error for a tenure that ended (or whose actor is gone without saying how).
-    fn end_error(&self, end: Option<LeaseEnd>) -> LockError {
-        match end {
-            Some(LeaseEnd::Lost { reason }) => ended_error(self.key(), Some(&reason)),
-            _ => ended_error(self.key(), None),
-        }
+        self.lease().ended().await
     }
 
     fn gone(&self) -> LockError {
-        self.end_error(self.lease.end())
+        end_error(self.key(), self.lease().end())
     }
 }
 
-impl Drop for LockHandle {
-    /// Releases the lock without waiting. Harmless if it was already released or lost.
-    fn drop(&mut self) {
-        if self.release_on_drop && self.lease.end().is_none() && self.addr.connected() {
-            self.addr.do_send(Release);
-        }
+/// The error for a tenure that ended (or whose actor is gone without saying how).
+fn end_error(key: &str, end: Option<LeaseEnd>) -> LockError {
+    match end {
+        Some(LeaseEnd::Lost { reason }) => ended_error(key, Some(&reason)),
+        _ => ended_error(key, None),
     }
 }

@@ -5,8 +5,8 @@
 //! by NATS KV clients, and a key longer than [`MAX_KEY_LEN`] is refused so that the subject
 //! stays well under the server's limits.
 
-use crate::config::MAX_BUCKET_LEN;
 use crate::error::{ConfigError, KeyRule, LockError};
+use crate::settings::MAX_BUCKET_LEN;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;

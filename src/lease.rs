@@ -14,8 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::LossReason;
-use crate::lock::state::LockLost;
-use crate::subscribers::{Subscribers, SubscriptionId};
+use crate::lock::loss::{LockLost, LossSubscription, Subscribers};
 
 /// How a tenure ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -73,7 +72,7 @@ pub(crate) struct LeaseState {
     deadline_nanos: AtomicU64,
     /// Set once when the tenure ends; a watch channel so a late reader still sees it.
     end: watch::Sender<Option<LeaseEnd>>,
-    subscribers: Subscribers,
+    subscribers: Arc<Subscribers>,
 }
 
 impl LeaseState {
@@ -90,7 +89,7 @@ impl LeaseState {
             base: Instant::now(),
             deadline_nanos: AtomicU64::new(0),
             end: watch::channel(None).0,
-            subscribers: Subscribers::default(),
+            subscribers: Arc::default(),
         };
         state.set_deadline(deadline);
         Arc::new(state)
@@ -144,7 +143,7 @@ impl LeaseState {
         self.end.borrow().clone()
     }
 
-    pub(crate) fn subscribers(&self) -> &Subscribers {
+    pub(crate) fn subscribers(&self) -> &Arc<Subscribers> {
         &self.subscribers
     }
 }
@@ -238,12 +237,10 @@ impl Lease {
     /// Keep an address of the subscriber yourself. A `Recipient` made from an actor's only
     /// address (`Actor.start().recipient()` passed straight in) is dropped with this call's
     /// argument, the actor stops, and nothing is delivered. A subscriber whose actor has already stopped is logged as a warning.
-    pub fn subscribe(&self, recipient: Recipient<LockLost>) -> SubscriptionId {
+    ///
+    /// The subscription lasts while the returned guard does (or for the tenure, after
+    /// [`LossSubscription::detach`]).
+    pub fn subscribe(&self, recipient: Recipient<LockLost>) -> LossSubscription {
         self.shared.subscribers.subscribe(recipient)
-    }
-
-    /// Ends a subscription made by [`subscribe`](Lease::subscribe).
-    pub fn unsubscribe(&self, id: SubscriptionId) {
-        self.shared.subscribers.unsubscribe(id)
     }
 }

@@ -11,7 +11,7 @@
 //! async fn main() -> Result<(), nlock::LockError> {
 //!     let config = nlock::Config::builder().ttl(Duration::from_secs(10)).build()?;
 //!     let manager = nlock::LockManager::connect("nats://127.0.0.1:4222", config).await?;
-//!     let lock = manager.acquire("billing.close-day", Some(Duration::from_secs(30))).await?;
+//!     let lock = manager.lock("billing.close-day").timeout(Duration::from_secs(30)).acquire().await?;
 //!     tokio::select! {
 //!         _ = close_day(lock.token()) => lock.release().await?,
 //!         lost = lock.lost() => eprintln!("lost the lock: {}", lost.reason),
@@ -21,10 +21,9 @@
 //! # async fn close_day(_token: u64) {}
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod client;
-mod config;
 mod connect;
 mod connection;
 mod deadline;
@@ -40,8 +39,8 @@ mod operator;
 mod pending;
 mod runtime;
 mod serde_util;
+mod settings;
 mod store;
-mod subscribers;
 #[cfg(feature = "actix-web")]
 pub mod web;
 
@@ -49,34 +48,67 @@ pub mod web;
 /// [`LockManager::start`]: use it rather than your own dependency, so that the versions match.
 pub use async_nats;
 
-pub use client::{DoOutcome, LockManager, OnLoss};
-pub use config::{
-    BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage, DEFAULT_BUCKET,
-    DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_SKEW,
-    MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
-};
+pub use client::{DoOutcome, LockManager, LockRequest, OnLoss};
 pub use connection::ConnectionState;
-pub use error::{ConfigError, ConnectFailed, ErrorKind, Feature, KeyRule, LockError, LossReason};
+pub use error::{
+    AcquireError, AcquireErrorKind, ConfigError, ConnectError, ConnectErrorKind, ConnectFailed,
+    Error, ErrorKind, Feature, KeyRule, LockError, LossReason, ObserveError, ObserveErrorKind,
+    ReleaseError, ReleaseErrorKind,
+};
 pub use handle::LockHandle;
-pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
-pub use key::{validate_key, MAX_KEY_LEN};
+pub use holder::Holder;
+pub use key::validate_key;
 pub use leader::{
-    Elector, ElectorActor, ElectorOptions, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
-    LeaderChanges, LeaderSubscription, Resign, StopElecting, Term, DEFAULT_LOCK_DELAY,
+    Elector, ElectorOptions, ElectorStatus, Leader, LeaderChange, LeaderChangeKind, LeaderChanges,
+    LeaderSubscription, Term,
 };
 pub use lease::{Lease, LeaseEnd};
-pub use lock::actor::LockActor;
-pub use lock::manager::LockManagerActor;
-pub use lock::requests::{
-    Acquire, ListLocks, LockOptions, LocksReport, ManagerCounts, Shutdown, SubscribeLosses,
-    TryAcquire,
-};
-pub use lock::state::{GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe};
+pub use lock::loss::{LockLost, LossSubscription};
+pub use lock::requests::{LockOptions, LocksReport, ManagerCounts};
+pub use lock::state::{LockState, LockStatus};
 pub use observe::{validate_filter, KeyHolder, LockEvent, LockEventKind, LockEvents};
-pub use pending::PendingLock;
+pub use settings::{BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage};
 pub use store::{Capabilities, RestartGrace};
-pub use subscribers::SubscriptionId;
+
+/// The defaults nlock uses where a setting is not given.
+pub mod config {
+    pub use crate::leader::DEFAULT_LOCK_DELAY;
+    pub use crate::settings::{
+        DEFAULT_BUCKET, DEFAULT_KEEP_ALIVE_FACTOR, DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REQUEST_TIMEOUT,
+        DEFAULT_RETRY_INTERVAL, DEFAULT_TTL,
+    };
+}
+
+/// The bounds nlock checks input against: a value past one is rejected with a typed error
+/// before anything is written.
+pub mod limits {
+    pub use crate::holder::{MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
+    pub use crate::key::MAX_KEY_LEN;
+    pub use crate::settings::{
+        MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MAX_TTL,
+        MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
+    };
+}
+
+/// The actors behind the handles, and the messages they answer, for code that holds an
+/// actor's address rather than a handle: each message does exactly what the handle's method
+/// of the same name does ([`Release`] is [`LockHandle::release`], [`GetState`] is
+/// [`LockHandle::state`], [`ListLocks`] is [`LockManager::locks`], ...).
+///
+/// ```no_run
+/// # async fn f(lock: nlock::LockHandle) -> Result<(), Box<dyn std::error::Error>> {
+/// let addr = lock.actor().clone();
+/// let state = addr.send(nlock::actor::GetState).await?;
+/// println!("{} has {:?} left", state.key, state.time_left);
+/// # Ok(()) }
+/// ```
+pub mod actor {
+    pub use crate::leader::{ElectorActor, Resign, StopElecting};
+    pub use crate::lock::actor::LockActor;
+    pub use crate::lock::manager::LockManagerActor;
+    pub use crate::lock::requests::{ListLocks, SubscribeLosses};
+    pub use crate::lock::state::{GetState, Refresh, Release, Subscribe};
+}
 
 /// Compiles the README's examples as doc tests, so they cannot rot.
 #[cfg(doctest)]

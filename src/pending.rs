@@ -10,6 +10,7 @@ use tokio::time::Sleep;
 
 use crate::error::LockError;
 use crate::handle::LockHandle;
+use crate::lock::granted::{Granted, Pending};
 
 /// Resolves to the lock, or to why it was not granted.
 ///
@@ -18,9 +19,9 @@ use crate::handle::LockHandle;
 /// times out or is cancelled never leaves a lock behind.
 #[derive(Debug)]
 #[must_use = "an acquire does nothing unless awaited; dropping it withdraws the request"]
-pub struct PendingLock {
+pub(crate) struct PendingLock {
     key: String,
-    rx: oneshot::Receiver<Result<LockHandle, LockError>>,
+    rx: oneshot::Receiver<Result<Granted, LockError>>,
     timeout: Option<(Duration, Pin<Box<Sleep>>)>,
     /// Dropped with this future, or when it times out: tells the manager at once that the
     /// request is withdrawn, so its queue entry goes then, not when the key next frees.
@@ -28,18 +29,14 @@ pub struct PendingLock {
 }
 
 impl PendingLock {
-    pub(crate) fn new(
-        key: String,
-        rx: oneshot::Receiver<Result<LockHandle, LockError>>,
-        timeout: Option<Duration>,
-        withdraw: oneshot::Sender<()>,
-    ) -> Self {
+    /// The future of `pending`, given up after `timeout` (counted from now).
+    pub(crate) fn new(pending: Pending, timeout: Option<Duration>) -> Self {
         let timeout = timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
         PendingLock {
-            key,
-            rx,
+            key: pending.key,
+            rx: pending.rx,
             timeout,
-            withdraw: Some(withdraw),
+            withdraw: Some(pending.withdraw),
         }
     }
 }
@@ -49,7 +46,8 @@ impl Future for PendingLock {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Poll::Ready(result) = Pin::new(&mut self.rx).poll(cx) {
-            return Poll::Ready(result.unwrap_or(Err(LockError::ManagerGone)));
+            let result = result.unwrap_or(Err(LockError::ManagerGone));
+            return Poll::Ready(result.map(LockHandle::new));
         }
         let waited = match &mut self.timeout {
             Some((waited, sleep)) => match sleep.as_mut().poll(cx) {
@@ -63,7 +61,7 @@ impl Future for PendingLock {
         self.rx.close();
         self.withdraw = None;
         match self.rx.try_recv() {
-            Ok(result) => Poll::Ready(result),
+            Ok(result) => Poll::Ready(result.map(LockHandle::new)),
             Err(_) => Poll::Ready(Err(LockError::AcquireTimedOut {
                 key: self.key.clone(),
                 waited,

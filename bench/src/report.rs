@@ -934,13 +934,16 @@ fn variant_name(v: &str) -> &'static str {
 
 fn type_sizes() -> Vec<(&'static str, usize)> {
     use std::mem::size_of;
-    type Ctx = actix::Context<nlock::LockActor>;
+    type Ctx = actix::Context<nlock::actor::LockActor>;
     vec![
-        ("nlock::LockActor", size_of::<nlock::LockActor>()),
+        (
+            "nlock::actor::LockActor",
+            size_of::<nlock::actor::LockActor>(),
+        ),
         ("actix::Context<LockActor>", size_of::<Ctx>()),
         (
             "actix::dev::ContextFut<LockActor, _> (the actor's task future)",
-            size_of::<actix::dev::ContextFut<nlock::LockActor, Ctx>>(),
+            size_of::<actix::dev::ContextFut<nlock::actor::LockActor, Ctx>>(),
         ),
         ("nlock::LockHandle", size_of::<nlock::LockHandle>()),
         ("nlock::Holder", size_of::<nlock::Holder>()),

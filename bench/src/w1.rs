@@ -67,7 +67,7 @@ pub async fn run(
                 Rc::new(RawDirect::with_ttl(
                     vec![env.raw().await?],
                     env.value.clone(),
-                    nlock::DEFAULT_TTL,
+                    nlock::config::DEFAULT_TTL,
                 )),
                 &format!("w1.{tag}.rawttl"),
             ),
@@ -156,7 +156,7 @@ pub async fn profile(env: &Env, which: &str, iters: usize) -> Result<f64> {
             Rc::new(RawDirect::with_ttl(
                 vec![env.raw().await?],
                 env.value.clone(),
-                nlock::DEFAULT_TTL,
+                nlock::config::DEFAULT_TTL,
             )),
             "p.rawttl",
         ),

@@ -68,7 +68,7 @@ pub async fn run(env: &Env, batches: usize, ops_per_task: usize) -> Result<Vec<R
     let raw_ttl = Rc::new(RawDirect::with_ttl(
         vec![env.raw().await?],
         env.value.clone(),
-        nlock::DEFAULT_TTL,
+        nlock::config::DEFAULT_TTL,
     ));
     #[cfg(feature = "etcd")]
     let etcd = match &env.etcd_url {

@@ -35,7 +35,7 @@ pub const VARIANTS: [&str; 4] = ["nlock", NOFOLLOW, "task", "timer"];
 /// nlock with `follow_changes(false)`.
 pub const NOFOLLOW: &str = "nlock-nofollow";
 /// nlock's default: refresh every TTL/3.
-const TTL: Duration = nlock::DEFAULT_TTL;
+const TTL: Duration = nlock::config::DEFAULT_TTL;
 const IN_FLIGHT: usize = 64;
 /// Time for the allocator and the runtime to settle after the locks are taken.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -83,7 +83,7 @@ impl Report {
     }
     pub fn expected_refreshes(&self) -> f64 {
         self.n as f64 * self.hold.as_secs_f64()
-            / (TTL / nlock::DEFAULT_KEEP_ALIVE_FACTOR).as_secs_f64()
+            / (TTL / nlock::config::DEFAULT_KEEP_ALIVE_FACTOR).as_secs_f64()
     }
 }
 
@@ -152,7 +152,7 @@ pub async fn child(variant: &str, url: &str, bucket: &str, n: usize, hold: Durat
     let manager = nlock::LockManager::connect(url, config(bucket, variant == "nlock")?).await?;
     let info = RawKv::open(url, bucket).await?;
     let value = lock_value();
-    let refresh_every = TTL / nlock::DEFAULT_KEEP_ALIVE_FACTOR;
+    let refresh_every = TTL / nlock::config::DEFAULT_KEEP_ALIVE_FACTOR;
     let lost: Rc<Cell<u64>> = Rc::default();
     let lost_tasks = Arc::new(AtomicU64::new(0));
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();

@@ -210,7 +210,7 @@ impl Target {
             builder = builder.bucket_layout(BucketLayout::GoCompatible);
         }
         if let Some(ttl) = lock_ttl.filter(|t| *t < bucket.ttl) {
-            builder = builder.request_timeout(nlock::DEFAULT_REQUEST_TIMEOUT.min(ttl / 2));
+            builder = builder.request_timeout(nlock::config::DEFAULT_REQUEST_TIMEOUT.min(ttl / 2));
         }
         if let Some(domain) = &self.jetstream_domain {
             builder = builder.jetstream_domain(domain.clone());

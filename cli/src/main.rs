@@ -103,7 +103,7 @@ struct Cli {
 #[command(next_help_heading = "Bucket")]
 struct BucketArgs {
     /// The KV bucket holding the locks.
-    #[arg(long, global = true, env = "NLOCK_BUCKET", default_value = nlock::DEFAULT_BUCKET)]
+    #[arg(long, global = true, env = "NLOCK_BUCKET", default_value = nlock::config::DEFAULT_BUCKET)]
     bucket: String,
     /// The bucket's TTL (its max age) and every lock's, unless `run`/`elect --lock-ttl` sets a
     /// shorter one; in whole seconds (`30`, `30s`, `2m`, `1h`). Must match the bucket.
@@ -255,7 +255,7 @@ enum Command {
     },
 }
 
-/// Parses `30`, `30s`, `500ms`, `2m`, `1h`. At most [`nlock::MAX_TTL`] (about 292 years): a
+/// Parses `30`, `30s`, `500ms`, `2m`, `1h`. At most [`nlock::limits::MAX_TTL`] (about 292 years): a
 /// longer one is refused here, so no deadline computed from it can overflow.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -274,10 +274,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
     };
     let d = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
-    if d > nlock::MAX_TTL {
+    if d > nlock::limits::MAX_TTL {
         return Err(format!(
             "{text:?} is too long: at most {}s",
-            nlock::MAX_TTL.as_secs()
+            nlock::limits::MAX_TTL.as_secs()
         ));
     }
     Ok(d)
@@ -299,6 +299,13 @@ enum Failure {
 impl From<LockError> for Failure {
     fn from(e: LockError) -> Self {
         Failure::Lock(e)
+    }
+}
+
+/// The library's errors per operation carry a whole `LockError`: its exit code and message.
+impl<K> From<nlock::Error<K>> for Failure {
+    fn from(e: nlock::Error<K>) -> Self {
+        Failure::Lock(e.into())
     }
 }
 
@@ -520,8 +527,11 @@ mod tests {
         for bad in ["", "s", "10x", "-1s", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        let max = nlock::MAX_TTL.as_secs();
-        assert_eq!(parse_duration(&format!("{max}s")), Ok(nlock::MAX_TTL));
+        let max = nlock::limits::MAX_TTL.as_secs();
+        assert_eq!(
+            parse_duration(&format!("{max}s")),
+            Ok(nlock::limits::MAX_TTL)
+        );
         for huge in [
             format!("{}", max + 1),
             format!("{}", u64::MAX),

@@ -110,7 +110,11 @@ pub async fn run(
         options = options.ttl(ttl);
     }
     let lock = if args.no_wait {
-        manager.try_acquire_with(&args.key, options).await?
+        manager
+            .lock(&args.key)
+            .options(options)
+            .try_acquire()
+            .await?
     } else {
         let Some(lock) = wait(ctx, manager, &args, options, &mut signals).await? else {
             ctx.say(format!("interrupted while waiting for {}", args.key));
@@ -130,7 +134,11 @@ async fn wait(
     options: LockOptions,
     signals: &mut Signals,
 ) -> Result<Option<LockHandle>, LockError> {
-    let acquire = manager.acquire_with(&args.key, args.timeout, options);
+    let acquire = manager
+        .lock(&args.key)
+        .options(options)
+        .timeout_opt(args.timeout)
+        .acquire();
     tokio::pin!(acquire);
     let mut display = Waiting::new(&args.key, std::io::stderr().is_terminal(), ctx.quiet);
     let mut frames = tokio::time::interval(FRAME);
@@ -152,7 +160,7 @@ async fn wait(
         }
     };
     display.finish();
-    result
+    result.map_err(LockError::from)
 }
 
 /// Runs the command under `lock` until it exits; stops it if the lock is lost.
@@ -230,7 +238,7 @@ async fn supervise(
     if lost.is_some() {
         return Err(Failure::Exit(exit::LOST));
     }
-    match lock.release().await {
+    match lock.release().await.map_err(LockError::from) {
         Ok(()) => {
             ctx.say(format!("released {}", args.key));
             Ok(code)

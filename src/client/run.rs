@@ -1,13 +1,14 @@
-//! Go nlock's `Do`: [`LockManager::run_if_free`] runs work only if its lock is free, holding
-//! the lock while it runs, and says in a [`DoOutcome`] what happened.
+//! Work run under a lock: Go nlock's `Do` ([`LockManager::run_if_free`]) and
+//! [`LockRequest::run`](crate::LockRequest::run) hold the lock while the work runs and say in a
+//! [`DoOutcome`] what happened.
 
 use futures::FutureExt;
 
 use super::LockManager;
-use crate::error::{LockError, LossReason};
+use crate::error::{AcquireError, LockError, LossReason, ReleaseError};
+use crate::handle::LockHandle;
 use crate::holder::Holder;
 use crate::lease::{Lease, LeaseEnd};
-use crate::lock::requests::LockOptions;
 
 /// What [`LockManager::run_if_free`] did.
 #[derive(Debug)]
@@ -19,7 +20,7 @@ pub enum DoOutcome<T> {
         value: T,
         /// How the release went (an unknown outcome here means the delete was not confirmed
         /// before the lease deadline; the key then expires with its TTL).
-        released: Result<(), LockError>,
+        released: Result<(), ReleaseError>,
     },
     /// The lock was lost while the work ran.
     Lost {
@@ -36,7 +37,7 @@ pub enum DoOutcome<T> {
     },
 }
 
-/// What [`LockManager::run_if_free_with`] does with work whose lock is lost while it runs.
+/// What [`LockRequest::run`](crate::LockRequest::run) and `run_if_free` do with work whose lock is lost while it runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnLoss {
@@ -52,10 +53,11 @@ pub enum OnLoss {
 impl LockManager {
     /// Go nlock's `Do`: runs `work` only if `key` is free right now, holding the lock while it
     /// runs, and releases it afterwards, also when `work` fails or panics (a panic is
-    /// returned as [`ErrorKind::TaskPanicked`](crate::ErrorKind)). The work gets the
-    /// tenure's [`Lease`] (token included, to fence its writes). If the lock is lost while
-    /// the work runs, the work is cancelled and the outcome says why
-    /// ([`run_if_free_with`](LockManager::run_if_free_with) can let it finish instead).
+    /// [`AcquireErrorKind::TaskPanicked`](crate::AcquireErrorKind::TaskPanicked)). The work
+    /// gets the tenure's [`Lease`] (token included, to fence its writes). If the lock is lost
+    /// while the work runs, the work is cancelled and the outcome says why
+    /// ([`LockRequest::on_loss`](crate::LockRequest::on_loss) can let it finish instead).
+    /// Short for `self.lock(key).run_if_free(work)`.
     ///
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
@@ -67,66 +69,63 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn run_if_free<W, F, T>(&self, key: &str, work: W) -> Result<DoOutcome<T>, LockError>
-    where
-        W: FnOnce(Lease) -> F,
-        F: std::future::Future<Output = T>,
-    {
-        self.run_if_free_with(key, LockOptions::default(), OnLoss::Cancel, work)
-            .await
-    }
-
-    /// [`run_if_free`](LockManager::run_if_free) with lock options and a choice of what
-    /// happens to the work when the lock is lost while it runs.
-    pub async fn run_if_free_with<W, F, T>(
+    pub async fn run_if_free<W, F, T>(
         &self,
         key: &str,
-        options: LockOptions,
-        on_loss: OnLoss,
         work: W,
-    ) -> Result<DoOutcome<T>, LockError>
+    ) -> Result<DoOutcome<T>, AcquireError>
     where
         W: FnOnce(Lease) -> F,
         F: std::future::Future<Output = T>,
     {
-        let lock = match self.try_acquire_with(key, options).await {
-            Ok(lock) => lock,
-            Err(LockError::Busy { holder, .. }) => return Ok(DoOutcome::Skipped { holder }),
-            Err(e) => return Err(e),
-        };
-        let lease = lock.lease().clone();
-        let work = std::panic::AssertUnwindSafe(work(lease.clone())).catch_unwind();
-        let outcome = match on_loss {
-            OnLoss::Cancel => {
-                tokio::select! {
-                    biased;
-                    lost = lease.lost() => {
-                        return Ok(DoOutcome::Lost { value: None, reason: lost.reason });
-                    }
-                    outcome = work => outcome,
+        self.lock(key).run_if_free(work).await
+    }
+}
+
+/// Runs `work` holding `lock`, then releases it; cancels the work at a loss, or lets it
+/// finish, as `on_loss` says.
+pub(super) async fn run_holding<W, F, T>(
+    lock: LockHandle,
+    on_loss: OnLoss,
+    work: W,
+) -> Result<DoOutcome<T>, AcquireError>
+where
+    W: FnOnce(Lease) -> F,
+    F: std::future::Future<Output = T>,
+{
+    let lease = lock.lease().clone();
+    let work = std::panic::AssertUnwindSafe(work(lease.clone())).catch_unwind();
+    let outcome = match on_loss {
+        OnLoss::Cancel => {
+            tokio::select! {
+                biased;
+                lost = lease.lost() => {
+                    return Ok(DoOutcome::Lost { value: None, reason: lost.reason });
                 }
+                outcome = work => outcome,
             }
-            OnLoss::Finish => work.await,
-        };
-        let released = lock.release().await;
-        let value = match outcome {
-            Ok(value) => value,
-            Err(_) => {
-                return Err(LockError::TaskPanicked {
-                    key: key.to_owned(),
-                })
-            }
-        };
-        match (lease.end(), released) {
-            // A release that went unanswered ends the lease lost too, but the work finished
-            // under the lock: that is `Executed`, with the release's unknown outcome.
-            (Some(LeaseEnd::Lost { reason }), _) if reason != LossReason::ReleaseUnconfirmed => {
-                Ok(DoOutcome::Lost {
-                    value: Some(value),
-                    reason,
-                })
-            }
-            (_, released) => Ok(DoOutcome::Executed { value, released }),
         }
+        OnLoss::Finish => work.await,
+    };
+    let released = lock.release().await;
+    let value = match outcome {
+        Ok(value) => value,
+        Err(_) => {
+            return Err(LockError::TaskPanicked {
+                key: lease.key().to_owned(),
+            }
+            .into())
+        }
+    };
+    match (lease.end(), released) {
+        // A release that went unanswered ends the lease lost too, but the work finished
+        // under the lock: that is `Executed`, with the release's unknown outcome.
+        (Some(LeaseEnd::Lost { reason }), _) if reason != LossReason::ReleaseUnconfirmed => {
+            Ok(DoOutcome::Lost {
+                value: Some(value),
+                reason,
+            })
+        }
+        (_, released) => Ok(DoOutcome::Executed { value, released }),
     }
 }

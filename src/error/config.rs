@@ -17,7 +17,7 @@ pub enum ConfigError {
     /// 64-bit nanoseconds.
     #[error(
         "invalid TTL {0:?}: a TTL must be at most {max:?}",
-        max = crate::config::MAX_TTL
+        max = crate::settings::MAX_TTL
     )]
     TtlTooLong(Duration),
     /// Per-message TTLs are sent in whole seconds; a fraction would be silently truncated.
@@ -27,14 +27,14 @@ pub enum ConfigError {
     /// and is at most [`MAX_KEEP_ALIVE_FACTOR`](crate::MAX_KEEP_ALIVE_FACTOR).
     #[error(
         "invalid keep-alive factor {0}: it must be between 2 and {max}",
-        max = crate::config::MAX_KEEP_ALIVE_FACTOR
+        max = crate::settings::MAX_KEEP_ALIVE_FACTOR
     )]
     KeepAliveFactor(u32),
     /// A retry interval under [`MIN_RETRY_INTERVAL`](crate::MIN_RETRY_INTERVAL) would poll
     /// the server for nothing.
     #[error(
         "invalid retry interval {0:?}: it must be at least {min:?}",
-        min = crate::config::MIN_RETRY_INTERVAL
+        min = crate::settings::MIN_RETRY_INTERVAL
     )]
     RetryInterval(Duration),
     /// Replicas must be 1 to 5 (the JetStream limit).
@@ -43,7 +43,7 @@ pub enum ConfigError {
     /// The request timeout is at least [`MIN_REQUEST_TIMEOUT`](crate::MIN_REQUEST_TIMEOUT).
     #[error(
         "invalid request timeout {0:?}: it must be at least {min:?}",
-        min = crate::config::MIN_REQUEST_TIMEOUT
+        min = crate::settings::MIN_REQUEST_TIMEOUT
     )]
     RequestTimeout(Duration),
     /// The lease margin must be shorter than half the TTL.
@@ -65,7 +65,7 @@ pub enum ConfigError {
     #[error(
         "per-lock TTL {ttl:?} must be longer than the request timeout {request_timeout:?}: \
          use a TTL of at least {smallest:?}, or a shorter request timeout",
-        smallest = crate::config::smallest_ttl_above(*request_timeout)
+        smallest = crate::settings::smallest_ttl_above(*request_timeout)
     )]
     LockTtlNotAboveRequestTimeout {
         /// The TTL asked for.
@@ -103,13 +103,13 @@ pub enum ConfigError {
     /// name, `KV_<name>`, would pass the server's 255-byte limit.
     #[error(
         "bucket name is {0} bytes; at most {max} are allowed (its stream is KV_<name>)",
-        max = crate::config::MAX_BUCKET_LEN
+        max = crate::settings::MAX_BUCKET_LEN
     )]
     BucketNameTooLong(usize),
     /// A bucket description longer than the server accepts for a stream.
     #[error(
         "bucket description is {0} bytes; at most {max} are allowed",
-        max = crate::config::MAX_BUCKET_DESCRIPTION
+        max = crate::settings::MAX_BUCKET_DESCRIPTION
     )]
     BucketDescriptionTooLong(usize),
     /// An explicit request timeout no shorter than the bucket TTL: a lease could end before a
@@ -129,7 +129,7 @@ pub enum ConfigError {
     /// A JetStream domain or API prefix that would not make a valid subject (empty, a
     /// wildcard, whitespace, or a '.' in a domain).
     #[error("invalid JetStream {0:?}: it must be a subject without wildcards or spaces")]
-    JetStreamApi(crate::config::JetStreamApi),
+    JetStreamApi(crate::settings::JetStreamApi),
 }
 
 /// The key rule a rejected key broke (see [`validate_key`](crate::validate_key)).

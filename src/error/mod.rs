@@ -1,4 +1,6 @@
-//! Errors: one enum for callers, with a `Copy` kind that tests and callers match on.
+//! Errors: [`LockError`], one enum for every failure with a `Copy` kind that tests and callers
+//! match on, and the errors per family of operations (`family.rs`) that methods return, whose
+//! kinds list only what occurs there and which convert into `LockError` with `?`.
 //!
 //! A timeout is never folded into another kind: it means "the outcome is unknown" and is
 //! reported as [`ErrorKind::OutcomeUnknown`], never as success and never as a lost lock.
@@ -7,9 +9,15 @@
 mod config;
 /// `ConnectFailed`.
 mod connect;
+/// `Error<K>` and the kinds of each family of operations.
+mod family;
 
 pub use config::{ConfigError, KeyRule};
 pub use connect::ConnectFailed;
+pub use family::{
+    AcquireError, AcquireErrorKind, ConnectError, ConnectErrorKind, Error, ObserveError,
+    ObserveErrorKind, ReleaseError, ReleaseErrorKind,
+};
 
 use std::time::Duration;
 

@@ -147,13 +147,15 @@ where
     async fn campaign(&mut self) -> Attempt {
         let acquire = self
             .manager
-            .acquire_with(&self.key, None, self.lock_options.clone());
+            .lock(&self.key)
+            .options(self.lock_options.clone())
+            .acquire();
         tokio::pin!(acquire);
         loop {
             tokio::select! {
                 got = &mut acquire => return match got {
                     Ok(lock) => Attempt::Won(lock),
-                    Err(e) => self.failed(&e),
+                    Err(e) => self.failed(e.lock_error()),
                 },
                 cmd = self.commands.recv() => match cmd {
                     // Dropping the acquire withdraws it and leaves no lock behind.
@@ -258,14 +260,14 @@ where
         // Stop the role and wait for it, at most `stop_timeout`, while keep-alive goes on
         // refreshing the term (the handle is kept): nobody else can lead meanwhile.
         let Some(mut role) = role else {
-            self.release(&lock, &end).await;
+            self.release(lock, &end).await;
             tracing::info!(token, "term over");
             return self.after(end);
         };
         role.stop();
         let timeout = self.options.stop_timeout;
         if tokio::time::timeout(timeout, role.exited()).await.is_ok() {
-            self.release(&lock, &end).await;
+            self.release(lock, &end).await;
             tracing::info!(token, "term over");
             return self.after(end);
         }
@@ -310,7 +312,7 @@ where
     }
 
     /// Releases the lock unless it is already lost.
-    async fn release(&self, lock: &LockHandle, end: &TermEnd) {
+    async fn release(&self, lock: LockHandle, end: &TermEnd) {
         if let TermEnd::Lost(_) = end {
             return;
         }

@@ -296,7 +296,7 @@ impl LockManager {
             // Opened and polled at once by a task of its own on the elector's arbiter.
             let open = {
                 let (manager, key) = (manager.clone(), key_owned.clone());
-                async move { manager.events(&key).await }
+                async move { manager.events(&key).await.map_err(LockError::from) }
             };
             let history = KeyHistory::follow(open, manager.capabilities().expiry_events);
             let campaign = Campaign {

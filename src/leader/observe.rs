@@ -14,8 +14,8 @@ use super::options::CandidateRecord;
 use crate::client::LockManager;
 use crate::error::LockError;
 use crate::holder::Holder;
+use crate::lock::loss::warn_if_gone;
 use crate::observe::{LockEvent, LockEventKind, LockEvents};
-use crate::subscribers::warn_if_gone;
 
 /// The leader of a key, as the bucket shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -25,12 +25,13 @@ use tracing::Instrument;
 use crate::deadline::deadline_after;
 use crate::error::{LockError, LossReason};
 use crate::lease::LeaseState;
+use crate::lock::loss::LockLost;
+use crate::lock::loss::Subscribers;
 use crate::lock::state::{
-    ended_error, GetState, LockLost, LockState, LockStatus, Refresh, Release, Subscribe,
+    ended_error, GetState, LockState, LockStatus, Refresh, Release, Subscribe,
 };
 use crate::lock::tenure::{self, Confirmed, Released, Tenure};
 use crate::store::Store;
-use crate::subscribers::Subscribers;
 
 /// Told to the manager when a lock actor ends, however it ends.
 #[derive(Debug, Message)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::LockError;
-use crate::handle::LockHandle;
+use crate::lock::granted::Granted;
 use crate::store::{ChangeOp, Store};
 
 /// Whether the message at `revision` (the last one on a key, which a new tenure's create
@@ -28,12 +28,12 @@ pub(crate) async fn unclean_end_at(store: &Store, revision: u64) -> bool {
 pub(crate) async fn hand_over(
     unclean: bool,
     delay: Duration,
-    handle: LockHandle,
-    mut tx: oneshot::Sender<Result<LockHandle, LockError>>,
+    handle: Granted,
+    mut tx: oneshot::Sender<Result<Granted, LockError>>,
 ) {
     if unclean && !delay.is_zero() {
         tracing::info!(
-            key = handle.key(),
+            key = handle.lease().key(),
             ?delay,
             "previous tenure ended uncleanly: lock-delay"
         );

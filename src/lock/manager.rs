@@ -11,25 +11,23 @@ mod withdraw;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{validate_ttl, Config};
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
-use crate::handle::LockHandle;
 use crate::holder::{Holder, MAX_DESCRIPTION};
 use crate::key::validate_key;
 use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, ReleaseForShutdown};
+use crate::lock::granted::{Granted, Pending};
+use crate::lock::loss::Subscribers;
 use crate::lock::queue::{Busy, KeyQueue, Next, Withdrawable};
 use crate::lock::requests::{
     Acquire, ListLocks, LockOptions, LocksReport, Shutdown, SubscribeLosses, TryAcquire,
 };
 use crate::lock::state::{GetState, LockState};
-use crate::pending::PendingLock;
+use crate::settings::{validate_ttl, Config};
 use crate::store::{Change, ChangeOp, Changes, ChangesCloser, Store};
-use crate::subscribers::Subscribers;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
 /// memory is dropped; a forgotten marker only costs one extra round-trip.
@@ -42,7 +40,7 @@ enum Mode {
 }
 
 struct Waiter {
-    tx: oneshot::Sender<Result<LockHandle, LockError>>,
+    tx: oneshot::Sender<Result<Granted, LockError>>,
     options: LockOptions,
     mode: Mode,
 }
@@ -176,9 +174,8 @@ impl LockManagerActor {
         key: String,
         options: LockOptions,
         mode: Mode,
-        timeout: Option<Duration>,
         ctx: &mut Context<Self>,
-    ) -> Result<PendingLock, LockError> {
+    ) -> Result<Pending, LockError> {
         self.validate(&key, &options)?;
         let (tx, rx) = oneshot::channel();
         let queue = self.queues.entry(key.clone()).or_insert_with(KeyQueue::new);
@@ -195,7 +192,7 @@ impl LockManagerActor {
         queue.push(Waiter { tx, options, mode });
         let withdraw = self.on_withdrawal(&key, ctx);
         self.pump(&key, ctx);
-        Ok(PendingLock::new(key, rx, timeout, withdraw))
+        Ok(Pending { key, rx, withdraw })
     }
 
     /// Starts a contender for the first live waiter of `key`, if the key is idle here.
@@ -231,24 +228,24 @@ impl Actor for LockManagerActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        // Dropping the queues drops every waiter's sender: their PendingLock ends ManagerGone.
+        // Dropping the queues drops every waiter's sender: their acquires end ManagerGone.
         self.queues.clear();
     }
 }
 
 impl Handler<Acquire> for LockManagerActor {
-    type Result = Result<PendingLock, LockError>;
+    type Result = Result<Pending, LockError>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
-        self.enqueue(msg.key, msg.options, Mode::Wait, msg.timeout, ctx)
+        self.enqueue(msg.key, msg.options, Mode::Wait, ctx)
     }
 }
 
 impl Handler<TryAcquire> for LockManagerActor {
-    type Result = Result<PendingLock, LockError>;
+    type Result = Result<Pending, LockError>;
 
     fn handle(&mut self, msg: TryAcquire, ctx: &mut Context<Self>) -> Self::Result {
-        self.enqueue(msg.key, msg.options, Mode::Try, None, ctx)
+        self.enqueue(msg.key, msg.options, Mode::Try, ctx)
     }
 }
 

@@ -12,6 +12,8 @@
 pub(crate) mod actor;
 pub(crate) mod contend;
 pub(crate) mod delay;
+pub(crate) mod granted;
+pub(crate) mod loss;
 pub(crate) mod manager;
 pub(crate) mod queue;
 pub(crate) mod requests;

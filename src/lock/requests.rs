@@ -6,29 +6,24 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::error::LockError;
-use crate::lock::state::{LockLost, LockState};
-use crate::pending::PendingLock;
-use crate::subscribers::SubscriptionId;
+use crate::lock::granted::Pending;
+use crate::lock::loss::{LockLost, LossSubscription};
+use crate::lock::state::LockState;
 
-/// Waits for a lock. With a timeout, gives up after it with `AcquireTimedOut`.
+/// Queues a request for a lock; the grant comes on the answer's channel. The caller's side
+/// (the timeout, the handle) is built one layer up.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<PendingLock, LockError>")]
-pub struct Acquire {
-    /// The key.
+#[rtype(result = "Result<Pending, LockError>")]
+pub(crate) struct Acquire {
     pub key: String,
-    /// How long to wait; `None` waits until granted or the request is dropped.
-    pub timeout: Option<Duration>,
-    /// Options for this lock.
     pub options: LockOptions,
 }
 
 /// Takes the lock only if it is free right now; `Busy` otherwise, naming the holder.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<PendingLock, LockError>")]
-pub struct TryAcquire {
-    /// The key.
+#[rtype(result = "Result<Pending, LockError>")]
+pub(crate) struct TryAcquire {
     pub key: String,
-    /// Options for this lock.
     pub options: LockOptions,
 }
 
@@ -97,15 +92,18 @@ pub struct LocksReport {
 }
 
 /// Subscribes to every lock loss in this manager (weakly: the subscription does not keep the
-/// subscriber alive).
+/// subscriber alive), for as long as the answered guard lives; the same as
+/// [`LockManager::subscribe_losses`](crate::LockManager::subscribe_losses).
 #[derive(Debug, Message)]
-#[rtype(result = "SubscriptionId")]
+#[rtype(result = "LossSubscription")]
 pub struct SubscribeLosses(pub Recipient<LockLost>);
 
-/// Releases every held lock, fails every waiter, and stops the manager.
+/// Releases every held lock, fails every waiter, and stops the manager: the second half of
+/// [`LockManager::shutdown`](crate::LockManager::shutdown), which first winds down what is
+/// built on the manager (electors).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Shutdown;
+pub(crate) struct Shutdown;
 
 /// Asks the manager how much per-key state it keeps ([`ManagerCounts`]); for tests.
 #[derive(Debug, Message)]

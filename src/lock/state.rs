@@ -7,20 +7,7 @@ use serde::Serialize;
 
 use crate::error::{LockError, LossReason};
 use crate::holder::Holder;
-use crate::subscribers::SubscriptionId;
-
-/// Sent to every subscriber when a held lock is lost; each subscriber is told once.
-#[derive(Debug, Clone, PartialEq, Eq, Message, Serialize)]
-#[rtype(result = "()")]
-#[non_exhaustive]
-pub struct LockLost {
-    /// The key.
-    pub key: String,
-    /// The fencing token of the tenure that was lost.
-    pub token: u64,
-    /// Why it was lost.
-    pub reason: LossReason,
-}
+use crate::lock::loss::{LockLost, LossSubscription};
 
 /// Releases the lock: a delete that expects the current revision. Answers `NotHeld` when the
 /// lock is already released or being released, and `Lost` with the reason after a loss
@@ -40,9 +27,10 @@ pub struct Refresh;
 pub struct GetState;
 
 /// Adds a subscriber that gets [`LockLost`] if the lock is lost (at once if it already was).
-/// The subscription is weak; see [`Lease::subscribe`](crate::Lease::subscribe).
+/// The subscription is weak, and ends when its guard is dropped; see
+/// [`Lease::subscribe`](crate::Lease::subscribe).
 #[derive(Debug, Message)]
-#[rtype(result = "SubscriptionId")]
+#[rtype(result = "LossSubscription")]
 pub struct Subscribe(pub Recipient<LockLost>);
 
 /// Where a lock is in its life.

@@ -8,8 +8,8 @@ use async_nats::jetstream::{self, kv, ErrorCode};
 
 use super::layout::{bucket_stream_config, check_matches, first_sequence};
 use super::{unavailable, Capabilities, Denials, Store};
-use crate::config::{Config, JetStreamApi};
 use crate::error::{ConfigError, LockError};
+use crate::settings::{Config, JetStreamApi};
 
 /// How long one answer of [`Store::bucket_missing`] is reused: short against a lease, long
 /// against a burst of refreshes that all met "no responders" at once.

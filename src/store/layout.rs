@@ -3,8 +3,8 @@
 
 use async_nats::jetstream;
 
-use crate::config::{BucketLayout, Config, Storage};
 use crate::error::{ConfigError, LockError};
+use crate::settings::{BucketLayout, Config, Storage};
 
 /// The stream behind a lock bucket, as NATS KV lays it out (ADR-8), with history 1 and
 /// `max_age` = TTL. Built here rather than by `create_key_value`, because that first queries

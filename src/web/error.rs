@@ -101,6 +101,18 @@ impl ResponseError for LockError {
     }
 }
 
+/// The errors per family of operations answer as the [`LockError`] they carry, so a handler
+/// can return `AcquireError`, `ReleaseError`, ... with `?` as it returns a `LockError`.
+impl<K: std::fmt::Debug> ResponseError for crate::error::Error<K> {
+    fn status_code(&self) -> StatusCode {
+        status(self.lock_error())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        response(self.lock_error(), false)
+    }
+}
+
 /// The status for each error; the table in the module docs says the same.
 fn status(error: &LockError) -> StatusCode {
     if let LockError::RestartGrace { .. } = error {

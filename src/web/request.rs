@@ -235,13 +235,14 @@ where
             let options = settings.options.clone();
             // Dropping this future (the client went away while waiting) withdraws the
             // request: nlock leaves no lock behind.
+            let request = manager.lock(&key).options(options);
             let acquired = match settings.wait {
-                Some(timeout) => manager.acquire_with(&key, Some(timeout), options).await,
-                None => manager.try_acquire_with(&key, options).await,
+                Some(timeout) => request.timeout(timeout).acquire().await,
+                None => request.try_acquire().await,
             };
             let handle = match acquired {
                 Ok(handle) => handle,
-                Err(error) => return refuse(req, error),
+                Err(error) => return refuse(req, error.into()),
             };
             req.extensions_mut().insert(HeldLock {
                 lease: handle.lease().clone(),

@@ -94,12 +94,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     &mut locks,
                     &printer,
                     key,
-                    manager.acquire(key, Some(timeout)).await,
+                    manager
+                        .acquire(key, Some(timeout))
+                        .await
+                        .map_err(LockError::from),
                 );
             }
-            ["try", key] => got(&mut locks, &printer, key, manager.try_acquire(key).await),
+            ["try", key] => got(
+                &mut locks,
+                &printer,
+                key,
+                manager.try_acquire(key).await.map_err(LockError::from),
+            ),
             ["release", key] => match locks.remove(*key) {
-                Some(lock) => match lock.release().await {
+                Some(lock) => match lock.release().await.map_err(LockError::from) {
                     Ok(()) => emit(json!({"ev": "released", "key": key})),
                     Err(e) => emit_error(key, &e),
                 },
@@ -212,7 +220,7 @@ fn got(
 ) {
     match result {
         Ok(lock) => {
-            lock.subscribe(printer.clone().recipient());
+            lock.subscribe(printer.clone().recipient()).detach();
             emit(json!({"ev": "acquired", "key": key, "token": lock.token(), "t_us": now_us()}));
             locks.insert(key.to_owned(), lock);
         }

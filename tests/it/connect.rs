@@ -31,7 +31,9 @@ async fn env_with_auth(config: String, probe: ProbeAuth) -> Env {
 }
 
 async fn connect(env: &Env, servers: &str) -> Result<LockManager, LockError> {
-    LockManager::connect(servers, env.config().build().unwrap()).await
+    LockManager::connect(servers, env.config().build().unwrap())
+        .await
+        .map_err(LockError::from)
 }
 
 async fn connect_with(
@@ -39,7 +41,9 @@ async fn connect_with(
     options: ConnectOptions,
     servers: &str,
 ) -> Result<LockManager, LockError> {
-    LockManager::connect_with(options, servers, env.config().build().unwrap()).await
+    LockManager::connect_with(options, servers, env.config().build().unwrap())
+        .await
+        .map_err(LockError::from)
 }
 
 #[actix::test]
@@ -60,12 +64,12 @@ async fn a_failed_connection_names_the_servers_tried_without_credentials() {
     let Err(err) = LockManager::connect(&list, config).await else {
         panic!("connected, but no server listens")
     };
-    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(err.kind(), nlock::ConnectErrorKind::Unavailable);
     let text = err.to_string();
     assert!(text.contains(&format!("{one}, {two}")), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
     // Typed: the source says which servers.
-    let LockError::Unavailable { source } = &err else {
+    let LockError::Unavailable { source } = err.lock_error() else {
         panic!("{err:?}")
     };
     let failed = source
@@ -82,10 +86,10 @@ async fn without_create_bucket_a_missing_bucket_is_an_error_and_stays_missing() 
         let Err(err) = LockManager::connect(&env.server.url(), observer()).await else {
             panic!("started on a bucket that does not exist")
         };
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert_eq!(err.kind(), nlock::ConnectErrorKind::InvalidConfig);
         assert!(
             matches!(
-                &err,
+                err.lock_error(),
                 LockError::InvalidConfig(nlock::ConfigError::BucketNotFound { bucket })
                     if *bucket == env.bucket
             ),
@@ -336,7 +340,7 @@ async fn from_env_child() {
         .restart_grace(false)
         .build()
         .unwrap();
-    match LockManager::from_env(config).await {
+    match LockManager::from_env(config).await.map_err(LockError::from) {
         Ok(m) if expect.is_empty() => works(&m).await,
         Err(LockError::InvalidConnectSetting { setting, .. }) if !expect.is_empty() => {
             assert_eq!(setting, expect)
@@ -442,7 +446,7 @@ async fn no_jetstream_api_answering_is_named_as_such() {
     let err = LockManager::connect(&env.server.url(), config)
         .await
         .unwrap_err();
-    match err {
+    match err.into_lock_error() {
         LockError::JetStreamNotEnabled { api_prefix } => {
             assert_eq!(api_prefix, "$JS.nowhere.API")
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use nlock::{ErrorKind, LockEventKind, LockManager};
+use nlock::{LockEventKind, LockManager};
 
 use crate::fixture::{next_event, spawn_waiter, Env, PATIENCE};
 use crate::harness::must_eventually;
@@ -55,7 +55,7 @@ async fn work(
                     granted.fetch_add(1, Ordering::Relaxed);
                     lock.release().await.unwrap();
                 }
-                Err(e) => assert_eq!(e.kind(), ErrorKind::AcquireTimedOut, "{e}"),
+                Err(e) => assert_eq!(e.kind(), nlock::AcquireErrorKind::AcquireTimedOut, "{e}"),
             },
             _ => {
                 // A caller that gives up: the future is dropped mid-wait.
@@ -194,7 +194,7 @@ async fn a_manager_without_change_following_deletes_its_waiters_consumers() {
             .acquire("k", Some(Duration::from_millis(50)))
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::AcquireTimedOut);
+        assert_eq!(err.kind(), nlock::AcquireErrorKind::AcquireTimedOut);
     }
     must_reach_zero(&js, &env.bucket, "no consumer after the waits ended").await;
     // A waiter that is granted ends its key watch too.
@@ -220,7 +220,10 @@ async fn withdrawn_requests_leave_the_queue_at_once() {
         .map(|_| b.acquire("k", Some(Duration::from_millis(20))))
         .collect();
     for r in futures::future::join_all(pending).await {
-        assert_eq!(r.unwrap_err().kind(), ErrorKind::AcquireTimedOut);
+        assert_eq!(
+            r.unwrap_err().kind(),
+            nlock::AcquireErrorKind::AcquireTimedOut
+        );
     }
     for _ in 0..5 {
         let dropped = spawn_waiter(&b, "k", PATIENCE).await;

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
+use nlock::limits::MAX_TTL;
 use nlock::{
     Config, ConfigError, ElectorOptions, ElectorStatus, ErrorKind, LockError, LockManager,
-    LockOptions, MAX_TTL,
+    LockOptions,
 };
 use proptest::prelude::*;
 
@@ -108,8 +109,7 @@ fn any_lock_ttl_and_acquire_timeout_leave_the_manager_alive() {
             &(any_duration(), any_duration(), any::<bool>()),
             |(ttl, timeout, drop_it)| {
                 rt.block_on(async {
-                    let acquire =
-                        m.acquire_with("prop.key", Some(timeout), LockOptions::default().ttl(ttl));
+                    let acquire = m.lock("prop.key").ttl(ttl).timeout(timeout).acquire();
                     if drop_it {
                         // Dropped after one poll: the request is withdrawn.
                         let _ = tokio::time::timeout(Duration::from_millis(1), acquire).await;
@@ -119,9 +119,9 @@ fn any_lock_ttl_and_acquire_timeout_leave_the_manager_alive() {
                             Ok(Err(e)) => assert!(
                                 matches!(
                                     e.kind(),
-                                    ErrorKind::InvalidConfig
-                                        | ErrorKind::Unsupported
-                                        | ErrorKind::AcquireTimedOut
+                                    nlock::AcquireErrorKind::InvalidConfig
+                                        | nlock::AcquireErrorKind::Unsupported
+                                        | nlock::AcquireErrorKind::AcquireTimedOut
                                 ),
                                 "{e:?}"
                             ),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-use nlock::{DoOutcome, ErrorKind, LeaseEnd, LockError, LockOptions, LossReason, OnLoss};
+use nlock::{DoOutcome, LeaseEnd, LockError, LossReason, OnLoss};
 
 use crate::fixture::{spawn_waiter, Env, LossProbe, PATIENCE};
 
@@ -32,7 +32,7 @@ async fn shutdown_stops_a_waiter_that_is_already_contending() {
         .expect("the waiter is told")
         .unwrap()
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ManagerGone);
+    assert_eq!(err.kind(), nlock::AcquireErrorKind::ManagerGone);
 }
 
 #[actix::test]
@@ -42,7 +42,7 @@ async fn shutdown_tells_the_holder_before_the_key_is_freed() {
     let b = env.manager(env.config()).await;
     let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
     let waiter = spawn_waiter(&b, "k", PATIENCE).await;
 
     let shutdown = {
@@ -78,7 +78,7 @@ async fn a_subscriber_that_arrives_after_the_loss_is_told_once() {
     })
     .await;
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
     assert_eq!(probe.next().await, lost);
     probe.assert_no_more().await;
 }
@@ -96,7 +96,7 @@ async fn a_subscriber_racing_the_loss_is_told_once() {
         let left = lock.state().await.unwrap().time_left;
         tokio::time::sleep(left).await;
         let probe = LossProbe::start();
-        lock.subscribe(probe.recipient());
+        lock.subscribe(probe.recipient()).detach();
         let told = probe.next().await;
         assert_eq!(told.reason, LossReason::Expired);
         assert_eq!(told.token, lock.token());
@@ -112,12 +112,12 @@ async fn a_release_after_the_deadline_reports_the_expiry() {
         .await;
     let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
     lock.state().await.unwrap();
     // The fault: the actor system's only thread is blocked past the 1 s lease, so the
     // release may be handled before the actor's own deadline timer runs.
     std::thread::sleep(Duration::from_millis(1200));
-    match lock.release().await {
+    match lock.release().await.map_err(LockError::from) {
         Err(LockError::Lost { reason, .. }) => assert_eq!(reason, LossReason::Expired),
         other => panic!("expected Lost(Expired), got {other:?}"),
     }
@@ -134,7 +134,7 @@ async fn a_foreign_delete_is_noticed_without_waiting_for_a_refresh() {
         .await;
     let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
     let manager_probe = LossProbe::start();
-    m.subscribe_losses(manager_probe.recipient());
+    m.subscribe_losses(manager_probe.recipient()).detach();
     m.locks().await.unwrap();
     let deleted = std::time::Instant::now();
     env.kv().await.delete("k").await.unwrap();
@@ -180,7 +180,7 @@ async fn a_refused_foreign_write_does_not_end_the_lock() {
         .await;
     let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
     let kv = env.kv().await;
     // Writes that the stream refuses: a create on a held key, a compare-and-set and a
     // delete against a revision the key does not have.
@@ -209,11 +209,12 @@ async fn after_a_loss_state_and_release_still_say_why() {
     })
     .await;
     for err in [
-        lock.release().await.unwrap_err(),
         lock.refresh().await.unwrap_err(),
         lock.state().await.unwrap_err(),
+        lock.release().await.unwrap_err(),
     ] {
-        match err {
+        assert_eq!(err.kind(), nlock::ReleaseErrorKind::Lost);
+        match err.into_lock_error() {
             LockError::Lost { reason, .. } => assert_eq!(reason, LossReason::Deleted),
             other => panic!("expected Lost(Deleted), got {other:?}"),
         }
@@ -267,9 +268,9 @@ async fn a_subscription_does_not_keep_its_subscriber_alive() {
     let m = env.manager(env.config()).await;
     let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
     let per_lock = LossProbe::start();
-    lock.subscribe(per_lock.recipient());
+    lock.subscribe(per_lock.recipient()).detach();
     let per_manager = LossProbe::start();
-    m.subscribe_losses(per_manager.recipient());
+    m.subscribe_losses(per_manager.recipient()).detach();
     assert!(
         per_lock.drop_and_wait_stopped().await,
         "per-lock subscriber"
@@ -285,22 +286,26 @@ async fn a_subscription_does_not_keep_its_subscriber_alive() {
 }
 
 #[actix::test]
-async fn an_unsubscribed_recipient_is_not_told() {
+async fn a_dropped_subscription_is_not_told_a_kept_or_detached_one_is() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
     let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
     let gone = LossProbe::start();
     let stays = LossProbe::start();
     let gone_from_manager = LossProbe::start();
-    let id = lock.subscribe(gone.recipient());
-    lock.subscribe(stays.recipient());
-    let manager_id = m.subscribe_losses(gone_from_manager.recipient());
-    lock.unsubscribe(id);
-    m.unsubscribe_losses(manager_id);
+    let kept = LossProbe::start();
+    let subscription = lock.subscribe(gone.recipient());
+    lock.subscribe(stays.recipient()).detach();
+    let kept_subscription = lock.subscribe(kept.recipient());
+    let manager_subscription = m.subscribe_losses(gone_from_manager.recipient());
+    drop(subscription);
+    drop(manager_subscription);
     env.kv().await.delete("k").await.unwrap();
     assert_eq!(stays.next().await.reason, LossReason::Deleted);
+    assert_eq!(kept.next().await.reason, LossReason::Deleted);
     gone.assert_no_more().await;
     gone_from_manager.assert_no_more().await;
+    drop(kept_subscription);
 }
 
 #[actix::test]
@@ -337,17 +342,14 @@ async fn run_if_free_can_let_the_work_finish_and_still_report_the_loss() {
     let m = env.manager(env.config()).await;
     let kv = env.kv().await;
     let outcome = m
-        .run_if_free_with(
-            "job",
-            LockOptions::default(),
-            OnLoss::Finish,
-            |lease| async move {
-                kv.delete("job").await.unwrap();
-                // The work checks its lease before its last step, as a fenced writer would.
-                lease.ended().await;
-                (lease.token(), lease.is_held())
-            },
-        )
+        .lock("job")
+        .on_loss(OnLoss::Finish)
+        .run_if_free(|lease| async move {
+            kv.delete("job").await.unwrap();
+            // The work checks its lease before its last step, as a fenced writer would.
+            lease.ended().await;
+            (lease.token(), lease.is_held())
+        })
         .await
         .unwrap();
     match outcome {

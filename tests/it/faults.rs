@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use nlock::{ErrorKind, LockLost, LockManager, LossReason};
+use nlock::{LockLost, LockManager, LossReason};
 
 use crate::fixture::{spawn_waiter, Env, LossProbe, PATIENCE};
 use crate::harness::child::ChildClient;
@@ -73,7 +73,7 @@ async fn recorded_acquire(
                 history: history.clone(),
                 me: None,
             };
-            lock.subscribe(probe.start().recipient());
+            lock.subscribe(probe.start().recipient()).detach();
             lock
         }
         Err(e) => {
@@ -85,19 +85,13 @@ async fn recorded_acquire(
 
 async fn recorded_release(history: &History, client: &str, lock: nlock::LockHandle) {
     let invoke = history.now();
+    let (key, token) = (lock.key().to_owned(), lock.token());
     let outcome = match lock.release().await {
         Ok(()) => Outcome::Ok,
-        Err(e) if e.kind() == ErrorKind::OutcomeUnknown => Outcome::Unknown,
+        Err(e) if e.kind() == nlock::ReleaseErrorKind::OutcomeUnknown => Outcome::Unknown,
         Err(_) => Outcome::Failed,
     };
-    history.record(
-        client,
-        lock.key(),
-        Op::Release,
-        invoke,
-        outcome,
-        Some(lock.token()),
-    );
+    history.record(client, &key, Op::Release, invoke, outcome, Some(token));
 }
 
 fn check_all(history: &History, key: &str) {
@@ -244,7 +238,7 @@ async fn a_lost_acquire_reply_is_unknown_and_never_leaves_the_key_held_past_its_
     // The write reaches the server; its acknowledgement never comes back.
     proxy.set_mode(ProxyMode::DropReplies);
     let err = a.try_acquire("k").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(err.kind(), nlock::AcquireErrorKind::OutcomeUnknown, "{err}");
     assert!(
         a.locks().await.unwrap().held.is_empty(),
         "unknown is not success"
@@ -283,7 +277,7 @@ async fn latency_and_a_short_stall_cause_no_spurious_loss_and_never_two_holders(
     });
     let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
     let refreshes_after = |n: u64| {
         let lock = &lock;
         async move {
@@ -300,7 +294,7 @@ async fn latency_and_a_short_stall_cause_no_spurious_loss_and_never_two_holders(
     refreshes_after(3).await;
     assert_eq!(
         b.try_acquire("k").await.unwrap_err().kind(),
-        ErrorKind::Busy
+        nlock::AcquireErrorKind::Busy
     );
 
     // A stall longer than the refresh interval, shorter than the lease.
@@ -310,7 +304,7 @@ async fn latency_and_a_short_stall_cause_no_spurious_loss_and_never_two_holders(
     while stalled_at.elapsed() < stall {
         assert_eq!(
             b.try_acquire("k").await.unwrap_err().kind(),
-            ErrorKind::Busy
+            nlock::AcquireErrorKind::Busy
         );
         // The fault's length, not a synchronisation: the checks above run during it.
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -322,7 +316,7 @@ async fn latency_and_a_short_stall_cause_no_spurious_loss_and_never_two_holders(
     probe.assert_no_more().await;
     assert_eq!(
         b.try_acquire("k").await.unwrap_err().kind(),
-        ErrorKind::Busy
+        nlock::AcquireErrorKind::Busy
     );
 }
 
@@ -388,7 +382,7 @@ async fn a_file_restart_keeps_held_locks_and_tokens_stay_monotonic() {
         assert!(lock.is_held());
         assert_eq!(
             b.try_acquire(lock.key()).await.unwrap_err().kind(),
-            ErrorKind::Busy
+            nlock::AcquireErrorKind::Busy
         );
     }
     for lock in locks {
@@ -518,7 +512,7 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
     let admin = async_nats::connect(&url).await.unwrap();
     let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
 
     for fault in ["kill", "pause"] {
         cluster
@@ -559,7 +553,9 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
             Err(e) => assert!(
                 matches!(
                     e.kind(),
-                    ErrorKind::Busy | ErrorKind::OutcomeUnknown | ErrorKind::Unavailable
+                    nlock::AcquireErrorKind::Busy
+                        | nlock::AcquireErrorKind::OutcomeUnknown
+                        | nlock::AcquireErrorKind::Unavailable
                 ),
                 "{e}"
             ),
@@ -584,7 +580,7 @@ async fn stream_leader_loss_during_refreshes_is_retried_without_spurious_loss() 
         .build()
         .unwrap();
     let err = LockManager::connect(&url, too_many).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BucketRejected, "{err}");
+    assert_eq!(err.kind(), nlock::ConnectErrorKind::BucketRejected, "{err}");
 }
 
 #[actix::test]
@@ -598,24 +594,22 @@ async fn a_release_whose_ack_was_lost_is_a_release_even_after_another_takes_the_
     let b = env.manager(cfg).await;
     let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
     let waiter = spawn_waiter(&b, "k", PATIENCE).await;
 
     // The delete lands, but a never hears back: its outcome is unknown, and it retries.
     proxy.set_mode(ProxyMode::DropReplies);
-    let release = actix::spawn(async move {
-        let result = lock.release().await;
-        (lock, result)
-    });
+    let lease = lock.lease().clone();
+    let release = actix::spawn(async move { lock.release().await });
     // b sees the delete and takes the key; a's retries now meet b's write.
     let taken = waiter.await.unwrap().expect("b takes the freed key");
     proxy.set_mode(ProxyMode::Pass);
-    let (lock, result) = tokio::time::timeout(PATIENCE, release)
+    let result = tokio::time::timeout(PATIENCE, release)
         .await
         .expect("the release ends before its deadline")
         .unwrap();
     result.expect("the lock was released, not lost");
-    assert_eq!(lock.lease().end(), Some(nlock::LeaseEnd::Released));
+    assert_eq!(lease.end(), Some(nlock::LeaseEnd::Released));
     probe.assert_no_more().await;
     assert!(taken.is_held());
 }

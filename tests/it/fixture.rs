@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
-use nlock::{Config, ConfigBuilder, LockError, LockHandle, LockLost, LockManager};
+use nlock::{Config, ConfigBuilder, LockHandle, LockLost, LockManager};
 use tokio::sync::mpsc;
 
 use crate::harness::NatsServer;
@@ -88,7 +88,7 @@ pub async fn spawn_waiter(
     m: &LockManager,
     key: &str,
     timeout: Duration,
-) -> tokio::task::JoinHandle<Result<LockHandle, LockError>> {
+) -> tokio::task::JoinHandle<Result<LockHandle, nlock::AcquireError>> {
     let before = waiting_on(m, key).await;
     let task = {
         let (m, key) = (m.clone(), key.to_owned());

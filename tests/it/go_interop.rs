@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
-use nlock::{BucketLayout, ConfigError, ErrorKind, LockError, LockOptions, LossReason};
+use nlock::{BucketLayout, ConfigError, LockError, LockOptions, LossReason};
 use rand::Rng;
 
 use crate::fixture::{Env, PATIENCE};
@@ -124,15 +124,18 @@ async fn a_go_bucket_is_used_as_it_is_with_one_warning() {
     let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
     assert_eq!(
         m2.try_acquire("k").await.unwrap_err().kind(),
-        ErrorKind::Busy
+        nlock::AcquireErrorKind::Busy
     );
     lock.release().await.unwrap();
     let with_ttl = LockOptions::default().ttl(Duration::from_secs(2));
     let err = m
-        .acquire_with("j", Some(PATIENCE), with_ttl)
+        .lock("j")
+        .options(with_ttl)
+        .timeout(PATIENCE)
+        .acquire()
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(err.kind(), nlock::AcquireErrorKind::Unsupported);
 
     // Nothing about the bucket was changed: Go nlock can still start on it.
     let after = bucket_config(&env).await;
@@ -162,7 +165,7 @@ async fn a_go_bucket_with_other_safety_settings_is_still_refused() {
         .unwrap_err();
     assert!(
         matches!(
-            err,
+            err.lock_error(),
             LockError::InvalidConfig(ConfigError::BucketMismatch {
                 setting: "ttl (max_age)",
                 ..
@@ -232,7 +235,13 @@ async fn an_upgrade_happens_only_when_asked_and_keys_still_expire_after_it() {
     }
     // A lock with a per-lock TTL shorter than the bucket's, held and refreshed across it.
     let opts = LockOptions::default().ttl(Duration::from_secs(2));
-    let lock = m.acquire_with("short", Some(PATIENCE), opts).await.unwrap();
+    let lock = m
+        .lock("short")
+        .options(opts)
+        .timeout(PATIENCE)
+        .acquire()
+        .await
+        .unwrap();
     let token = lock.token();
     let before = kv.entry("short").await.unwrap().unwrap().revision;
     must_eventually(PATIENCE, "a refresh", || async {
@@ -289,9 +298,10 @@ async fn go_start_up_against_each_layout_nlock_creates() {
     assert!(first.is_held());
     let after = bucket_config(&env).await;
     assert!(after.first_sequence.is_none() || after.first_sequence == first_seq);
+    let first_token = first.token();
     first.release().await.unwrap();
     let second = m.acquire("k", Some(PATIENCE)).await.unwrap();
-    assert!(second.token() > first.token());
+    assert!(second.token() > first_token);
     second.release().await.unwrap();
     // An nlock process starting after it still accepts the bucket, with no warning; with
     // this layout there is nothing to upgrade to, so `upgrade_bucket` changes nothing.
@@ -322,7 +332,7 @@ async fn go_start_up_against_each_layout_nlock_creates() {
             .unwrap_err();
         assert!(
             matches!(
-                &err,
+                err.lock_error(),
                 LockError::InvalidConfig(ConfigError::BucketMismatch { setting, .. })
                     if setting.starts_with("per-message TTL")
             ),
@@ -351,7 +361,7 @@ async fn go_start_up_with_another_ttl_changes_the_bucket_behind_nlock() {
         .unwrap_err();
     assert!(
         matches!(
-            err,
+            err.lock_error(),
             LockError::InvalidConfig(ConfigError::BucketMismatch {
                 setting: "ttl (max_age)",
                 ..
@@ -369,7 +379,7 @@ async fn busy_and_taken_name_a_foreign_holder() {
 
     kv.create("k", "go-3f2a9c".into()).await.unwrap();
     let err = m.try_acquire("k").await.unwrap_err();
-    match &err {
+    match err.lock_error() {
         LockError::Busy {
             holder: Some(h), ..
         } => {
@@ -519,7 +529,7 @@ async fn nlock_client(
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         let lock = match m.acquire(key, Some(left)).await {
             Ok(lock) => lock,
-            Err(e) if e.kind() == ErrorKind::AcquireTimedOut => return,
+            Err(e) if e.kind() == nlock::AcquireErrorKind::AcquireTimedOut => return,
             Err(e) => {
                 register.problem(format!("{who}: acquire failed: {e}"));
                 return;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlock::{ConfigError, ErrorKind, LockError, LockManager, LockOptions};
+use nlock::{ConfigError, LockError, LockManager, LockOptions};
 
 use crate::fixture::{Env, PATIENCE};
 
@@ -13,9 +13,9 @@ async fn bad_keys_are_rejected_before_anything_is_written() {
     let before = env.stream_messages().await;
     for key in ["", ".a", "a.", "a..b", "a b", "a*", "a>", "_kv.x"] {
         let err = m.acquire(key, Some(PATIENCE)).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}");
+        assert_eq!(err.kind(), nlock::AcquireErrorKind::InvalidKey, "{key:?}");
         let err = m.try_acquire(key).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}");
+        assert_eq!(err.kind(), nlock::AcquireErrorKind::InvalidKey, "{key:?}");
     }
     assert_eq!(env.stream_messages().await, before);
     assert_eq!(before, Some(0));
@@ -27,17 +27,26 @@ async fn bad_per_lock_options_are_rejected_before_anything_is_written() {
     let m = env.manager(env.config()).await;
     let ttl = |d| LockOptions::default().ttl(d);
     let cases = [
-        (ttl(Duration::ZERO), ErrorKind::InvalidConfig),
-        (ttl(Duration::from_millis(500)), ErrorKind::InvalidConfig),
-        (ttl(Duration::from_millis(1500)), ErrorKind::InvalidConfig),
+        (ttl(Duration::ZERO), nlock::AcquireErrorKind::InvalidConfig),
         (
-            LockOptions::default().description("x".repeat(nlock::MAX_DESCRIPTION + 1)),
-            ErrorKind::InvalidConfig,
+            ttl(Duration::from_millis(500)),
+            nlock::AcquireErrorKind::InvalidConfig,
+        ),
+        (
+            ttl(Duration::from_millis(1500)),
+            nlock::AcquireErrorKind::InvalidConfig,
+        ),
+        (
+            LockOptions::default().description("x".repeat(nlock::limits::MAX_DESCRIPTION + 1)),
+            nlock::AcquireErrorKind::InvalidConfig,
         ),
     ];
     for (opts, kind) in cases {
         let err = m
-            .acquire_with("k", Some(PATIENCE), opts.clone())
+            .lock("k")
+            .options(opts.clone())
+            .timeout(PATIENCE)
+            .acquire()
             .await
             .unwrap_err();
         assert_eq!(err.kind(), kind, "{opts:?}");
@@ -50,12 +59,12 @@ async fn per_lock_ttl_on_an_old_server_is_unsupported() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
     let opts = LockOptions::default().ttl(Duration::from_secs(2));
-    let result = m.acquire_with("k", Some(PATIENCE), opts).await;
+    let result = m.lock("k").options(opts).timeout(PATIENCE).acquire().await;
     if env.modern() {
         assert!(result.is_ok());
     } else {
         let err = result.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(err.kind(), nlock::AcquireErrorKind::Unsupported);
         assert_eq!(env.stream_messages().await, Some(0));
     }
 }
@@ -68,7 +77,7 @@ async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
     let err = LockManager::connect(&env.server.url(), config)
         .await
         .unwrap_err();
-    match err {
+    match err.into_lock_error() {
         LockError::InvalidConfig(ConfigError::BucketMismatch { setting, .. }) => {
             assert_eq!(setting, "ttl (max_age)")
         }
@@ -86,7 +95,7 @@ async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
         .await
         .unwrap_err();
     assert!(matches!(
-        err,
+        err.lock_error(),
         LockError::InvalidConfig(ConfigError::BucketMismatch {
             setting: "storage",
             ..
@@ -101,7 +110,7 @@ async fn replicas_above_the_cluster_size_are_refused() {
     let err = LockManager::connect(&env.server.url(), config)
         .await
         .unwrap_err();
-    match &err {
+    match err.lock_error() {
         LockError::BucketRejected { bucket, .. } => assert_eq!(*bucket, env.bucket),
         other => panic!("expected BucketRejected, got {other:?}"),
     }
@@ -122,9 +131,13 @@ async fn a_per_lock_ttl_the_bucket_would_cut_short_is_refused() {
         .await;
     let with_ttl = |s| LockOptions::default().ttl(Duration::from_secs(s));
     match m
-        .acquire_with("k", Some(PATIENCE), with_ttl(4))
+        .lock("k")
+        .options(with_ttl(4))
+        .timeout(PATIENCE)
+        .acquire()
         .await
         .unwrap_err()
+        .into_lock_error()
     {
         LockError::InvalidConfig(ConfigError::LockTtlAboveBucketTtl { ttl, bucket_ttl }) => {
             assert_eq!(
@@ -135,12 +148,15 @@ async fn a_per_lock_ttl_the_bucket_would_cut_short_is_refused() {
         other => panic!("expected LockTtlAboveBucketTtl, got {other:?}"),
     }
     let err = m
-        .acquire_with("k", Some(PATIENCE), with_ttl(1))
+        .lock("k")
+        .options(with_ttl(1))
+        .timeout(PATIENCE)
+        .acquire()
         .await
         .unwrap_err();
     assert!(
         matches!(
-            err,
+            err.lock_error(),
             LockError::InvalidConfig(ConfigError::LockTtlNotAboveRequestTimeout { .. })
         ),
         "{err:?}"
@@ -154,13 +170,16 @@ async fn a_per_lock_ttl_the_bucket_would_cut_short_is_refused() {
 async fn the_longest_bucket_name_and_description_build_is_accepted_by_the_server() {
     // The bounds `build()` checks are the server's: at the limit, the bucket is created.
     let env = Env::start().await;
-    let bucket = format!("{}_{}", env.bucket, "b".repeat(nlock::MAX_BUCKET_LEN))
-        [..nlock::MAX_BUCKET_LEN]
+    let bucket = format!(
+        "{}_{}",
+        env.bucket,
+        "b".repeat(nlock::limits::MAX_BUCKET_LEN)
+    )[..nlock::limits::MAX_BUCKET_LEN]
         .to_owned();
     let config = env
         .config()
         .bucket(bucket.clone())
-        .description("d".repeat(nlock::MAX_BUCKET_DESCRIPTION))
+        .description("d".repeat(nlock::limits::MAX_BUCKET_DESCRIPTION))
         .build()
         .unwrap();
     let m = LockManager::connect(&env.server.url(), config)
@@ -172,7 +191,7 @@ async fn the_longest_bucket_name_and_description_build_is_accepted_by_the_server
     assert!(matches!(longer, Err(ConfigError::BucketNameTooLong(253))));
     let longer = env
         .config()
-        .description("d".repeat(nlock::MAX_BUCKET_DESCRIPTION + 1))
+        .description("d".repeat(nlock::limits::MAX_BUCKET_DESCRIPTION + 1))
         .build();
     assert!(matches!(
         longer,

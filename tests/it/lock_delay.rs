@@ -37,7 +37,7 @@ async fn after_a_forced_release_the_next_holder_starts_only_after_the_old_job_st
         let log = log.clone();
         let options = LockOptions::default().lock_delay(Duration::from_secs(2));
         actix::spawn(async move {
-            let b = mb.acquire_with(KEY, None, options).await.unwrap();
+            let b = mb.lock(KEY).options(options).acquire().await.unwrap();
             log.lock().unwrap().push("b started");
             b
         })
@@ -68,18 +68,19 @@ async fn after_a_release_by_its_holder_no_lock_delay_is_waited() {
     // A delay longer than PATIENCE: waiting it fails the test.
     let options = LockOptions::default().lock_delay(Duration::from_secs(60));
     let probe = mb.clone();
-    let waiter = actix::spawn(async move { mb.acquire_with(KEY, None, options).await });
+    let waiter = actix::spawn(async move { mb.lock(KEY).options(options).acquire().await });
     must_eventually(PATIENCE, "b waits", || async {
         crate::fixture::waiting_on(&probe, KEY).await > 0
     })
     .await;
+    let a_token = a.token();
     a.release().await.unwrap();
     let b = tokio::time::timeout(PATIENCE, waiter)
         .await
         .expect("no lock-delay after a release")
         .unwrap()
         .unwrap();
-    assert!(b.token() > a.token());
+    assert!(b.token() > a_token);
 }
 
 #[actix::test]
@@ -93,7 +94,11 @@ async fn let_expire_stops_refreshing_without_a_release_and_the_lock_expires() {
     let (lease, token) = (a.lease().clone(), a.token());
     a.let_expire();
     let busy = mb.try_acquire(KEY).await.unwrap_err();
-    assert_eq!(busy.kind(), nlock::ErrorKind::Busy, "not released: {busy}");
+    assert_eq!(
+        busy.kind(),
+        nlock::AcquireErrorKind::Busy,
+        "not released: {busy}"
+    );
     let end = tokio::time::timeout(PATIENCE, lease.ended()).await.unwrap();
     assert_eq!(
         end,

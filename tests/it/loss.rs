@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlock::{ErrorKind, LossReason};
+use nlock::LossReason;
 
 use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
@@ -40,7 +40,7 @@ async fn a_stale_release_never_removes_the_new_holders_lock() {
     let new = b.acquire("k", Some(PATIENCE)).await.unwrap();
 
     let err = old.release().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Lost);
+    assert_eq!(err.kind(), nlock::ReleaseErrorKind::Lost);
     // b still holds it: its own compare-and-set refresh succeeds, and the value is b's.
     new.refresh().await.unwrap();
     let entry = env.kv().await.entry("k").await.unwrap().unwrap();
@@ -82,7 +82,7 @@ async fn shutdown_releases_every_held_lock() {
     b.try_acquire("x").await.unwrap();
     b.try_acquire("y").await.unwrap();
     let err = a.acquire("z", Some(PATIENCE)).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ManagerGone);
+    assert_eq!(err.kind(), nlock::AcquireErrorKind::ManagerGone);
 }
 
 #[actix::test]
@@ -100,7 +100,7 @@ async fn shutdown_while_waiting_leaves_nothing_held() {
         match waiter.await.unwrap() {
             // Granted before the shutdown began: the shutdown released it.
             Ok(lock) => assert!(!lock.is_held()),
-            Err(e) => assert_eq!(e.kind(), ErrorKind::ManagerGone),
+            Err(e) => assert_eq!(e.kind(), nlock::AcquireErrorKind::ManagerGone),
         }
         // Nothing of b's is left on the key.
         let free = c

@@ -40,7 +40,7 @@ async fn holders_shows_every_process_locks_with_tokens() {
     assert_eq!(observer.holder("jobs.a").await.unwrap(), None);
     assert_eq!(
         observer.holder("bad..key").await.unwrap_err().kind(),
-        nlock::ErrorKind::InvalidKey
+        nlock::ObserveErrorKind::InvalidKey
     );
 }
 
@@ -63,10 +63,11 @@ async fn events_tell_acquire_refresh_release_and_foreign_delete_in_order() {
         (e.kind, e.token),
         (LockEventKind::Refreshed, Some(before.token()))
     );
+    let before_token = before.token();
     before.release().await.unwrap();
     let e = next_event(&mut events).await;
     assert_eq!(e.kind, LockEventKind::Released);
-    assert_eq!(e.token, Some(before.token()));
+    assert_eq!(e.token, Some(before_token));
     assert_eq!(e.holder.unwrap().owner, a.owner());
 
     let again = a.acquire("k", Some(PATIENCE)).await.unwrap();
@@ -133,7 +134,7 @@ async fn events_reject_a_bad_filter_before_anything_is_sent() {
     for bad in ["a.>.b", "a..b", "a b"] {
         assert_eq!(
             m.events(bad).await.unwrap_err().kind(),
-            nlock::ErrorKind::InvalidKey,
+            nlock::ObserveErrorKind::InvalidKey,
             "{bad}"
         );
     }
@@ -144,11 +145,10 @@ async fn states_and_errors_serialize_for_admin_pages() {
     let env = Env::start().await;
     let m = env.manager(env.config()).await;
     let lock = m
-        .acquire_with(
-            "k",
-            Some(PATIENCE),
-            nlock::LockOptions::default().description("nightly"),
-        )
+        .lock("k")
+        .options(nlock::LockOptions::default().description("nightly"))
+        .timeout(PATIENCE)
+        .acquire()
         .await
         .unwrap();
     let report = serde_json::to_value(m.locks().await.unwrap()).unwrap();
@@ -163,7 +163,11 @@ async fn states_and_errors_serialize_for_admin_pages() {
 
     let other = env.manager(env.config()).await;
     let busy = other.try_acquire("k").await.unwrap_err();
-    assert_eq!(serde_json::to_value(busy.kind()).unwrap(), "busy");
+    assert_eq!(busy.kind().as_str(), "busy");
+    assert_eq!(
+        serde_json::to_value(nlock::LockError::from(busy).kind()).unwrap(),
+        "busy"
+    );
     env.kv().await.delete("k").await.unwrap();
     let lost = tokio::time::timeout(PATIENCE, lock.lost()).await.unwrap();
     let json = serde_json::to_value(&lost).unwrap();

@@ -71,7 +71,9 @@ async fn connect_as(
 ) -> Result<LockManager, LockError> {
     let url = format!("nats://{user}:{user}-secret@127.0.0.1:{}", server.port());
     let config = config.build().expect("valid config");
-    bounded(LockManager::connect(&url, config)).await
+    bounded(LockManager::connect(&url, config))
+        .await
+        .map_err(LockError::from)
 }
 
 /// `f`, bounded only so that a failing test does not hang.
@@ -122,9 +124,10 @@ async fn the_readme_roles_work_with_exactly_their_permissions() {
     assert_eq!(seen[0].token, lock.token());
     let acquired = next_event_except(&mut events, LockEventKind::Refreshed).await;
     assert_eq!(acquired.kind, LockEventKind::Acquired);
+    let token = lock.token();
     lock.release().await.expect("holder releases");
     let next = waiter.await.unwrap().expect("the waiter gets the lock");
-    assert!(next.token() > lock.token());
+    assert!(next.token() > token);
     let released = next_event_except(&mut events, LockEventKind::Refreshed).await;
     assert_eq!(released.kind, LockEventKind::Released);
 
@@ -151,8 +154,8 @@ const DIRECT_GET: &str = "$JS.API.DIRECT.GET.KV_distributed_locks.>";
 const KV: &str = "$KV.distributed_locks.>";
 
 /// The subject of a `PermissionDenied` error (panics on any other error).
-fn denied<T: std::fmt::Debug>(result: Result<T, LockError>) -> String {
-    match result {
+fn denied<T: std::fmt::Debug, E: Into<LockError>>(result: Result<T, E>) -> String {
+    match result.map_err(Into::into) {
         Err(LockError::PermissionDenied { subject }) => {
             let e = LockError::PermissionDenied {
                 subject: subject.clone(),

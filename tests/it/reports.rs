@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::StreamExt;
 use nlock::{
-    ElectorStatus, ErrorKind, LeaderChange, LeaderChangeKind, LeaseEnd, LockError, LockEventKind,
-    LockManager, LossReason,
+    ElectorStatus, LeaderChange, LeaderChangeKind, LeaseEnd, LockError, LockEventKind, LockManager,
+    LossReason,
 };
 use tokio::time::Instant;
 
@@ -37,36 +37,26 @@ async fn a_release_never_confirmed_ends_lost_not_released() {
     let acquired = next_event_except(&mut events, LockEventKind::Refreshed).await;
     assert_eq!(acquired.kind, LockEventKind::Acquired);
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
 
     proxy.set_mode(ProxyMode::Blackhole);
+    let lease = lock.lease().clone();
     let err = tokio::time::timeout(PATIENCE, lock.release())
         .await
         .expect("the release ends at the lease deadline")
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(err.kind(), nlock::ReleaseErrorKind::OutcomeUnknown, "{err}");
     let unconfirmed = LeaseEnd::Lost {
         reason: LossReason::ReleaseUnconfirmed,
     };
-    assert_eq!(lock.lease().end(), Some(unconfirmed));
-    assert!(!lock.is_held());
+    assert_eq!(lease.end(), Some(unconfirmed));
+    assert!(!lease.is_held());
     assert_eq!(probe.next().await.reason, LossReason::ReleaseUnconfirmed);
     probe.assert_no_more().await;
-    let again = lock.release().await.unwrap_err();
-    assert!(
-        matches!(
-            &again,
-            LockError::Lost {
-                reason: LossReason::ReleaseUnconfirmed,
-                ..
-            }
-        ),
-        "{again:?}"
-    );
 
     // Nothing was deleted: the key is freed by the server when its TTL runs out.
     let next = b.acquire("k", Some(PATIENCE)).await.unwrap();
-    assert!(next.token() > lock.token());
+    assert!(next.token() > lease.token());
     let end = next_event_except(&mut events, LockEventKind::Refreshed).await;
     if env.modern() {
         assert_eq!(end.kind, LockEventKind::Expired, "{end:?}");
@@ -99,20 +89,18 @@ async fn unanswered_release_then(how: ForeignDelete) {
     let cfg = env.config().ttl(Duration::from_secs(10)).keep_alive(false);
     let a = proxied_manager(&proxy, cfg.clone()).await;
     let operator = env.manager(cfg).await;
-    let lock = std::sync::Arc::new(a.acquire("k", Some(PATIENCE)).await.unwrap());
+    let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let lease = lock.lease().clone();
     let probe = LossProbe::start();
-    lock.subscribe(probe.recipient());
+    lock.subscribe(probe.recipient()).detach();
 
     proxy.set_mode(ProxyMode::Blackhole);
-    let release = {
-        let lock = lock.clone();
-        actix::spawn(async move { lock.release().await })
-    };
+    let release = actix::spawn(async move { lock.release().await });
     match how {
         ForeignDelete::Kv => env.kv().await.delete("k").await.unwrap(),
         ForeignDelete::Forced => {
-            let broken = operator.force_release("k", Some(lock.token())).await;
-            assert_eq!(broken.unwrap().token, lock.token());
+            let broken = operator.force_release("k", Some(lease.token())).await;
+            assert_eq!(broken.unwrap().token, lease.token());
         }
     }
     // The fault: long enough for the release's first attempts to time out (500 ms each).
@@ -126,7 +114,7 @@ async fn unanswered_release_then(how: ForeignDelete) {
     let err = result.expect_err("someone else's delete is not a release");
     assert!(
         matches!(
-            &err,
+            err.lock_error(),
             LockError::Lost {
                 reason: LossReason::Deleted,
                 ..
@@ -135,7 +123,7 @@ async fn unanswered_release_then(how: ForeignDelete) {
         "{how:?}: {err:?}"
     );
     assert_eq!(
-        lock.lease().end(),
+        lease.end(),
         Some(LeaseEnd::Lost {
             reason: LossReason::Deleted
         })
@@ -336,7 +324,7 @@ async fn run_if_free_with_an_unanswered_release_is_executed_with_an_unknown_rele
         nlock::DoOutcome::Executed {
             value: 7,
             released: Err(e),
-        } if e.kind() == ErrorKind::OutcomeUnknown => {}
+        } if e.kind() == nlock::ReleaseErrorKind::OutcomeUnknown => {}
         other => panic!("{other:?}"),
     }
     proxy.set_mode(ProxyMode::Pass);

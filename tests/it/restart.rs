@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nlock::{ErrorKind, LockError, LockManager};
+use nlock::{LockError, LockManager};
 use rand::Rng;
 
 use crate::fixture::{Env, PATIENCE};
@@ -108,7 +108,7 @@ async fn try_acquire_in_the_grace_is_busy_naming_it_and_info_shows_when_it_ends(
     // The bucket's TTL plus the default 1 s of clock skew.
     assert_eq!(
         grace,
-        Duration::from_secs(3) + nlock::DEFAULT_MAX_CLOCK_SKEW
+        Duration::from_secs(3) + nlock::config::DEFAULT_MAX_CLOCK_SKEW
     );
     // A brand-new bucket cannot be told from a lost one: it is in its grace.
     let now = m
@@ -118,9 +118,9 @@ async fn try_acquire_in_the_grace_is_busy_naming_it_and_info_shows_when_it_ends(
         .expect("a new bucket is in its grace");
     assert!(now.remaining <= grace);
     let err = m.try_acquire("k").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Busy);
+    assert_eq!(err.kind(), nlock::AcquireErrorKind::Busy);
     assert!(
-        matches!(err, LockError::RestartGrace { .. }),
+        matches!(err.lock_error(), LockError::RestartGrace { .. }),
         "busy for the grace: {err:?}"
     );
     assert!(err.to_string().contains("restart grace"), "{err}");
@@ -208,7 +208,7 @@ async fn every_node_down(storage: nlock::Storage) {
                             tokio::time::sleep(Duration::from_millis(30)).await;
                             let _ = lock.release().await;
                         }
-                        Err(e) if e.kind() == ErrorKind::ManagerGone => return,
+                        Err(e) if e.kind() == nlock::AcquireErrorKind::ManagerGone => return,
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }

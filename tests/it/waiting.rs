@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlock::{ErrorKind, LockOptions};
+use nlock::LockOptions;
 
 use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
@@ -16,12 +16,13 @@ async fn handoff_wakes_the_waiter_by_watch_not_by_polling() {
     let b = env.manager(env.config().retry_interval(NEVER_POLL)).await;
     let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
     let waiter = spawn_waiter(&b, "k", PATIENCE).await;
+    let held_token = held.token();
     held.release().await.unwrap();
     let got = waiter
         .await
         .unwrap()
         .expect("woken by the watch within the test");
-    assert!(got.token() > held.token());
+    assert!(got.token() > held_token);
 }
 
 /// Writes a lock value the way a holder that then crashed would have: nobody refreshes or
@@ -55,7 +56,7 @@ async fn expiry_wakes_the_waiter_with_limit_markers() {
     crashed_holder_writes(&env, "k", Some("1s")).await;
     assert_eq!(
         b.try_acquire("k").await.unwrap_err().kind(),
-        ErrorKind::Busy
+        nlock::AcquireErrorKind::Busy
     );
     // Only the server's expiry marker can wake b: no poll runs within the test.
     let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
@@ -74,7 +75,7 @@ async fn a_crashed_holders_key_is_taken_after_it_expires() {
     crashed_holder_writes(&env, "k", None).await;
     assert_eq!(
         b.try_acquire("k").await.unwrap_err().kind(),
-        ErrorKind::Busy
+        nlock::AcquireErrorKind::Busy
     );
     let got = b.acquire("k", Some(PATIENCE)).await.unwrap();
     assert_eq!(got.state().await.unwrap().holder.owner, b.owner());
@@ -91,7 +92,13 @@ async fn per_lock_ttl_is_sent_on_every_write() {
     let cfg = env.config().ttl(Duration::from_secs(10));
     let a = env.manager(cfg).await;
     let opts = LockOptions::default().ttl(Duration::from_secs(2));
-    let lock = a.acquire_with("k", Some(PATIENCE), opts).await.unwrap();
+    let lock = a
+        .lock("k")
+        .options(opts)
+        .timeout(PATIENCE)
+        .acquire()
+        .await
+        .unwrap();
     assert_eq!(lock.state().await.unwrap().ttl, Duration::from_secs(2));
     let js = async_nats::jetstream::new(env.raw().await);
     let stream = js.get_stream(format!("KV_{}", env.bucket)).await.unwrap();
@@ -127,12 +134,13 @@ async fn a_free_key_released_by_another_process_is_taken_at_once() {
     let b = env.manager(env.config().retry_interval(NEVER_POLL)).await;
     for _ in 0..3 {
         let held = a.acquire("k", Some(PATIENCE)).await.unwrap();
+        let held_token = held.token();
         held.release().await.unwrap();
         let got = b
             .acquire("k", Some(PATIENCE))
             .await
             .expect("taken over the marker");
-        assert!(got.token() > held.token());
+        assert!(got.token() > held_token);
         got.release().await.unwrap();
     }
 }
@@ -150,7 +158,7 @@ async fn a_cancelled_acquire_leaves_nothing_behind() {
         .acquire("k", Some(Duration::from_millis(200)))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AcquireTimedOut);
+    assert_eq!(err.kind(), nlock::AcquireErrorKind::AcquireTimedOut);
     let dropped = tokio::time::timeout(Duration::from_millis(200), b.acquire("k", None)).await;
     assert!(dropped.is_err(), "still waiting when dropped");
 
@@ -170,26 +178,21 @@ async fn a_cancelled_acquire_leaves_nothing_behind() {
 async fn a_cancelled_acquire_after_the_grant_releases_it() {
     let env = Env::start().await;
     let a = env.manager(env.config()).await;
-    // The request is withdrawn right after being sent: whether or not the grant raced in,
-    // nothing may stay held.
-    let pending = a
-        .actor()
-        .send(nlock::Acquire {
-            key: "k".into(),
-            timeout: None,
-            options: Default::default(),
+    // Each request is dropped a moment after being sent, before, during or after its grant:
+    // whichever it was, nothing may stay held.
+    for micros in [0, 200, 1_000, 3_000, 10_000] {
+        let acquire = a.acquire("k", None);
+        // A grant that came in time is dropped with the result: its handle releases it.
+        let _ = tokio::time::timeout(Duration::from_micros(micros), acquire).await;
+        crate::harness::must_eventually(PATIENCE, "a holds and waits for nothing", || {
+            let a = a.clone();
+            async move {
+                let r = a.locks().await.unwrap();
+                r.held.is_empty() && r.waiting.is_empty()
+            }
         })
-        .await
-        .unwrap()
-        .unwrap();
-    drop(pending);
-    crate::harness::must_eventually(PATIENCE, "a holds and waits for nothing", || {
-        let a = a.clone();
-        async move {
-            let r = a.locks().await.unwrap();
-            r.held.is_empty() && r.waiting.is_empty()
-        }
-    })
-    .await;
-    a.try_acquire("k").await.expect("the key is free");
+        .await;
+        let lock = a.try_acquire("k").await.expect("the key is free");
+        lock.release().await.unwrap();
+    }
 }

@@ -115,8 +115,9 @@ async fn the_event_stream_tells_acquire_and_release() {
     let lock = manager.acquire("ev.one", None).await.unwrap();
     let mut buffer = String::new();
     let acquired = next_event(&mut events, &mut buffer, "acquired", "ev.one").await;
-    assert_eq!(acquired["token"], lock.token());
+    let token = lock.token();
+    assert_eq!(acquired["token"], token);
     lock.release().await.unwrap();
     let released = next_event(&mut events, &mut buffer, "released", "ev.one").await;
-    assert_eq!(released["token"], lock.token());
+    assert_eq!(released["token"], token);
 }

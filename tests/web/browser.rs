@@ -125,7 +125,9 @@ async fn the_admin_page_shows_a_lock_live_and_removes_it_on_release() {
 
     let options = LockOptions::default().description("closing day 2026-11-28");
     let lock = manager
-        .acquire_with("billing.close-day", None, options)
+        .lock("billing.close-day")
+        .options(options)
+        .acquire()
         .await
         .unwrap();
     let row = format!(
@@ -283,7 +285,9 @@ async fn the_time_left_stays_on_one_line_at_1200_px() {
     let options = LockOptions::default()
         .description("nightly close of accounts, batch 2026-11-28, started by cron on ops-1");
     let lock = manager
-        .acquire_with("billing.close-day", None, options)
+        .lock("billing.close-day")
+        .options(options)
+        .acquire()
         .await
         .unwrap();
     let cell = format!(

@@ -22,7 +22,12 @@ async fn busy_timed_out_invalid_key_and_lost_answer_their_statuses() {
 
     // Busy: 409, the holder's public description and nothing else about it.
     let options = LockOptions::default().description("nightly close");
-    let held = other.try_acquire_with("wait.b", options).await.unwrap();
+    let held = other
+        .lock("wait.b")
+        .options(options)
+        .try_acquire()
+        .await
+        .unwrap();
     let (status, _, body) = get(&ts.url("/fast/b")).await;
     assert_eq!(status, 409, "{body}");
     let body = json(&body);

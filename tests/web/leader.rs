@@ -224,11 +224,9 @@ async fn the_bucket_json_names_a_terms_candidate_not_its_raw_record() {
     let options = ElectorOptions::new("cand-a").metadata(json!({"pid": 13921}));
     let a = ma.elector(KEY, options, |_term| Idle).unwrap();
     let plain = observer
-        .acquire_with(
-            "plain.lock",
-            None,
-            nlock::LockOptions::default().description("closing day"),
-        )
+        .lock("plain.lock")
+        .options(nlock::LockOptions::default().description("closing day"))
+        .acquire()
         .await
         .unwrap();
     let (addr, handle) = serve(WebLocks::new(observer.clone()), &a);

@@ -8,14 +8,14 @@ use actix::prelude::*;
 use tracing::Instrument;
 
 use super::{HeldLock, LockManagerActor, Mode, Waiter};
-use crate::config::Config;
 use crate::error::LockError;
-use crate::handle::LockHandle;
 use crate::holder::{unix_ms, Holder};
 use crate::lease::Lease;
 use crate::lock::actor::{LockActor, LockSetup};
 use crate::lock::contend::{Contended, Contender, Wakes};
+use crate::lock::granted::Granted;
 use crate::lock::tenure::Tenure;
+use crate::settings::Config;
 
 impl LockManagerActor {
     pub(super) fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
@@ -131,7 +131,7 @@ impl LockManagerActor {
                     // Won while shutting down: kept as held so that shutdown releases it.
                     let _ = waiter.tx.send(Err(LockError::ManagerGone));
                 } else {
-                    let handle = LockHandle::new(Lease::new(lease), addr.clone());
+                    let handle = Granted::new(Lease::new(lease), addr.clone());
                     match waiter.options.lock_delay.filter(|d| !d.is_zero()) {
                         Some(delay) => {
                             actix::spawn(crate::lock::delay::hand_over(

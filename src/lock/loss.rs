@@ -1,4 +1,6 @@
-//! Loss subscribers: a list of weak recipients that hears of a loss at most once.
+//! Losses: [`LockLost`], what a subscriber is told, and the subscriber lists that tell it: a
+//! list of weak recipients that hears of a loss at most once, and the [`LossSubscription`]
+//! guard that ends one subscription when dropped.
 //!
 //! The list lives behind a std mutex shared by the lock actor (which ends the list when the
 //! lock is lost or released) and the callers' handles (which subscribe and unsubscribe without
@@ -6,15 +8,75 @@
 //! end is answered at once from the stored outcome, so a loss is never missed and never told
 //! twice.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
-use actix::{Recipient, WeakRecipient};
+use actix::prelude::*;
+use actix::WeakRecipient;
+use serde::Serialize;
 
-use crate::lock::state::LockLost;
+use crate::error::LossReason;
 
-/// Names one subscription, to [`unsubscribe`](crate::Lease::unsubscribe) it later.
+/// Sent to every subscriber when a held lock is lost; each subscriber is told once.
+#[derive(Debug, Clone, PartialEq, Eq, Message, Serialize)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub struct LockLost {
+    /// The key.
+    pub key: String,
+    /// The fencing token of the tenure that was lost.
+    pub token: u64,
+    /// Why it was lost.
+    pub reason: LossReason,
+}
+
+/// Names one subscription inside its list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SubscriptionId(u64);
+pub(crate) struct SubscriptionId(u64);
+
+/// One subscription to lock losses ([`Lease::subscribe`](crate::Lease::subscribe),
+/// [`LockManager::subscribe_losses`](crate::LockManager::subscribe_losses)): dropping it ends
+/// the subscription, as dropping a [`LeaderSubscription`](crate::LeaderSubscription) does.
+/// [`detach`](LossSubscription::detach) keeps it for as long as the list lasts (the tenure,
+/// or the manager) instead.
+///
+/// ```no_run
+/// # use actix::prelude::*;
+/// # struct Alarm;
+/// # impl Actor for Alarm { type Context = Context<Self>; }
+/// # impl Handler<nlock::LockLost> for Alarm {
+/// #     type Result = ();
+/// #     fn handle(&mut self, _: nlock::LockLost, _: &mut Context<Self>) {}
+/// # }
+/// # fn f(lock: &nlock::LockHandle) {
+/// let alarm = Alarm.start();
+/// let subscription = lock.subscribe(alarm.clone().recipient());
+/// // ... the alarm hears of a loss while `subscription` lives ...
+/// drop(subscription); // and no longer after
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping a LossSubscription ends it at once; keep it, or call detach()"]
+pub struct LossSubscription {
+    /// Weak: a subscription does not keep a manager's or a tenure's list alive.
+    list: Weak<Subscribers>,
+    id: SubscriptionId,
+}
+
+impl LossSubscription {
+    /// Keeps the subscription for as long as its list lasts (the tenure, or the manager),
+    /// without a guard to hold.
+    pub fn detach(mut self) {
+        self.list = Weak::new();
+    }
+}
+
+impl Drop for LossSubscription {
+    fn drop(&mut self) {
+        if let Some(list) = self.list.upgrade() {
+            list.unsubscribe(self.id);
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -51,8 +113,16 @@ pub(crate) struct Subscribers {
 }
 
 impl Subscribers {
-    /// Adds `who`; if the list already ended with a loss, tells `who` at once instead.
-    pub(crate) fn subscribe(&self, who: Recipient<LockLost>) -> SubscriptionId {
+    /// Adds `who`; if the list already ended with a loss, tells `who` at once instead. The
+    /// guard ends the subscription when dropped.
+    pub(crate) fn subscribe(self: &Arc<Self>, who: Recipient<LockLost>) -> LossSubscription {
+        LossSubscription {
+            list: Arc::downgrade(self),
+            id: self.add(who),
+        }
+    }
+
+    fn add(&self, who: Recipient<LockLost>) -> SubscriptionId {
         warn_if_gone(&who, "a lock loss");
         let Ok(mut inner) = self.inner.lock() else {
             return SubscriptionId(u64::MAX);
@@ -76,7 +146,7 @@ impl Subscribers {
     }
 
     /// Removes a subscription; unknown or already delivered ids are ignored.
-    pub(crate) fn unsubscribe(&self, id: SubscriptionId) {
+    fn unsubscribe(&self, id: SubscriptionId) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.live.retain(|(i, _)| *i != id);
         }
@@ -128,7 +198,6 @@ impl Subscribers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix::prelude::*;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -176,7 +245,7 @@ mod tests {
             })
             .await
             .expect("the actor stops");
-            Subscribers::default().subscribe(who);
+            Arc::new(Subscribers::default()).subscribe(who).detach();
         });
         let out = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         assert!(

@@ -98,7 +98,7 @@ pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MAX_BUCKET_LEN;
+    use crate::settings::MAX_BUCKET_LEN;
 
     #[test]
     fn each_bad_value_is_its_own_error() {
