@@ -86,6 +86,12 @@ impl LockManager {
     /// let manager = nlock::LockManager::connect(servers, nlock::Config::default()).await?;
     /// # Ok(()) }
     /// ```
+    /// # Errors
+    /// [`ConnectErrorKind`](crate::ConnectErrorKind): `InvalidConnectSetting` for a server
+    /// list or URL that cannot be used, `InvalidConfig` for a bucket that exists and does not
+    /// match `config` (or is missing with `create_bucket(false)`), `Unavailable` when no
+    /// server answers, `JetStreamNotEnabled`, `BucketRejected`, `Unsupported`,
+    /// `PermissionDenied`, `OutcomeUnknown` for a request that timed out while opening.
     pub async fn connect(servers: &str, config: Config) -> Result<LockManager, ConnectError> {
         LockManager::connect_with(async_nats::ConnectOptions::new(), servers, config).await
     }
@@ -188,11 +194,7 @@ impl LockManager {
         }
         let store = Arc::new(store);
         let feed = match config.follow_changes {
-            true => Some(
-                store
-                    .changes_closable(">", ChangesFrom::Now)
-                    .await?,
-            ),
+            true => Some(store.changes_closable(">", ChangesFrom::Now).await?),
             false => None,
         };
         let losses = Arc::new(Subscribers::default());
@@ -271,6 +273,9 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind::ManagerGone`](crate::ObserveErrorKind::ManagerGone) only.
     pub async fn locks(&self) -> Result<LocksReport, ObserveError> {
         self.addr
             .send(ListLocks)
@@ -353,6 +358,10 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `Unavailable`, `OutcomeUnknown`,
+    /// `PermissionDenied` from NATS.
     pub async fn holders(&self) -> Result<Vec<KeyHolder>, ObserveError> {
         let snapshot = self.store.snapshot(">").await?;
         let mut held: Vec<KeyHolder> = snapshot.into_iter().filter_map(key_holder).collect();
@@ -362,6 +371,10 @@ impl LockManager {
 
     /// Who holds `key` right now, by any process; `None` when it is free. A read, for
     /// display: only a compare-and-set decides ownership.
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `InvalidKey` before anything is sent,
+    /// `Unavailable`, `OutcomeUnknown`, `PermissionDenied` from NATS.
     pub async fn holder(&self, key: &str) -> Result<Option<KeyHolder>, ObserveError> {
         crate::key::validate_key(key)?;
         let changes = self.store.snapshot(key).await?;
@@ -386,12 +399,13 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `InvalidKey` for a bad filter before
+    /// anything is sent, `Unavailable`, `OutcomeUnknown`, `PermissionDenied` from NATS.
     pub async fn events(&self, filter: &str) -> Result<LockEvents, ObserveError> {
         validate_filter(filter)?;
-        let changes = self
-            .store
-            .changes(filter, ChangesFrom::Current)
-            .await?;
+        let changes = self.store.changes(filter, ChangesFrom::Current).await?;
         Ok(LockEvents::new(changes, self.store.silent_expiry()))
     }
 
@@ -415,6 +429,10 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `Unavailable`, `OutcomeUnknown`,
+    /// `PermissionDenied` from NATS.
     pub async fn restart_grace(&self) -> Result<Option<RestartGrace>, ObserveError> {
         self.store
             .restart_grace()

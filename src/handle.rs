@@ -96,6 +96,10 @@ impl LockHandle {
     /// assert!(!lease.is_held());
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ReleaseErrorKind`](crate::ReleaseErrorKind): `Lost` (with the reason) after a loss,
+    /// `OutcomeUnknown` when no answer came before the lease deadline, `ManagerGone`.
     pub async fn release(self) -> Result<(), ReleaseError> {
         if let Some(end) = self.lease().end() {
             return Err(end_error(self.key(), Some(end)).into());
@@ -118,6 +122,11 @@ impl LockHandle {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ReleaseErrorKind`](crate::ReleaseErrorKind): `Lost` with the reason, `NotHeld`
+    /// after a release, `OutcomeUnknown`, `Unavailable`, `Rejected`, `PermissionDenied` from
+    /// NATS (the lease deadline decides whether the lock survives them).
     pub async fn refresh(&self) -> Result<(), ReleaseError> {
         self.actor()
             .send(Refresh)

@@ -2,7 +2,7 @@
 //! stuck lock with a compare-and-set delete on the revision it read, never a blind delete.
 
 use crate::client::LockManager;
-use crate::error::LockError;
+use crate::error::{LockError, ReleaseError};
 use crate::holder::Holder;
 use crate::observe::{key_holder, KeyHolder};
 use crate::store::{Change, ChangeOp, End, Op, WriteError};
@@ -23,9 +23,13 @@ impl LockManager {
     /// It is a compare-and-set, never a blind delete: the key is read and the delete expects
     /// that revision. When the holder refreshed in between (the same tenure, a newer revision)
     /// it reads and tries again, a few times. It never deletes another tenure than the one
-    /// first read, or than `token` when given: a key held with another token is
-    /// [`LockError::TokenMismatch`], a free key [`LockError::NotHeld`]. A delete whose answer
-    /// does not come is [`LockError::OutcomeUnknown`]: read the key again to know.
+    /// first read, or than `token` when given.
+    ///
+    /// # Errors
+    /// [`ReleaseErrorKind`](crate::ReleaseErrorKind): `TokenMismatch` for a key held with
+    /// another token, `NotHeld` for a free key, `InvalidKey` before anything is sent,
+    /// `OutcomeUnknown` for a delete whose answer did not come (read the key again to know),
+    /// `Unavailable`, `Rejected`, `PermissionDenied` from NATS.
     ///
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
@@ -35,6 +39,14 @@ impl LockManager {
     /// # Ok(()) }
     /// ```
     pub async fn force_release(
+        &self,
+        key: &str,
+        token: Option<u64>,
+    ) -> Result<KeyHolder, ReleaseError> {
+        Ok(self.force_release_inner(key, token).await?)
+    }
+
+    async fn force_release_inner(
         &self,
         key: &str,
         token: Option<u64>,

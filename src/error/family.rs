@@ -234,3 +234,65 @@ family! {
         PermissionDenied,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown() -> LockError {
+        LockError::OutcomeUnknown {
+            key: "k".into(),
+            source: "timed out".into(),
+        }
+    }
+
+    #[test]
+    fn a_timeout_stays_a_timeout_in_every_family() {
+        assert_eq!(
+            AcquireError::from(unknown()).kind(),
+            AcquireErrorKind::OutcomeUnknown
+        );
+        assert_eq!(
+            ReleaseError::from(unknown()).kind(),
+            ReleaseErrorKind::OutcomeUnknown
+        );
+        assert_eq!(
+            ConnectError::from(unknown()).kind(),
+            ConnectErrorKind::OutcomeUnknown
+        );
+        assert_eq!(
+            ObserveError::from(unknown()).kind(),
+            ObserveErrorKind::OutcomeUnknown
+        );
+    }
+
+    #[test]
+    fn a_family_keeps_the_whole_error_and_its_name() {
+        let busy = LockError::RestartGrace {
+            key: "k".into(),
+            remaining: std::time::Duration::from_secs(1),
+        };
+        let e = AcquireError::from(busy);
+        assert_eq!(e.kind(), AcquireErrorKind::Busy);
+        assert_eq!(e.kind().as_str(), "busy");
+        assert!(matches!(e.lock_error(), LockError::RestartGrace { .. }));
+        let back: LockError = e.into();
+        assert_eq!(back.kind(), ErrorKind::Busy);
+    }
+
+    #[test]
+    fn a_kind_a_family_does_not_list_is_unavailable_never_unknown() {
+        let not_held = LockError::NotHeld { key: "k".into() };
+        assert_eq!(
+            AcquireError::from(not_held).kind(),
+            AcquireErrorKind::Unavailable
+        );
+        let busy = LockError::Busy {
+            key: "k".into(),
+            holder: None,
+        };
+        let e = ReleaseError::from(busy);
+        assert_eq!(e.kind(), ReleaseErrorKind::Unavailable);
+        assert_eq!(e.lock_error().kind(), ErrorKind::Busy, "the details stay");
+    }
+}

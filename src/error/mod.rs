@@ -320,7 +320,9 @@ impl LockError {
     ///
     /// ```no_run
     /// # async fn f(m: nlock::LockManager) {
-    /// match m.try_acquire("jobs.nightly").await {
+    /// // Any family's error turns into a LockError, whose kind covers every operation.
+    /// let result = m.try_acquire("jobs.nightly").await.map_err(nlock::LockError::from);
+    /// match result {
     ///     Err(e) if e.kind() == nlock::ErrorKind::Busy => println!("someone else runs it"),
     ///     Err(e) => eprintln!("{e}"),
     ///     Ok(lock) => { /* ... */ }

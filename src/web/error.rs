@@ -42,10 +42,11 @@ pub struct LockErrorResponse {
 }
 
 impl LockErrorResponse {
-    /// The response for `error`, with the holder's public description only.
-    pub fn new(error: LockError) -> Self {
+    /// The response for `error` (a [`LockError`], or any error of a family such as
+    /// [`AcquireError`](crate::AcquireError)), with the holder's public description only.
+    pub fn new(error: impl Into<LockError>) -> Self {
         LockErrorResponse {
-            error,
+            error: error.into(),
             holder_details: false,
         }
     }
@@ -71,6 +72,12 @@ impl LockErrorResponse {
 
 impl From<LockError> for LockErrorResponse {
     fn from(error: LockError) -> Self {
+        LockErrorResponse::new(error)
+    }
+}
+
+impl<K> From<crate::error::Error<K>> for LockErrorResponse {
+    fn from(error: crate::error::Error<K>) -> Self {
         LockErrorResponse::new(error)
     }
 }

@@ -1,7 +1,7 @@
 //! The operator's break, `force_release`: a compare-and-set on the revision read, never a
 //! blind delete.
 
-use nlock::{ErrorKind, LockEventKind, LockManager, LossReason};
+use nlock::{LockEventKind, LockManager, LossReason};
 
 use crate::fixture::{Env, PATIENCE};
 
@@ -50,7 +50,7 @@ async fn force_release_refuses_a_wrong_token_and_a_free_key() {
         .force_release("jobs.a", Some(lock.token() + 100))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::TokenMismatch, "{err}");
+    assert_eq!(err.kind(), nlock::ReleaseErrorKind::TokenMismatch, "{err}");
     assert_eq!(err.kind().as_str(), "token_mismatch");
     // Nothing was deleted: the holder still holds, and its refresh succeeds.
     lock.refresh().await.unwrap();
@@ -65,9 +65,9 @@ async fn force_release_refuses_a_wrong_token_and_a_free_key() {
     assert_eq!(broken.token, lock.token());
 
     let err = operator.force_release("jobs.a", None).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotHeld, "{err}");
+    assert_eq!(err.kind(), nlock::ReleaseErrorKind::NotHeld, "{err}");
     let err = operator.force_release("bad..key", None).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidKey, "{err}");
+    assert_eq!(err.kind(), nlock::ReleaseErrorKind::InvalidKey, "{err}");
 }
 
 #[actix::test]
@@ -87,7 +87,7 @@ async fn force_release_never_deletes_a_newer_holders_key() {
         .force_release("jobs.b", Some(old_token))
         .await
         .unwrap_err();
-    match err {
+    match err.into_lock_error() {
         nlock::LockError::TokenMismatch {
             expected, found, ..
         } => {
