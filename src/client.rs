@@ -122,6 +122,8 @@ impl LockManager {
     ///
     /// A variable that cannot be used (a missing file, a password without a user) is
     /// [`LockError::InvalidConnectSetting`] naming it, before any connection is tried.
+    /// [`ConnectSettings::from_env`](crate::ConnectSettings::from_env) is the same, with
+    /// overrides and the `nats` CLI's contexts.
     ///
     /// ```no_run
     /// # #[actix::main]
@@ -130,10 +132,9 @@ impl LockManager {
     /// # Ok(()) }
     /// ```
     pub async fn from_env(config: Config) -> Result<LockManager, LockError> {
-        let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
-        let watched =
-            crate::connect::connect_watching(env.options, &env.servers, "NATS_URL").await?;
-        LockManager::start_connected(watched, config).await
+        crate::connect::ConnectSettings::from_env()
+            .connect(config)
+            .await
     }
 
     /// Ensures the bucket (creating it, or checking that an existing one matches `config`)

@@ -56,6 +56,7 @@ pub use config::{
     DEFAULT_RETRY_INTERVAL, DEFAULT_TTL, MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_SKEW,
     MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
+pub use connect::ConnectSettings;
 pub use connection::ConnectionState;
 pub use error::{ConfigError, ConnectFailed, ErrorKind, Feature, KeyRule, LockError, LossReason};
 pub use handle::LockHandle;
