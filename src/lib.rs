@@ -22,6 +22,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// docs.rs (nightly rustdoc, `--cfg docsrs`) marks what needs a cargo feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod config;
@@ -43,6 +45,7 @@ mod serde_util;
 mod store;
 mod subscribers;
 #[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod web;
 
 /// The async-nats nlock is built with, for [`LockManager::connect_with`] and
