@@ -7,9 +7,10 @@
 //! [`LockError::InvalidConnectSetting`] naming it, never a connection failure.
 //!
 //! Layout: this file parses server lists and makes the connection; `settings.rs` has
-//! [`ConnectSettings`] (the builder, the environment, the checks that turn it into options);
-//! `context.rs` reads the `nats` CLI's context files.
+//! [`ConnectSettings`] (the builder and the environment); `check.rs` the checks that turn it
+//! into options, and `connect`; `context.rs` reads the `nats` CLI's context files.
 
+mod check;
 mod context;
 mod settings;
 
@@ -25,7 +26,8 @@ use crate::connection::{ConnectionState, ConnectionWatch};
 use crate::error::{ConnectFailed, LockError};
 use crate::store::Denials;
 
-/// The server connected to when no setting names one (`NATS_URL` unset, ...), as with the `nats` CLI.
+/// The server connected to when no setting names one (`NATS_URL` unset, ...), as with the
+/// `nats` CLI.
 pub(crate) const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// Credentials found in a server URL.

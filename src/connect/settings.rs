@@ -4,21 +4,17 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use async_nats::ConnectOptions;
-
 use super::context;
-use super::{nkey_seed, parse_servers, readable, DEFAULT_URL};
-use crate::client::LockManager;
-use crate::config::{Config, JetStreamApi};
+use crate::config::JetStreamApi;
 use crate::error::LockError;
 
 /// A value, and what an error calls its setting: `NATS_CREDS` when it came from the
 /// environment, `creds in context "prod"` from a context, the builder method's name
 /// (`creds_file`) when set in code.
 #[derive(Clone, PartialEq, Eq)]
-struct Named<T> {
-    value: T,
-    setting: String,
+pub(super) struct Named<T> {
+    pub(super) value: T,
+    pub(super) setting: String,
 }
 
 fn named<T>(value: T, setting: impl Into<String>) -> Option<Named<T>> {
@@ -57,21 +53,21 @@ fn named<T>(value: T, setting: impl Into<String>) -> Option<Named<T>> {
 #[derive(Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct ConnectSettings {
-    servers: Option<Named<String>>,
-    user: Option<Named<String>>,
-    password: Option<Named<String>>,
-    token: Option<Named<String>>,
-    creds: Option<Named<PathBuf>>,
-    nkey: Option<Named<PathBuf>>,
-    tls_ca: Option<Named<PathBuf>>,
-    tls_cert: Option<Named<PathBuf>>,
-    tls_key: Option<Named<PathBuf>>,
+    pub(super) servers: Option<Named<String>>,
+    pub(super) user: Option<Named<String>>,
+    pub(super) password: Option<Named<String>>,
+    pub(super) token: Option<Named<String>>,
+    pub(super) creds: Option<Named<PathBuf>>,
+    pub(super) nkey: Option<Named<PathBuf>>,
+    pub(super) tls_ca: Option<Named<PathBuf>>,
+    pub(super) tls_cert: Option<Named<PathBuf>>,
+    pub(super) tls_key: Option<Named<PathBuf>>,
     /// The connection's name, shown by the server (`nats server report connections`).
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// The `nats` CLI context these came from, if any: for telling a person.
-    context: Option<String>,
+    pub(super) context: Option<String>,
     /// A context's JetStream domain or API prefix, used when the config names none.
-    jetstream_api: Option<JetStreamApi>,
+    pub(super) jetstream_api: Option<JetStreamApi>,
 }
 
 impl ConnectSettings {
@@ -230,7 +226,8 @@ impl ConnectSettings {
     }
 
     /// The servers: one URL or a comma-separated list, as for
-    /// [`LockManager::connect`] (credentials may be in the URLs). Errors call it `servers`.
+    /// [`LockManager::connect`](crate::LockManager::connect) (credentials may be in the
+    /// URLs). Errors call it `servers`.
     ///
     /// ```no_run
     /// let settings = nlock::ConnectSettings::new().servers("nats://a:4222,nats://b:4222");
@@ -357,7 +354,7 @@ impl ConnectSettings {
 
     /// The JetStream domain or API prefix a context names (its `jetstream_domain`, else its
     /// `jetstream_api_prefix`). [`connect`](Self::connect) uses it unless the
-    /// [`Config`] names one.
+    /// [`Config`](crate::Config) names one.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), nlock::LockError> {
@@ -367,110 +364,6 @@ impl ConnectSettings {
     /// ```
     pub fn jetstream_api(&self) -> Option<&JetStreamApi> {
         self.jetstream_api.as_ref()
-    }
-
-    /// Checks every setting as [`connect`](Self::connect) does, without connecting: the
-    /// server list parses, a password has a user, a client certificate has its key, and the
-    /// files named can be read (a credentials file and an nkey seed are parsed too). The
-    /// first problem is [`LockError::InvalidConnectSetting`] naming the setting.
-    ///
-    /// ```no_run
-    /// # #[actix::main]
-    /// # async fn main() {
-    /// if let Err(e) = nlock::ConnectSettings::from_env().validate().await {
-    ///     eprintln!("{e}"); // e.g. "cannot use NATS_CREDS: /etc/x.creds: No such file ..."
-    /// }
-    /// # }
-    /// ```
-    pub async fn validate(&self) -> Result<(), LockError> {
-        self.options().await.map(drop)
-    }
-
-    /// Checks the settings ([`validate`](Self::validate)), connects and starts a manager
-    /// with `config`, as [`LockManager::connect_with`] does. A context's JetStream domain or
-    /// API prefix is used when `config` names none.
-    ///
-    /// ```no_run
-    /// # #[actix::main]
-    /// # async fn main() -> Result<(), nlock::LockError> {
-    /// let manager = nlock::ConnectSettings::from_env()
-    ///     .connect(nlock::Config::default())
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(&self, mut config: Config) -> Result<LockManager, LockError> {
-        let (options, servers) = self.options().await?;
-        if config.jetstream_api.is_none() {
-            config.jetstream_api = self.jetstream_api.clone();
-        }
-        LockManager::connect_with(options, &servers, config).await
-    }
-
-    /// The servers and async-nats options, every setting checked; files are read here so
-    /// that a bad one is named before connecting (async-nats reads TLS files only then).
-    async fn options(&self) -> Result<(ConnectOptions, String), LockError> {
-        let bad = |setting: &str, problem: String| LockError::InvalidConnectSetting {
-            setting: setting.to_owned(),
-            problem,
-        };
-        let servers = match &self.servers {
-            Some(s) => {
-                parse_servers(&s.value, &s.setting)?;
-                s.value.clone()
-            }
-            None => DEFAULT_URL.to_owned(),
-        };
-        let mut options = ConnectOptions::new();
-        if let Some(name) = &self.name {
-            options = options.name(name.clone());
-        }
-        match (&self.user, &self.password) {
-            (Some(user), Some(pass)) => {
-                options = options.user_and_password(user.value.clone(), pass.value.clone())
-            }
-            // As with the `nats` CLI's --user: a user without a password is a token.
-            (Some(token), None) => options = options.token(token.value.clone()),
-            (None, Some(pass)) => return Err(bad(&pass.setting, "set without a user".into())),
-            (None, None) => {}
-        }
-        if let Some(token) = &self.token {
-            options = options.token(token.value.clone());
-        }
-        if let Some(creds) = &self.creds {
-            let path = readable(&creds.setting, &creds.value)?;
-            options = options
-                .credentials_file(&path)
-                .await
-                .map_err(|e| bad(&creds.setting, format!("{}: {e}", path.display())))?;
-        }
-        if let Some(nkey) = &self.nkey {
-            let seed = nkey_seed(&nkey.value).map_err(|p| bad(&nkey.setting, p))?;
-            options = options.nkey(seed);
-        }
-        if let Some(ca) = &self.tls_ca {
-            options = options.add_root_certificates(readable(&ca.setting, &ca.value)?);
-        }
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => {
-                let cert = readable(&cert.setting, &cert.value)?;
-                let key = readable(&key.setting, &key.value)?;
-                options = options.add_client_certificate(cert, key);
-            }
-            (Some(cert), None) => {
-                return Err(bad(
-                    &cert.setting,
-                    "a client certificate without its key".into(),
-                ))
-            }
-            (None, Some(key)) => {
-                return Err(bad(
-                    &key.setting,
-                    "a client key without its certificate".into(),
-                ))
-            }
-            (None, None) => {}
-        }
-        Ok((options, servers))
     }
 
     /// For `context.rs`: settings read from a context file, each named by `setting(field)`.
@@ -536,82 +429,7 @@ impl fmt::Debug for ConnectSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    async fn env_error(pairs: &[(&str, &str)]) -> Option<String> {
-        match ConnectSettings::from_vars(&vars(pairs)).validate().await {
-            Ok(()) => None,
-            Err(LockError::InvalidConnectSetting { setting, .. }) => Some(setting),
-            Err(other) => panic!("{pairs:?}: {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn unusable_variables_are_named_before_connecting() {
-        let missing = "/nonexistent/nlock-test/file";
-        let dir = tempfile::tempdir().unwrap();
-        let junk = dir.path().join("junk");
-        std::fs::write(&junk, "not a seed\n").unwrap();
-        let junk = junk.to_str().unwrap();
-        // A line that looks like a seed but is not one.
-        let fake = dir.path().join("fake.nk");
-        std::fs::write(&fake, "SUAFAKESEED\n").unwrap();
-        let fake = fake.to_str().unwrap();
-        let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("NATS_URL", "nats://a:x")], "NATS_URL"),
-            (&[("NATS_PASSWORD", "pw")], "NATS_PASSWORD"),
-            (&[("NATS_CREDS", missing)], "NATS_CREDS"),
-            (&[("NATS_CREDS", junk)], "NATS_CREDS"),
-            (&[("NATS_NKEY", missing)], "NATS_NKEY"),
-            (&[("NATS_NKEY", junk)], "NATS_NKEY"),
-            (&[("NATS_NKEY", fake)], "NATS_NKEY"),
-            (&[("NATS_CA", missing)], "NATS_CA"),
-            (&[("NATS_CERT", junk)], "NATS_CERT"),
-            (&[("NATS_KEY", junk)], "NATS_KEY"),
-            (&[("NATS_CERT", missing), ("NATS_KEY", junk)], "NATS_CERT"),
-        ];
-        for (pairs, want) in cases {
-            assert_eq!(env_error(pairs).await.as_deref(), Some(*want), "{pairs:?}");
-        }
-        // Unset and empty are the same; nothing set is the default server.
-        assert_eq!(env_error(&[("NATS_CREDS", "")]).await, None);
-        let (_, servers) = ConnectSettings::from_vars(&|_| None)
-            .options()
-            .await
-            .unwrap();
-        assert_eq!(servers, DEFAULT_URL);
-    }
-
-    #[tokio::test]
-    async fn setters_name_their_setting_and_override_the_base() {
-        let err = |s: ConnectSettings| async move {
-            match s.validate().await {
-                Err(LockError::InvalidConnectSetting { setting, .. }) => setting,
-                other => panic!("{other:?}"),
-            }
-        };
-        let env = ConnectSettings::from_vars(&vars(&[("NATS_NKEY", "/nonexistent/env.nk")]));
-        assert_eq!(err(env.clone()).await, "NATS_NKEY");
-        let flag = ConnectSettings::new().nkey_file("/nonexistent/flag.nk");
-        assert_eq!(err(flag.or(env.clone())).await, "nkey_file");
-        assert_eq!(err(ConnectSettings::new().or(env)).await, "NATS_NKEY");
-        assert_eq!(err(ConnectSettings::new().password("p")).await, "password");
-        assert_eq!(err(ConnectSettings::new().tls_key("/k")).await, "tls_key");
-        assert_eq!(
-            err(ConnectSettings::new().servers("a:b:c")).await,
-            "servers"
-        );
-    }
 
     #[test]
     fn debug_shows_no_secrets() {
