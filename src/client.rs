@@ -5,6 +5,8 @@
 mod request;
 /// `run_if_free` (Go nlock's `Do`), `DoOutcome` and `OnLoss`.
 mod run;
+/// `ConnectSettings::connect`.
+mod settings;
 
 pub use request::LockRequest;
 pub use run::{DoOutcome, OnLoss};
@@ -131,6 +133,8 @@ impl LockManager {
     ///
     /// A variable that cannot be used (a missing file, a password without a user) is
     /// [`LockError::InvalidConnectSetting`] naming it, before any connection is tried.
+    /// [`ConnectSettings::from_env`](crate::ConnectSettings::from_env) is the same, with
+    /// overrides and the `nats` CLI's contexts.
     ///
     /// ```no_run
     /// # #[actix::main]
@@ -139,10 +143,9 @@ impl LockManager {
     /// # Ok(()) }
     /// ```
     pub async fn from_env(config: Config) -> Result<LockManager, ConnectError> {
-        let env = crate::connect::from_env(|name| std::env::var(name).ok()).await?;
-        let watched =
-            crate::connect::connect_watching(env.options, &env.servers, "NATS_URL").await?;
-        LockManager::start_connected(watched, config).await
+        crate::connect::ConnectSettings::from_env()
+            .connect(config)
+            .await
     }
 
     /// Ensures the bucket (creating it, or checking that an existing one matches `config`)

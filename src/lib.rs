@@ -22,6 +22,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// docs.rs (nightly rustdoc, `--cfg docsrs`) marks what needs a cargo feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod connect;
@@ -42,6 +44,7 @@ mod serde_util;
 mod settings;
 mod store;
 #[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod web;
 
 /// The async-nats nlock is built with, for [`LockManager::connect_with`] and
@@ -49,6 +52,7 @@ pub mod web;
 pub use async_nats;
 
 pub use client::{DoOutcome, LockManager, LockRequest, OnLoss};
+pub use connect::ConnectSettings;
 pub use connection::ConnectionState;
 pub use error::{
     AcquireError, AcquireErrorKind, ConfigError, ConnectError, ConnectErrorKind, ConnectFailed,

@@ -2,8 +2,8 @@
 //! watch and break the locks of a bucket, and report what the server gives.
 //!
 //! Layout: this file has the flags (clap derive), exit codes and error reporting;
-//! `connect.rs` builds the NATS connection from flags, variables and the `nats` CLI's
-//! contexts; `run.rs` runs a command under a lock; `elect.rs` runs one while leading
+//! `connect.rs` maps the connection flags onto the library's `ConnectSettings` (which reads
+//! the variables and the `nats` CLI's contexts); `run.rs` runs a command under a lock; `elect.rs` runs one while leading
 //! (`elect/role.rs`: the command of one term and its kill deadlines); `show.rs` has the
 //! read-only commands and `release --force`; `spinner.rs` shows who holds a lock while we
 //! wait for it.
@@ -469,7 +469,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         } => check_filter(filter)?,
         Command::Watch { .. } | Command::Ls | Command::Info { .. } => {}
     }
-    let target = connect::resolve(&cli.connect).await?;
+    let settings = connect::settings(&cli.connect)?;
     let upgrade = matches!(
         cli.command,
         Command::Info {
@@ -484,9 +484,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Elect(args) => args.lock_ttl,
         _ => None,
     };
-    let config = target.config(&cli.bucket, upgrade, create, lock_ttl)?;
+    let config = connect::config(&cli.bucket, upgrade, create, lock_ttl)?;
     let request_timeout = config.request_timeout();
-    let manager = target.connect(config).await?;
+    let manager = connect::connect(&settings, config).await?;
     if let Some(ttl) = lock_ttl {
         if let Err(e) = lock_ttl::check(&manager, cli.bucket.ttl, request_timeout, ttl) {
             manager.shutdown().await;
@@ -507,7 +507,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Release {
             key, token, yes, ..
         } => show::release(&ctx, &manager, &key, token, yes).await,
-        Command::Info { .. } => show::info(&ctx, &manager, &cli.bucket, &target).await,
+        Command::Info { .. } => show::info(&ctx, &manager, &cli.bucket, settings.context()).await,
     };
     manager.shutdown().await;
     result

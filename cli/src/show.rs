@@ -8,7 +8,6 @@ use std::time::Duration;
 use nlock::{KeyHolder, LockError, LockEvent, LockManager};
 use serde::Serialize;
 
-use crate::connect::Target;
 use crate::spinner::{held_for_ms, holder_text, human, now_ms};
 use crate::{BucketArgs, Ctx, Failure};
 
@@ -262,13 +261,13 @@ pub async fn info(
     ctx: &Ctx,
     manager: &LockManager,
     bucket: &BucketArgs,
-    target: &Target,
+    context: Option<&str>,
 ) -> Result<u8, Failure> {
     let caps = manager.capabilities();
     let modern = major_minor(&caps.server_version) >= (2, 11);
     let grace_now = manager.restart_grace().await?;
     let info = Info {
-        context: target.context.as_deref(),
+        context,
         server_version: &caps.server_version,
         // Starting a manager needs JetStream: it is there, or this is never reached.
         jetstream: true,

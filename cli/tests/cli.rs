@@ -451,7 +451,10 @@ fn bad_flags_and_bad_keys_are_usage_errors() {
             &["run", "--timeout", "999999999999h", "jobs.a", "--", "true"],
             "too long",
         ),
-        (&["--password", "pw", "ls"], "--password needs --user"),
+        (
+            &["--password", "pw", "ls"],
+            "cannot use --password: set without a user",
+        ),
         (&["--creds", "/nonexistent/x.creds", "ls"], "--creds"),
     ];
     for (args, says) in cases {

@@ -302,15 +302,23 @@ const NATS_VARS: [&str; 9] = [
 /// the other tests' threads. `expect_setting` is the setting the child must report as
 /// unusable, or `None` when it must connect and take a lock.
 async fn from_env_in_child(env: &Env, vars: &[(&str, String)], expect_setting: Option<&str>) {
+    in_child("connect::from_env_child", env, vars, expect_setting).await
+}
+
+/// Runs the ignored test `child` in a child process, as [`from_env_in_child`] describes.
+async fn in_child(child: &str, env: &Env, vars: &[(&str, String)], expect_setting: Option<&str>) {
     let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
-        "connect::from_env_child",
+        child,
         "--ignored",
         "--nocapture",
         "--test-threads=1",
     ]);
-    for name in NATS_VARS {
+    for name in NATS_VARS
+        .iter()
+        .chain(&["NATS_CONTEXT", "XDG_CONFIG_HOME", "NLOCK_TEST_FLAG_URL"])
+    {
         cmd.env_remove(name);
     }
     cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
@@ -328,26 +336,191 @@ async fn from_env_in_child(env: &Env, vars: &[(&str, String)], expect_setting: O
     );
 }
 
-#[actix::test]
-#[ignore = "run by the from_env tests in a child process with its own environment"]
-async fn from_env_child() {
+/// The config of a child process: the parent's bucket on the parent's fresh server.
+fn child_config() -> Config {
     let bucket = std::env::var("NLOCK_TEST_BUCKET").expect("NLOCK_TEST_BUCKET set by parent");
-    let expect = std::env::var("NLOCK_TEST_EXPECT_SETTING").unwrap_or_default();
-    let config = Config::builder()
+    Config::builder()
         .bucket(bucket)
         .ttl(Duration::from_secs(3))
         // The parent test's own fresh server.
         .restart_grace(false)
         .build()
-        .unwrap();
-    match LockManager::from_env(config).await.map_err(LockError::from) {
+        .unwrap()
+}
+
+/// Checks a child's outcome against `NLOCK_TEST_EXPECT_SETTING`: empty, it must have
+/// connected (and takes a lock); `unavailable`, the server must have refused it; else the
+/// setting named as unusable.
+async fn child_outcome(result: Result<LockManager, LockError>) {
+    let expect = std::env::var("NLOCK_TEST_EXPECT_SETTING").unwrap_or_default();
+    match result {
         Ok(m) if expect.is_empty() => works(&m).await,
+        Err(e) if expect == "unavailable" => assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}"),
         Err(LockError::InvalidConnectSetting { setting, .. }) if !expect.is_empty() => {
             assert_eq!(setting, expect)
         }
         Ok(_) => panic!("connected, but expected {expect} to be refused"),
         Err(e) => panic!("expected {expect:?}, got {e:?}"),
     }
+}
+
+#[actix::test]
+#[ignore = "run by the from_env tests in a child process with its own environment"]
+async fn from_env_child() {
+    child_outcome(
+        LockManager::from_env(child_config())
+            .await
+            .map_err(LockError::from),
+    )
+    .await
+}
+
+#[actix::test]
+#[ignore = "run by the nats CLI settings test in a child process with its own environment"]
+async fn nats_cli_child() {
+    // A flag, as a command line would set it, over the variables over the context.
+    let mut flags = nlock::ConnectSettings::new();
+    if let Ok(url) = std::env::var("NLOCK_TEST_FLAG_URL") {
+        flags = flags.servers(url);
+    }
+    let result = match nlock::ConnectSettings::from_nats_cli(None) {
+        Ok(nats_cli) => flags.or(nats_cli).connect(child_config()).await,
+        Err(e) => Err(e),
+    };
+    child_outcome(result.map_err(LockError::from)).await
+}
+
+#[actix::test]
+async fn nats_cli_settings_layer_flags_over_variables_over_the_selected_context() {
+    let env = env_with_auth(
+        "authorization { token: \"t0k\" }".into(),
+        ProbeAuth::Token("t0k".into()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = dir.path().join("nats");
+    std::fs::create_dir_all(nats.join("context")).unwrap();
+    let save = |name: &str, body: serde_json::Value| {
+        let path = nats.join("context").join(format!("{name}.json"));
+        std::fs::write(path, body.to_string()).unwrap();
+    };
+    let select = |name: &str| std::fs::write(nats.join("context.txt"), name).unwrap();
+    let xdg = ("XDG_CONFIG_HOME", dir.path().to_str().unwrap().to_owned());
+    let run = |vars: Vec<(&'static str, String)>, expect: Option<&'static str>| {
+        let mut all = vec![xdg.clone()];
+        all.extend(vars);
+        let env = &env;
+        async move { in_child("connect::nats_cli_child", env, &all, expect).await }
+    };
+    let real = env.server.url();
+
+    // The selected context alone: its server and token.
+    save("good", serde_json::json!({ "url": real, "token": "t0k" }));
+    select("good");
+    run(vec![], None).await;
+    // A variable overrides the context's value: a wrong NATS_TOKEN is refused by the server.
+    run(vec![("NATS_TOKEN", "wrong".into())], Some("unavailable")).await;
+    // ... and a right one over a wrong context token connects.
+    save(
+        "badtoken",
+        serde_json::json!({ "url": real, "token": "wrong" }),
+    );
+    select("badtoken");
+    run(vec![("NATS_TOKEN", "t0k".into())], None).await;
+    // Servers: the flag over NATS_URL over the context's url (both dead).
+    save(
+        "deadurl",
+        serde_json::json!({ "url": dead_url(), "token": "t0k" }),
+    );
+    select("deadurl");
+    run(vec![("NATS_URL", dead_url())], Some("unavailable")).await;
+    run(vec![("NATS_URL", real.clone())], None).await;
+    run(
+        vec![
+            ("NATS_URL", dead_url()),
+            ("NLOCK_TEST_FLAG_URL", real.clone()),
+        ],
+        None,
+    )
+    .await;
+    // NATS_CONTEXT picks another context than the selected one.
+    run(vec![("NATS_CONTEXT", "good".into())], None).await;
+    // A bad setting in the context is named by its field and context, before connecting.
+    save(
+        "missing",
+        serde_json::json!({ "url": real, "creds": "/nonexistent/u.creds" }),
+    );
+    run(
+        vec![("NATS_CONTEXT", "missing".into())],
+        Some("creds in context \"missing\""),
+    )
+    .await;
+}
+
+#[actix::test]
+async fn settings_connect_with_an_nkey_file_or_tls_files_or_a_context_file() {
+    // An nkey seed file, checked and read by the settings.
+    let dir = tempfile::tempdir().unwrap();
+    let key = nkeys::KeyPair::new_user();
+    let seed_file = dir.path().join("user.nk");
+    std::fs::write(&seed_file, key.seed().unwrap()).unwrap();
+    let env = env_with_auth(
+        format!(
+            "authorization {{ users: [ {{ nkey: \"{}\" }} ] }}",
+            key.public_key()
+        ),
+        ProbeAuth::Nkey(key.seed().unwrap()),
+    )
+    .await;
+    let settings = nlock::ConnectSettings::new()
+        .servers(env.server.url())
+        .nkey_file(&seed_file)
+        .name("nlock-test");
+    works(
+        &settings
+            .connect(env.config().build().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Without it the server refuses: the key really was presented.
+    let bare = nlock::ConnectSettings::new().servers(env.server.url());
+    let err = bare
+        .connect(env.config().build().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), nlock::ConnectErrorKind::Unavailable, "{err}");
+
+    // TLS files, with a client certificate.
+    let pki = make_pki(dir.path());
+    let env = tls_env(&pki).await;
+    let settings = nlock::ConnectSettings::new()
+        .servers(env.server.url())
+        .tls_ca(&pki.ca)
+        .tls_cert(&pki.client_cert)
+        .tls_key(&pki.client_key);
+    works(
+        &settings
+            .connect(env.config().build().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    // The same from a context file anywhere.
+    let file = dir.path().join("tls-context.json");
+    let body = serde_json::json!({
+        "url": env.server.url(), "ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key,
+    });
+    std::fs::write(&file, body.to_string()).unwrap();
+    let settings = nlock::ConnectSettings::from_context_file(&file).unwrap();
+    assert_eq!(settings.context(), Some("tls-context"));
+    works(
+        &settings
+            .connect(env.config().build().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
 }
 
 #[actix::test]
@@ -422,7 +595,8 @@ async fn from_env_reads_the_nats_cli_variables() {
     ];
     from_env_in_child(&env, &tls, None).await;
     tls.pop();
-    from_env_in_child(&env, &tls, Some("NATS_KEY")).await;
+    // A certificate without its key names the variable set.
+    from_env_in_child(&env, &tls, Some("NATS_CERT")).await;
 }
 
 #[actix::test]
@@ -568,7 +742,7 @@ async fn creds_env(dir: &Path) -> (Env, PathBuf) {
 }
 
 #[actix::test]
-async fn a_creds_file_in_options_or_from_env() {
+async fn a_creds_file_in_options_from_env_or_in_settings() {
     let dir = tempfile::tempdir().unwrap();
     let (env, creds) = creds_env(dir.path()).await;
     let options = ConnectOptions::with_credentials_file(&creds).await.unwrap();
@@ -583,6 +757,16 @@ async fn a_creds_file_in_options_or_from_env() {
         ("NATS_CREDS", creds.to_str().unwrap().to_owned()),
     ];
     from_env_in_child(&env, &vars, None).await;
+    let settings = nlock::ConnectSettings::new()
+        .servers(env.server.url())
+        .creds_file(&creds);
+    works(
+        &settings
+            .connect(env.config().build().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
     // Without them the server refuses the connection.
     let err = connect(&env, &env.server.url()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");

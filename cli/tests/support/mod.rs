@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod auth;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -43,8 +45,21 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with_config(None)
+    }
+
+    /// A server with `config` (authorization, TLS, accounts, ...) as its configuration file
+    /// besides the usual flags. A caller whose config requires credentials waits for
+    /// JetStream itself (the ports file comes before an account's JetStream is up).
+    pub fn start_with_config(config: Option<&str>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(nats_server_bin())
+        let mut cmd = Command::new(nats_server_bin());
+        if let Some(config) = config {
+            let path = dir.path().join("server.conf");
+            std::fs::write(&path, config).unwrap();
+            cmd.arg("-c").arg(path);
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", "-1", "-js"])
             .arg("-sd")
             .arg(dir.path().join("store"))

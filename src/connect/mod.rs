@@ -1,9 +1,20 @@
 //! Connecting the way NATS tools do: a comma-separated server list, credentials inside a
-//! URL, caller-built [`ConnectOptions`], and the environment variables of the `nats` CLI.
+//! URL, caller-built [`ConnectOptions`], and the settings the `nats` CLI reads (its
+//! environment variables and saved contexts) as one [`ConnectSettings`].
 //!
 //! Besides `store/`, this is the only module that uses `async_nats`, and only to set up a
 //! connection. Every setting is checked before a connection is tried, so a bad one is a
 //! [`LockError::InvalidConnectSetting`] naming it, never a connection failure.
+//!
+//! Layout: this file parses server lists and makes the connection; `settings.rs` has
+//! [`ConnectSettings`] (the builder and the environment); `check.rs` the checks that turn it
+//! into options, and `connect`; `context.rs` reads the `nats` CLI's context files.
+
+mod check;
+mod context;
+mod settings;
+
+pub use settings::ConnectSettings;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +26,8 @@ use crate::connection::{ConnectionState, ConnectionWatch};
 use crate::error::{ConnectFailed, LockError};
 use crate::store::Denials;
 
-/// The server `from_env` connects to when `NATS_URL` is unset, as with the `nats` CLI.
+/// The server connected to when no setting names one (`NATS_URL` unset, ...), as with the
+/// `nats` CLI.
 pub(crate) const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// Credentials found in a server URL.
@@ -174,73 +186,6 @@ pub(crate) struct Watched {
     pub connection: watch::Receiver<ConnectionState>,
 }
 
-/// What the `nats` CLI's environment variables ask for: the servers and the options.
-pub(crate) struct EnvConnect {
-    /// `NATS_URL`, or [`DEFAULT_URL`].
-    pub servers: String,
-    /// Credentials and TLS from the other variables.
-    pub options: ConnectOptions,
-}
-
-/// Reads `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY`,
-/// `NATS_CA`, `NATS_CERT` and `NATS_KEY` through `var` (the process environment, or a map in
-/// tests). An empty variable counts as unset. Files are read and checked here, so that a bad
-/// one is an error naming its variable before any connection is tried.
-pub(crate) async fn from_env(
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<EnvConnect, LockError> {
-    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    let bad = |setting: &str, problem: String| LockError::InvalidConnectSetting {
-        setting: setting.to_owned(),
-        problem,
-    };
-    let servers = var("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_owned());
-    // Checked now so that a bad list names NATS_URL; parsed again by `connect_with`.
-    parse_servers(&servers, "NATS_URL")?;
-
-    let mut options = ConnectOptions::new();
-    match (var("NATS_USER"), var("NATS_PASSWORD")) {
-        (Some(user), Some(pass)) => options = options.user_and_password(user, pass),
-        // As with the CLI's --user: a user without a password is a token.
-        (Some(token), None) => options = options.token(token),
-        (None, Some(_)) => {
-            return Err(bad(
-                "NATS_PASSWORD",
-                "it is set but NATS_USER is not".into(),
-            ))
-        }
-        (None, None) => {}
-    }
-    if let Some(token) = var("NATS_TOKEN") {
-        options = options.token(token);
-    }
-    if let Some(path) = var("NATS_CREDS") {
-        readable("NATS_CREDS", Path::new(&path))?;
-        options = options
-            .credentials_file(&path)
-            .await
-            .map_err(|e| bad("NATS_CREDS", format!("{path}: {e}")))?;
-    }
-    if let Some(path) = var("NATS_NKEY") {
-        let seed = nkey_seed(Path::new(&path)).map_err(|p| bad("NATS_NKEY", p))?;
-        options = options.nkey(seed);
-    }
-    if let Some(path) = var("NATS_CA") {
-        options = options.add_root_certificates(readable("NATS_CA", Path::new(&path))?);
-    }
-    match (var("NATS_CERT"), var("NATS_KEY")) {
-        (Some(cert), Some(key)) => {
-            let cert = readable("NATS_CERT", Path::new(&cert))?;
-            let key = readable("NATS_KEY", Path::new(&key))?;
-            options = options.add_client_certificate(cert, key);
-        }
-        (Some(_), None) => return Err(bad("NATS_KEY", "NATS_CERT is set but it is not".into())),
-        (None, Some(_)) => return Err(bad("NATS_CERT", "NATS_KEY is set but it is not".into())),
-        (None, None) => {}
-    }
-    Ok(EnvConnect { servers, options })
-}
-
 /// Checks that the file a variable names can be read (async-nats reads TLS files only when it
 /// connects, where a missing one would look like a connection failure).
 fn readable(setting: &str, path: &Path) -> Result<PathBuf, LockError> {
@@ -268,8 +213,6 @@ fn nkey_seed(path: &Path) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::error::ErrorKind;
 
@@ -315,46 +258,6 @@ mod tests {
         let err = parse_servers("nats://a:pw1@h:1,nats://a:pw2@h:2", "url").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConnectSetting);
         assert!(!err.to_string().contains("pw1"), "{err}");
-    }
-
-    async fn env_error(vars: &[(&str, &str)]) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match from_env(|name| map.get(name).cloned()).await {
-            Ok(_) => None,
-            Err(LockError::InvalidConnectSetting { setting, .. }) => Some(setting),
-            Err(other) => panic!("{vars:?}: {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn unusable_variables_are_named_before_connecting() {
-        let missing = "/nonexistent/nlock-test/file";
-        let dir = tempfile::tempdir().unwrap();
-        let junk = dir.path().join("junk");
-        std::fs::write(&junk, "not a seed\n").unwrap();
-        let junk = junk.to_str().unwrap();
-        let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("NATS_URL", "nats://a:x")], "NATS_URL"),
-            (&[("NATS_PASSWORD", "pw")], "NATS_PASSWORD"),
-            (&[("NATS_CREDS", missing)], "NATS_CREDS"),
-            (&[("NATS_CREDS", junk)], "NATS_CREDS"),
-            (&[("NATS_NKEY", missing)], "NATS_NKEY"),
-            (&[("NATS_NKEY", junk)], "NATS_NKEY"),
-            (&[("NATS_CA", missing)], "NATS_CA"),
-            (&[("NATS_CERT", junk)], "NATS_KEY"),
-            (&[("NATS_KEY", junk)], "NATS_CERT"),
-            (&[("NATS_CERT", missing), ("NATS_KEY", junk)], "NATS_CERT"),
-        ];
-        for (vars, want) in cases {
-            assert_eq!(env_error(vars).await.as_deref(), Some(*want), "{vars:?}");
-        }
-        // Unset and empty are the same; nothing set is the default server.
-        assert_eq!(env_error(&[("NATS_CREDS", "")]).await, None);
-        let env = from_env(|_| None).await.ok().unwrap();
-        assert_eq!(env.servers, DEFAULT_URL);
     }
 
     #[test]
