@@ -62,8 +62,8 @@ pub use handle::LockHandle;
 pub use holder::{Holder, MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
 pub use key::{validate_key, MAX_KEY_LEN};
 pub use leader::{
-    Elector, ElectorActor, ElectorOptions, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
-    LeaderChanges, LeaderSubscription, Resign, StopElecting, Term, DEFAULT_LOCK_DELAY,
+    Elector, ElectorOptions, ElectorRequest, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
+    LeaderChanges, LeaderSubscription, Term, DEFAULT_LOCK_DELAY,
 };
 pub use lease::{Lease, LeaseEnd};
 pub use lock::actor::LockActor;

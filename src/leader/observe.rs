@@ -23,7 +23,7 @@ use crate::subscribers::warn_if_gone;
 pub struct Leader {
     /// The election key.
     pub key: String,
-    /// The candidate's identity ([`ElectorOptions::identity`](crate::ElectorOptions)); for a
+    /// The candidate's identity ([`ElectorOptions::identity`](super::ElectorOptions)); for a
     /// key held by a plain lock, not an elector, the holder's owner id.
     pub identity: String,
     /// The candidate's metadata (`null` when none, or for a plain lock).
