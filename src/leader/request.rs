@@ -43,6 +43,18 @@ use crate::{error::ErrorKind, holder::MAX_DESCRIPTION};
 /// lock value for observers ([`LockManager::leader`]); together, as JSON, at most
 /// [`MAX_DESCRIPTION`] bytes ([`ErrorKind::InvalidConfig`] otherwise, and
 /// [`ErrorKind::InvalidKey`] for a bad key), checked before anything is written.
+///
+/// ```no_run
+/// # async fn f(manager: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let request = manager.elector("jobs.leader", nlock::ElectorOptions::new("node-a"));
+/// let elector = request.run(|term| async move {
+///     println!("leading, token {}", term.token());
+///     term.ending().await; // idle until the term ends (returning would restart the role)
+///     println!("no longer leading");
+/// })?;
+/// elector.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[must_use = "an elector request does nothing until `run` or `actor` starts it"]
 #[derive(Debug)]
 pub struct ElectorRequest {
