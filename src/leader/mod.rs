@@ -17,6 +17,7 @@
 //! - `role.rs`: one run of a role, an actor in a context of its own or a future in a task
 //!   of its own: started, stopped (a future not winding down by itself: dropped), cut short
 //!   past `stop_timeout` (a future: dropped), and seen to end (stopped, returned, panicked).
+//! - `backoff.rs`: the wait between campaigns, doubling and capped, with jitter.
 //! - `history.rs`: the key's recent changes, to tell a clean handoff from an unclean one
 //!   (the lock-delay).
 //! - `status.rs`: [`ElectorStatus`], and what the campaign publishes to the handle.
@@ -37,6 +38,7 @@
 //! cannot lead while this candidate's role still runs, except for a role that outlives its
 //! lease (lost, or past `stop_timeout`).
 
+mod backoff;
 mod campaign;
 mod elector;
 mod history;
