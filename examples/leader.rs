@@ -22,50 +22,36 @@ mod local_server;
 
 use std::time::Duration;
 
-use actix::prelude::*;
 use futures::StreamExt;
 use local_server::LocalServer;
 use nlock::{Config, ElectorOptions, LockManager, Term};
 
 const KEY: &str = "example.leader";
 
-/// The leader-only job: a tick every second, each checked against the lease first.
-struct Job {
-    term: Term,
-    ticks: u64,
-}
-
-impl Actor for Job {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        println!(
-            "[{}] role started, term token {}",
-            self.term.identity(),
-            self.term.token()
-        );
-        ctx.run_interval(Duration::from_secs(1), |job, _| {
-            if !job.term.is_held() {
-                return; // a paused process wakes here: the lease says no, do nothing
+/// The leader-only job: a tick every second, each checked against the lease first. An async
+/// function: started when a term begins; at its end `term.ending()` resolves, and the job
+/// says goodbye before the term is released (up to the elector's `stop_timeout`).
+async fn job(term: Term) {
+    let me = term.identity().to_owned();
+    println!("[{me}] role started, term token {}", term.token());
+    let ending = term.ending(); // asked for: this role winds down by itself
+    tokio::pin!(ending);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            () = &mut ending => break,
+            _ = tick.tick() => {
+                if !term.is_held() {
+                    continue; // a paused process wakes here: the lease says no, do nothing
+                }
+                ticks += 1;
+                // A real job passes term.token() to what it writes, to fence it.
+                println!("[{me}] tick {ticks} as leader (token {})", term.token());
             }
-            job.ticks += 1;
-            // A real job passes job.term.token() to what it writes, to fence it.
-            println!(
-                "[{}] tick {} as leader (token {})",
-                job.term.identity(),
-                job.ticks,
-                job.term.token()
-            );
-        });
+        }
     }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        println!("[{}] role stopped", self.term.identity());
-    }
-}
-
-fn job(term: Term) -> Job {
-    Job { term, ticks: 0 }
+    println!("[{me}] role stopped after {ticks} ticks");
 }
 
 #[actix::main]
@@ -99,7 +85,7 @@ async fn one_candidate(url: &str, config: Config) -> Result<(), Box<dyn std::err
     let options = ElectorOptions::new(&identity).metadata(serde_json::json!({
         "pid": std::process::id(),
     }));
-    let elector = manager.elector(KEY, options, job)?;
+    let elector = manager.elector(KEY, options).run(job)?;
     tokio::signal::ctrl_c().await?;
     elector.shutdown().await; // stops the role, then releases: the next leader starts now
     manager.shutdown().await;
@@ -117,7 +103,11 @@ async fn three_candidates(config: Config) -> Result<(), Box<dyn std::error::Erro
     let mut managers = Vec::new();
     for identity in ["node-a", "node-b", "node-c"] {
         let manager = LockManager::connect(&server.url, config.clone()).await?;
-        electors.push(manager.elector(KEY, ElectorOptions::new(identity), job)?);
+        electors.push(
+            manager
+                .elector(KEY, ElectorOptions::new(identity))
+                .run(job)?,
+        );
         managers.push(manager);
     }
     let _watch = watch(&managers[0], "observer").await?;

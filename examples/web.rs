@@ -86,8 +86,8 @@ async fn main() -> std::io::Result<()> {
         .elector(
             "web.leader",
             ElectorOptions::new(node).metadata(serde_json::json!({ "bind": bind })),
-            Leading,
         )
+        .actor(Leading)
         .map_err(std::io::Error::other)?;
     let locks = WebLocks::new(manager)
         .observe_leaders(["web.leader"])

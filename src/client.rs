@@ -31,11 +31,15 @@ use crate::store::{Capabilities, ChangesFrom, Denials, RestartGrace, Store};
 #[cfg(doc)]
 use crate::error::ErrorKind;
 
-/// Sent by [`LockManager::shutdown`] to what is built on the manager before it releases its
-/// locks; answered when that has wound down.
-#[derive(Debug, actix::Message)]
-#[rtype(result = "()")]
-pub(crate) struct BeforeShutdown;
+/// What is built on the manager and must wind down before [`LockManager::shutdown`] releases
+/// its locks (an elector: a role stops before its term's delete is sent). The manager does
+/// not know what it is.
+pub(crate) trait BeforeShutdown: Send + Sync + std::fmt::Debug {
+    /// Winds it down; resolves when that is done.
+    fn wind_down(&self) -> futures::future::BoxFuture<'static, ()>;
+    /// Whether it has ended by itself: nothing left to wind down, and dropped from the list.
+    fn is_gone(&self) -> bool;
+}
 
 /// A handle to a running lock manager. Clones share one manager actor.
 ///
@@ -59,10 +63,10 @@ pub struct LockManager {
     /// The manager's loss subscribers, shared with its lock actors: subscribing needs no
     /// message, so it works even after the manager stopped.
     losses: Arc<Subscribers>,
-    /// Actors built on this manager that must wind down before it releases its locks
-    /// (electors: a role stops before its term's delete is sent). Weak, like subscribers:
-    /// the manager does not know what they are, and does not keep them alive.
-    dependents: Arc<std::sync::Mutex<Vec<actix::WeakRecipient<BeforeShutdown>>>>,
+    /// What is built on this manager and must wind down before it releases its locks
+    /// (electors: a role stops before its term's delete is sent). Each entry is weak, like
+    /// subscribers: the manager does not know what they are, and keeps nothing alive.
+    dependents: Arc<std::sync::Mutex<Vec<Box<dyn BeforeShutdown>>>>,
     /// For the read-only views of the whole bucket (`holders`, `events`), and the operator's
     /// break (`operator.rs`).
     pub(crate) store: Arc<Store>,
@@ -333,21 +337,21 @@ impl LockManager {
     /// a write, plus the deletes (and whatever the roles take to stop).
     ///
     pub async fn shutdown(&self) {
-        let dependents: Vec<_> = match self.dependents.lock() {
-            Ok(mut list) => list.drain(..).filter_map(|d| d.upgrade()).collect(),
+        // Started under the lock, awaited after it: a dependent gone winds down at once.
+        let winding: Vec<_> = match self.dependents.lock() {
+            Ok(mut list) => list.drain(..).map(|d| d.wind_down()).collect(),
             Err(_) => Vec::new(),
         };
-        // A dependent already gone has nothing to wind down.
-        futures::future::join_all(dependents.iter().map(|d| d.send(BeforeShutdown))).await;
+        futures::future::join_all(winding).await;
         // A manager already gone has nothing left to release.
         let _ = self.addr.send(Shutdown).await;
     }
 
-    /// Registers an actor that [`shutdown`](LockManager::shutdown) winds down first.
-    pub(crate) fn add_dependent(&self, who: actix::Recipient<BeforeShutdown>) {
+    /// Registers what [`shutdown`](LockManager::shutdown) winds down first.
+    pub(crate) fn add_dependent(&self, who: Box<dyn BeforeShutdown>) {
         if let Ok(mut list) = self.dependents.lock() {
-            list.retain(|d| d.upgrade().is_some());
-            list.push(who.downgrade());
+            list.retain(|d| !d.is_gone());
+            list.push(who);
         }
     }
 

@@ -63,8 +63,8 @@ pub use handle::LockHandle;
 pub use holder::Holder;
 pub use key::validate_key;
 pub use leader::{
-    Elector, ElectorOptions, ElectorStatus, Leader, LeaderChange, LeaderChangeKind, LeaderChanges,
-    LeaderSubscription, Term,
+    Elector, ElectorOptions, ElectorRequest, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
+    LeaderChanges, LeaderSubscription, Term,
 };
 pub use lease::{Lease, LeaseEnd};
 pub use lock::loss::{LockLost, LossSubscription};
@@ -107,7 +107,6 @@ pub mod limits {
 /// # Ok(()) }
 /// ```
 pub mod actor {
-    pub use crate::leader::{ElectorActor, Resign, StopElecting};
     pub use crate::lock::actor::LockActor;
     pub use crate::lock::manager::LockManagerActor;
     pub use crate::lock::requests::{ListLocks, SubscribeLosses};

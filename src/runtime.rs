@@ -56,3 +56,29 @@ where
         },
     }
 }
+
+/// Runs the future `make` gives as a task on the current arbiter, or on the library's own
+/// when there is none. `make` is called on that arbiter's thread, so the future need not be
+/// `Send`, and what it spawns with `actix::spawn` (actors, tasks) runs there too.
+pub(crate) fn spawn<F, Fut>(make: F) -> Result<(), LockError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let gone = || LockError::Unavailable {
+        source: Box::new(std::io::Error::other("nlock's actor thread did not start")),
+    };
+    if Arbiter::try_current().is_some() {
+        actix::spawn(make());
+        return Ok(());
+    }
+    let arbiter = library_arbiter().ok_or_else(gone)?;
+    // False when the arbiter has stopped: nothing would run the task.
+    if arbiter.spawn_fn(move || {
+        actix::spawn(make());
+    }) {
+        Ok(())
+    } else {
+        Err(gone())
+    }
+}

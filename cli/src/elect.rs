@@ -120,9 +120,9 @@ pub async fn elect(
         None => options,
     };
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let elector = manager.elector(&args.key, options, move |term| {
-        Role::new(term, spec.clone(), events_tx.clone())
-    })?;
+    let elector = manager
+        .elector(&args.key, options)
+        .actor(move |term| Role::new(term, spec.clone(), events_tx.clone()))?;
     ctx.say(format!("campaigning for {} as {identity}", args.key));
     if kill_window < args.grace {
         ctx.say(format!(

@@ -1,45 +1,49 @@
 //! The loop of one candidate: campaign (a waiting acquire), lead (run and supervise the
 //! role), end the term (stop the role, then release), back off, and campaign again.
 //!
-//! It runs as a future in its elector's actix context, so roles start on the same arbiter.
-//! It owns the command queue's receiver; the elector actor and every `Term` hold senders.
+//! It runs as a task on an actix arbiter (the caller's, or nlock's own), so roles start on
+//! the same arbiter. It owns the command queue's receiver; the `Elector` handle, the
+//! manager's shutdown hook and every `Term` hold senders.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::elector::{ElectorStatus, Standing};
+use super::backoff::jittered_backoff;
 use super::history::{KeyHistory, PreviousEnd};
 use super::options::ElectorOptions;
 use super::role::{RoleExit, RunningRole};
+use super::status::{ElectorStatus, Standing};
 use super::term::{Command, Term};
 use crate::client::LockManager;
 use crate::deadline::deadline_after;
 use crate::error::{ErrorKind, LockError, LossReason};
 use crate::handle::LockHandle;
-use crate::LockOptions;
+use crate::lease::{Lease, LeaseEnd};
+use crate::lock::requests::LockOptions;
 
 /// The longest pause between two restarts of a role that keeps failing within one term. The
 /// first restart is immediate; each next one waits 50 ms more.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(1);
 
+/// Starts one run of the role for a term: an actor or a future, on the current arbiter.
+pub(crate) type RoleFactory = Box<dyn FnMut(Term) -> RunningRole>;
+
 /// One candidate's campaign.
-pub(crate) struct Campaign<A, F> {
+pub(crate) struct Campaign {
     pub(crate) manager: LockManager,
     pub(crate) key: String,
     pub(crate) options: ElectorOptions,
     pub(crate) lock_options: LockOptions,
-    pub(crate) factory: F,
+    pub(crate) factory: RoleFactory,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) commands_tx: mpsc::UnboundedSender<Command>,
     pub(crate) status: watch::Sender<Standing>,
     pub(crate) history: KeyHistory,
-    pub(crate) _role: std::marker::PhantomData<fn() -> A>,
 }
 
 /// What ends a term.
@@ -70,11 +74,7 @@ enum Next {
     Stop,
 }
 
-impl<A, F> Campaign<A, F>
-where
-    A: Actor<Context = Context<A>>,
-    F: FnMut(Term) -> A,
-{
+impl Campaign {
     pub(crate) async fn run(mut self) {
         let span =
             tracing::info_span!("elector", key = %self.key, identity = %self.options.identity);
@@ -112,7 +112,7 @@ where
         .await
     }
 
-    fn set_status(&self, status: ElectorStatus, lease: Option<crate::lease::Lease>) {
+    fn set_status(&self, status: ElectorStatus, lease: Option<Lease>) {
         self.status.send_replace(Standing { status, lease });
     }
 
@@ -220,7 +220,7 @@ where
                 if !lease.is_held() {
                     break TermEnd::Lost(lease_loss(&lease));
                 }
-                role = Some(RunningRole::start((self.factory)(term.clone())));
+                role = Some((self.factory)(term.clone()));
             }
             tokio::select! {
                 // A loss first: nothing else matters once the term is over.
@@ -244,7 +244,9 @@ where
                     restarts = restarts.saturating_add(1);
                     match exit {
                         RoleExit::Panicked => tracing::error!(restarts, "role panicked; restarting"),
-                        RoleExit::Stopped => tracing::warn!(restarts, "role stopped; restarting"),
+                        RoleExit::Stopped => {
+                            tracing::warn!(restarts, "role stopped (or returned); restarting")
+                        }
                     }
                     let pause = Duration::from_millis(50)
                         .saturating_mul(restarts - 1)
@@ -257,6 +259,7 @@ where
         };
         // From here the term is ending: not leading, whatever the lease says.
         self.set_status(ElectorStatus::Ending { token }, None);
+        term.end();
         // Stop the role and wait for it, at most `stop_timeout`, while keep-alive goes on
         // refreshing the term (the handle is kept): nobody else can lead meanwhile.
         let Some(mut role) = role else {
@@ -271,15 +274,28 @@ where
             tracing::info!(token, "term over");
             return self.after(end);
         }
-        // Never a release while the role may run: the term is left to expire at its lease
-        // deadline (its `is_held()` turns false then), and only then can another lead.
+        // Never a release while the role may run, nor once it was cut short in its wind-down
+        // (what it spawned may still hold what it was releasing): the term is left to expire
+        // at its lease deadline (its `is_held()` turns false then), and only then can another
+        // lead.
+        lock.let_expire();
+        if role.cut() {
+            tracing::warn!(
+                ?timeout,
+                time_left = ?lease.time_left(),
+                "role did not return within stop_timeout: dropped it; no longer refreshing \
+                 the term, which expires at its lease deadline"
+            );
+            // Resolves as soon as its task has dropped it.
+            role.exited().await;
+            return self.after(end);
+        }
         tracing::warn!(
             ?timeout,
             time_left = ?lease.time_left(),
             "role did not stop within stop_timeout: no longer refreshing the term, which \
              expires at its lease deadline; the role may still be running"
         );
-        lock.let_expire();
         match end {
             // A shutdown does not wait any longer: bounded by `stop_timeout`.
             TermEnd::Stop(_) => self.after(end),
@@ -339,20 +355,10 @@ where
     }
 }
 
-/// `failures` doublings of the first backoff, capped at the longest, plus `jitter` (0 to 0.5)
-/// of it again. Saturating: a caller's backoff may be as large as `Duration::MAX`.
-pub(crate) fn jittered_backoff(options: &ElectorOptions, failures: u32, jitter: f64) -> Duration {
-    let base = options
-        .backoff
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(options.max_backoff);
-    base.saturating_add(base.mul_f64(jitter))
-}
-
 /// Why a lease that is no longer held ended (an expired deadline not yet told as a loss).
-fn lease_loss(lease: &crate::lease::Lease) -> LossReason {
+fn lease_loss(lease: &Lease) -> LossReason {
     match lease.end() {
-        Some(crate::lease::LeaseEnd::Lost { reason }) => reason,
+        Some(LeaseEnd::Lost { reason }) => reason,
         _ => LossReason::Expired,
     }
 }
@@ -380,31 +386,5 @@ fn tell(done: Option<oneshot::Sender<()>>) {
 fn reply(cmd: Option<Command>) {
     if let Some(Command::Stop { done }) = cmd {
         tell(done);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::deadline::any_duration;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Any backoff a caller can set, after any number of failures, is a wait without
-        /// overflow: at most the longest backoff and half of it again.
-        #[test]
-        fn any_backoff_is_a_wait(
-            first in any_duration(),
-            max in any_duration(),
-            failures in any::<u32>(),
-            jitter in 0.0f64..0.5,
-        ) {
-            let options = ElectorOptions::new("c").backoff(first, max);
-            let wait = jittered_backoff(&options, failures, jitter);
-            let cap = options.max_backoff.saturating_add(options.max_backoff / 2);
-            prop_assert!(wait <= cap);
-            let now = Instant::now();
-            prop_assert!(deadline_after(wait) >= now);
-        }
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::options::CandidateRecord;
 use crate::client::LockManager;
-use crate::error::LockError;
+use crate::error::ObserveError;
 use crate::holder::Holder;
 use crate::lock::loss::warn_if_gone;
 use crate::observe::{LockEvent, LockEventKind, LockEvents};
@@ -23,7 +23,7 @@ use crate::observe::{LockEvent, LockEventKind, LockEvents};
 pub struct Leader {
     /// The election key.
     pub key: String,
-    /// The candidate's identity ([`ElectorOptions::identity`](crate::ElectorOptions)); for a
+    /// The candidate's identity ([`ElectorOptions::identity`](super::ElectorOptions)); for a
     /// key held by a plain lock, not an elector, the holder's owner id.
     pub identity: String,
     /// The candidate's metadata (`null` when none, or for a plain lock).
@@ -214,7 +214,7 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn leader(&self, key: &str) -> Result<Option<Leader>, LockError> {
+    pub async fn leader(&self, key: &str) -> Result<Option<Leader>, ObserveError> {
         let held = self.holder(key).await?;
         Ok(held.map(|h| Leader::new(h.key, h.token, h.holder)))
     }
@@ -232,7 +232,7 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn leader_changes(&self, key: &str) -> Result<LeaderChanges, LockError> {
+    pub async fn leader_changes(&self, key: &str) -> Result<LeaderChanges, ObserveError> {
         crate::key::validate_key(key)?;
         Ok(LeaderChanges::new(self.events(key).await?))
     }
@@ -250,7 +250,7 @@ impl LockManager {
         &self,
         key: &str,
         recipient: Recipient<LeaderChange>,
-    ) -> Result<LeaderSubscription, LockError> {
+    ) -> Result<LeaderSubscription, ObserveError> {
         warn_if_gone(&recipient, "leader changes");
         let mut changes = self.leader_changes(key).await?;
         // Weak: the subscription must not keep its subscriber alive (an actix `Supervisor`

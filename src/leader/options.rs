@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, LockError};
 use crate::holder::MAX_DESCRIPTION;
-use crate::LockOptions;
+use crate::lock::requests::LockOptions;
 
 /// The default [`ElectorOptions::lock_delay`].
 pub const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(1);
 
-/// How an [`Elector`](crate::Elector) campaigns and leads.
+/// How an [`Elector`](super::Elector) campaigns and leads.
 ///
 /// ```
 /// use std::time::Duration;
@@ -23,11 +23,11 @@ pub const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ElectorOptions {
-    /// Who this candidate is, as observers see it ([`Leader::identity`](crate::Leader)).
+    /// Who this candidate is, as observers see it ([`Leader::identity`](super::Leader)).
     pub identity: String,
     /// Caller metadata shown to observers with the identity (an address to reach the leader,
     /// a version). Identity and metadata together, as JSON, must fit the lock value's
-    /// description: [`MAX_DESCRIPTION`](crate::MAX_DESCRIPTION) bytes.
+    /// description: [`MAX_DESCRIPTION`] bytes.
     pub metadata: serde_json::Value,
     /// How long a new term waits before its role starts when the previous term of the key
     /// ended uncleanly: deleted or purged by someone other than its holder (also purged
@@ -48,11 +48,14 @@ pub struct ElectorOptions {
     /// How long to wait for a role to stop at the end of a term. Meanwhile the term is kept
     /// refreshed (unless it was lost) and released only once the role has stopped. A role
     /// that takes longer is logged, and its term is no longer refreshed (never released): it
-    /// expires at its lease deadline. This candidate still waits for that role before it
-    /// campaigns again, unless it is shut down (a shutdown waits no longer than this).
+    /// expires at its lease deadline. An async role is dropped then; an actor role is left
+    /// running, and this candidate waits for it before it campaigns again, unless it is shut
+    /// down (a shutdown waits no longer than this). Only a role that winds down by itself
+    /// (an actor whose `stopping()` keeps it running, an async role that asked for
+    /// [`Term::ending`](super::Term::ending)) takes any of it.
     pub stop_timeout: Duration,
     /// A TTL for the election key instead of the bucket's (see
-    /// [`LockOptions::ttl`](crate::LockOptions)).
+    /// [`LockOptions::ttl`]).
     pub ttl: Option<Duration>,
 }
 
@@ -164,6 +167,6 @@ mod tests {
 
         let big = ElectorOptions::new("x".repeat(MAX_DESCRIPTION));
         let err = big.lock_options().unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::InvalidConfig);
+        assert_eq!(err.kind(), crate::error::ErrorKind::InvalidConfig);
     }
 }

@@ -67,11 +67,6 @@
 //! use actix_web::{web, App, HttpResponse, HttpServer};
 //! use nlock::web::{HeldLock, KeyFrom, WebLocks};
 //!
-//! struct Job; // the role: what only the leader does
-//! impl actix::Actor for Job {
-//!     type Context = actix::Context<Self>;
-//! }
-//!
 //! async fn close(lock: HeldLock) -> HttpResponse {
 //!     HttpResponse::Ok().body(format!("closed with token {}", lock.token()))
 //! }
@@ -82,7 +77,10 @@
 //!     let manager = nlock::LockManager::connect("nats://127.0.0.1:4222", nlock::Config::default())
 //!         .await
 //!         .map_err(std::io::Error::other)?;
-//!     let elector = manager.elector("jobs.leader", nlock::ElectorOptions::new("node-a"), |_term| Job)
+//!     // The role: what only the leader does, until its term ends.
+//!     let elector = manager
+//!         .elector("jobs.leader", nlock::ElectorOptions::new("node-a"))
+//!         .run(|term| async move { run_jobs(term.token()).await })
 //!         .map_err(std::io::Error::other)?;
 //!     let locks = WebLocks::new(manager).observe_leaders(["jobs.leader"]).map_err(std::io::Error::other)?;
 //!     let (app_locks, app_elector) = (locks.clone(), elector.clone());
@@ -100,9 +98,10 @@
 //!     // `locks.run` stops gracefully on SIGINT and SIGTERM; actix's own would not on SIGINT.
 //!     .disable_signals()
 //!     .run();
-//!     // manager.shutdown() at the end also ends the term (its role is told `Shutdown`).
+//!     // manager.shutdown() at the end also ends the term (its role is dropped first).
 //!     locks.run(server).await
 //! }
+//! # async fn run_jobs(_token: u64) {}
 //! ```
 
 mod admin;

@@ -154,12 +154,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 if let Some(ttl) = rest.first() {
                     options = options.ttl(Duration::from_secs(ttl.parse()?));
                 }
-                match manager.elector(key, options, Ticker::new) {
+                match manager.elector(key, options).actor(Ticker::new) {
                     Ok(elector) => {
                         electors.insert(key.to_string(), elector);
                         emit(json!({"ev": "elector", "key": key}));
                     }
-                    Err(e) => emit_error(key, &e),
+                    Err(e) => emit_error(key, e.lock_error()),
                 }
             }
             ["resign", key, ms] => {

@@ -1,8 +1,9 @@
 //! Leadership: electors with supervised roles, handoffs, faults, and observers.
 //!
-//! Roles in this process write their starts and stops into one [`Book`], on one monotonic
-//! clock; `Book::check` asserts that no two role runs overlap and that terms' tokens
-//! strictly increase.
+//! Roles in this process (actors here, async functions in `leader_async.rs`) write their
+//! starts, acts and stops into one [`Book`], on one monotonic clock; `Book::check` asserts
+//! that no two role runs overlap, that a role acts only inside its own run, and that terms'
+//! tokens strictly increase.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,8 @@ pub(crate) const KEY: &str = "svc.leader";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum What {
     Start,
+    /// The role did its work (a tick): only inside its own run.
+    Act,
     Stop,
 }
 
@@ -40,6 +43,9 @@ pub(crate) struct Entry {
 /// A candidate's name and its role's address.
 pub(crate) type RoleAddr = (String, WeakAddr<Recorder>);
 
+/// A candidate's name and how to poke its async role.
+pub(crate) type Poker = (String, tokio::sync::mpsc::UnboundedSender<Poke>);
+
 /// Starts and stops of every role in this process, and the latest role of each candidate.
 #[derive(Clone, Default)]
 pub(crate) struct Book {
@@ -53,6 +59,8 @@ pub(crate) struct Book {
     /// While true, a role told to stop keeps running until it turns false (a role that is
     /// slow to stop, for as long as a test wants).
     hold_stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How to reach the async roles (`leader_async.rs`): the latest of each candidate.
+    pokes: Arc<Mutex<Vec<Poker>>>,
 }
 
 impl Book {
@@ -64,6 +72,50 @@ impl Book {
     /// Roles held in their stop (and later ones) stop now.
     pub(crate) fn let_stop(&self) {
         self.hold_stop.send_replace(false);
+    }
+
+    /// Writes one entry, now.
+    pub(crate) fn record(&self, who: &str, token: u64, what: What) {
+        self.entries.lock().unwrap().push(Entry {
+            who: who.to_owned(),
+            token,
+            what,
+            at: Instant::now(),
+            wall: std::time::SystemTime::now(),
+        });
+    }
+
+    /// Whether roles told to stop are held in their stop now, and the gate that opens.
+    pub(crate) fn stop_gate(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.hold_stop.subscribe()
+    }
+
+    pub(crate) fn lingers(&self) -> bool {
+        self.linger.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_linger(&self, on: bool) {
+        self.linger.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn panics_when_stopped(&self) -> bool {
+        self.panic_when_stopped.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_panic_when_stopped(&self, on: bool) {
+        self.panic_when_stopped.store(on, Ordering::SeqCst);
+    }
+
+    /// Registers an async role of `who` (the latest one is poked).
+    pub(crate) fn add_poker(&self, who: &str, tx: tokio::sync::mpsc::UnboundedSender<Poke>) {
+        self.pokes.lock().unwrap().push((who.to_owned(), tx));
+    }
+
+    /// Sends the latest async role of `who` a poke.
+    pub(crate) fn poke(&self, who: &str, poke: Poke) {
+        let pokes = self.pokes.lock().unwrap();
+        let (_, tx) = pokes.iter().rev().find(|(w, _)| w == who).unwrap();
+        tx.send(poke).expect("role running");
     }
 
     pub(crate) fn entries(&self) -> Vec<Entry> {
@@ -81,6 +133,7 @@ impl Book {
         for e in self.entries() {
             running = match e.what {
                 What::Start => Some((e.who, e.token)),
+                What::Act => running,
                 What::Stop => None,
             };
         }
@@ -128,6 +181,11 @@ impl Book {
                     }
                     last = Some((e.who.clone(), e.token));
                     running = Some(e);
+                }
+                What::Act => {
+                    let r = running.unwrap_or_else(|| panic!("{e:?} outside a run: {entries:#?}"));
+                    let own = (&r.who, r.token) == (&e.who, e.token);
+                    assert!(own, "{e:?} inside {r:?}'s run: {entries:#?}");
                 }
                 What::Stop => {
                     let r = running.take().expect("a stop follows a start");
@@ -224,13 +282,14 @@ pub(crate) fn elect(
     book: &Book,
 ) -> nlock::Elector {
     let (who, book) = (who.to_owned(), book.clone());
-    m.elector(KEY, options, move |term| Recorder {
-        who: who.clone(),
-        term,
-        book: book.clone(),
-        lingered: false,
-    })
-    .unwrap()
+    m.elector(KEY, options)
+        .actor(move |term| Recorder {
+            who: who.clone(),
+            term,
+            book: book.clone(),
+            lingered: false,
+        })
+        .unwrap()
 }
 
 /// Follows `changes` from now on, on a task of its own (a stream's consumer opens on its first
@@ -677,6 +736,7 @@ async fn no_role_acts_while_another_runs_over_a_paused_and_a_killed_leader_proce
     for e in book.entries() {
         match e.what {
             What::Start => open = Some((us(e.wall), e.who, e.token)),
+            What::Act => {}
             What::Stop => {
                 let (start, who, token) = open.take().unwrap();
                 runs.push((start, us(e.wall), who, token));

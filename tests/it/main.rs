@@ -15,6 +15,7 @@ mod fixture;
 mod go_interop;
 mod input;
 mod leader;
+mod leader_async;
 mod leader_measure;
 mod leader_stop;
 mod lock_delay;

@@ -26,7 +26,7 @@ pub fn elect(m: &LockManager, who: &str) -> Elector {
     let options = ElectorOptions::new(who)
         .metadata(json!({"who": who}))
         .backoff(Duration::from_millis(50), Duration::from_millis(500));
-    m.elector(KEY, options, |_term| Idle).unwrap()
+    m.elector(KEY, options).actor(|_term| Idle).unwrap()
 }
 
 /// Waits until `e` leads, and returns its token.
@@ -189,9 +189,8 @@ async fn readiness_says_no_once_the_term_is_lost_while_the_role_still_stops() {
     let m = env.manager(env.config()).await;
     let (release, stuck) = tokio::sync::watch::channel(false);
     let a = m
-        .elector(KEY, ElectorOptions::new("a"), move |_term| {
-            Stuck(stuck.clone())
-        })
+        .elector(KEY, ElectorOptions::new("a"))
+        .actor(move |_term| Stuck(stuck.clone()))
         .unwrap();
     let token = leads(&a).await;
     let (addr, handle) = serve(WebLocks::new(m.clone()), &a);
@@ -222,7 +221,7 @@ async fn the_bucket_json_names_a_terms_candidate_not_its_raw_record() {
         env.manager(env.config()).await,
     );
     let options = ElectorOptions::new("cand-a").metadata(json!({"pid": 13921}));
-    let a = ma.elector(KEY, options, |_term| Idle).unwrap();
+    let a = ma.elector(KEY, options).actor(|_term| Idle).unwrap();
     let plain = observer
         .lock("plain.lock")
         .options(nlock::LockOptions::default().description("closing day"))
