@@ -136,7 +136,12 @@ impl ElectorRequest {
         let factory = move || -> RoleFactory {
             Box::new(move |term: Term| RunningRole::future(role(term.clone()), term))
         };
-        Ok(elector::start(&self.manager, &self.key, self.options, factory)?)
+        Ok(elector::start(
+            &self.manager,
+            &self.key,
+            self.options,
+            factory,
+        )?)
     }
 
     /// Starts the candidate with a role that is an actix actor: `role(term)` makes the actor
@@ -181,6 +186,11 @@ impl ElectorRequest {
     {
         let factory =
             move || -> RoleFactory { Box::new(move |term: Term| RunningRole::actor(role(term))) };
-        Ok(elector::start(&self.manager, &self.key, self.options, factory)?)
+        Ok(elector::start(
+            &self.manager,
+            &self.key,
+            self.options,
+            factory,
+        )?)
     }
 }
