@@ -52,6 +52,10 @@ pub enum ConfigError {
     /// The clock skew the restart grace allows for is above [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW).
     #[error("invalid max clock skew {0:?}: at most 1 hour")]
     ClockSkew(Duration),
+    /// The clock drift the takeover allows for is above
+    /// [`MAX_CLOCK_DRIFT_PPM`](crate::limits::MAX_CLOCK_DRIFT_PPM).
+    #[error("invalid max clock drift {0} ppm: at most 100000 (10 %)")]
+    ClockDrift(u32),
     /// A per-lock TTL longer than the bucket's: the bucket's `max_age` would expire the key
     /// first.
     #[error("per-lock TTL {ttl:?} is longer than the bucket TTL {bucket_ttl:?}")]

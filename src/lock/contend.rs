@@ -8,34 +8,33 @@
 //! At most one contender per key runs in a process (the manager sees to that), so waiters in
 //! one process never compete with each other over the network, and a process follows a key
 //! with at most one consumer however many of its callers wait for it.
+//!
+//! A waiter also takes a key at the end of its holder's lease ([`Seen`]): the holder counts
+//! its lease from before it sent its last write, and this process saw that write after it
+//! landed, so `takeover_after` (the TTL, stretched for clock drift on both hosts) after the
+//! moment it saw it, the holder's lease is over. A compare-and-set on exactly that write's
+//! revision then takes the key, and fails if the holder wrote again meanwhile.
 
-use std::future::Future;
+/// `Seen` and the moment of a takeover at the end of a holder's lease.
+mod takeover;
+/// `Contender::wait`, the waiting loop.
+mod wait;
+/// `Wakes`: what wakes a waiting contender.
+mod wakes;
+
+use takeover::Seen;
+pub(crate) use wakes::Wakes;
+
 use std::time::Duration;
 
-use futures::StreamExt;
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::deadline::deadline_after;
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::lock::tenure::{explain, release_if_ours, Confirmed, Explained, Tenure};
-use crate::store::{
-    Admission, Change, ChangeOp, Changes, ChangesFrom, Op, RestartGrace, Store, WriteError,
-};
-
-/// What wakes a waiting contender when the key may have become free.
-pub(crate) enum Wakes {
-    /// The key's changes, forwarded from the manager's one change stream while this contender
-    /// runs. The manager makes the channel before the contender's first round, so a release
-    /// after that round's read is in it.
-    Feed(mpsc::Receiver<Change>),
-    /// The manager follows no changes (`follow_changes(false)`): the contender follows the key
-    /// with a consumer of its own while it waits, deleted when the wait ends. Still at most
-    /// one per key per manager, since one contender per key runs.
-    Own,
-}
+use crate::store::{Admission, Op, RestartGrace, Store, WriteError};
 
 /// A lock just taken: its fencing token and the write that proved it.
 #[derive(Debug, Clone)]
@@ -76,8 +75,8 @@ enum Cas {
 /// What one round (compare-and-set, then if needed a read and a second one) found.
 enum Round {
     Won(Grant),
-    /// Held by someone else; the record if it could be read.
-    Held(Option<Holder>),
+    /// Held by someone else; the record if it could be read, and the write that said so.
+    Held(Option<Holder>, Seen),
     /// The key changed under the round; try again expecting this revision.
     Again(u64),
     /// A write's outcome is unknown (it expected this revision).
@@ -94,6 +93,9 @@ pub(crate) struct Contender<'a> {
     pub resolve_for: Duration,
     /// Find out how the previous tenure ended (for a lock-delay): one read before each write.
     pub check_previous: bool,
+    /// How long after seeing a holder's last write a waiter may take the key with a
+    /// compare-and-set on it (`Config::takeover_after`); `None`: only once the key is free.
+    pub takeover_after: Option<Duration>,
 }
 
 impl Contender<'_> {
@@ -175,7 +177,13 @@ impl Contender<'_> {
                     Cas::Conflict => Round::Again(0),
                 };
             }
-            Ok(Some(ev)) if ev.op == Op::Put => return Round::Held(Holder::decode(&ev.value)),
+            Ok(Some(ev)) if ev.op == Op::Put => {
+                let seen = Seen {
+                    revision: ev.revision,
+                    at: Instant::now(),
+                };
+                return Round::Held(Holder::decode(&ev.value), seen);
+            }
             Ok(Some(ev)) => ev.revision,
             Ok(None) => 0,
             // Our write conflicted, so nothing of ours landed; the read is refused for good.
@@ -246,7 +254,7 @@ impl Contender<'_> {
         for _ in 0..4 {
             match self.round(expected).await {
                 Round::Won(g) => return Ok(g),
-                Round::Held(h) => return Err(Settled::Held(h)),
+                Round::Held(h, seen) => return Err(Settled::Held(h, Some(seen))),
                 Round::Fatal(e) => return Err(Settled::Failed(e)),
                 Round::Again(next) => expected = next,
                 Round::Unknown(at, e) => {
@@ -263,110 +271,20 @@ impl Contender<'_> {
                 }
             }
         }
-        Err(Settled::Held(None))
+        Err(Settled::Held(None, None))
     }
 
     /// One attempt, as Go's `TryAcquire`: take the key if it is free right now.
     pub(crate) async fn try_once(&self, hint: Option<u64>) -> Contended {
         match self.settle(hint.unwrap_or(0)).await {
             Ok(g) => Contended::Acquired(g),
-            Err(Settled::Held(h)) => Contended::Busy(h),
+            Err(Settled::Held(h, _)) => Contended::Busy(h),
             Err(Settled::Failed(e)) => Contended::Failed(e),
             Err(Settled::Grace(g)) => Contended::Failed(LockError::RestartGrace {
                 key: self.tenure.key.clone(),
                 remaining: g.remaining,
             }),
         }
-    }
-
-    /// Waits until the lock is taken or `stop` resolves.
-    pub(crate) async fn wait(
-        &self,
-        hint: Option<u64>,
-        wakes: Wakes,
-        stop: impl Future<Output = ()>,
-    ) -> Contended {
-        tokio::pin!(stop);
-        let mut first = hint.unwrap_or(0);
-        loop {
-            match self.settle(first).await {
-                Ok(g) => return Contended::Acquired(g),
-                Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
-                // The bucket's restart grace: no grant before it ends, then try again.
-                Err(Settled::Grace(g)) => {
-                    if !sit_out(g, self.jittered(), &mut stop).await {
-                        return Contended::Stopped;
-                    }
-                    first = 0;
-                }
-                // Held, or unknown and cleaned up: wait for the next change.
-                Err(_) => break,
-            }
-        }
-        let (mut feed, mut own) = match wakes {
-            Wakes::Feed(rx) => (Some(rx), None),
-            // Opened after the round, so it starts with the key's last message: a release
-            // between the round and the open is its first change.
-            Wakes::Own => (None, self.follow_key().await),
-        };
-        let follows_own = feed.is_none();
-        let mut next_poll = deadline_after(self.jittered());
-        loop {
-            let expected = tokio::select! {
-                biased;
-                _ = &mut stop => return Contended::Stopped,
-                change = next_change(&mut feed, &mut own) => match change {
-                    // The key is free at this revision: one compare-and-set takes it.
-                    Some(c) if c.op != ChangeOp::Put => c.revision,
-                    // Our own write whose answer was lost: claim it rather than wait it out.
-                    Some(c) if self.tenure.is_ours(&c.value) => {
-                        match self.claim(c.revision).await {
-                            Cas::Won(g) => return Contended::Acquired(g),
-                            Cas::Fatal(e) => return Contended::Failed(e),
-                            _ => continue,
-                        }
-                    }
-                    Some(_) => continue,
-                    None => {
-                        // The manager is gone: only the poll is left (and `stop` follows).
-                        feed = None;
-                        continue;
-                    }
-                },
-                _ = tokio::time::sleep_until(next_poll) => {
-                    next_poll = deadline_after(self.jittered());
-                    if follows_own && own.is_none() {
-                        own = self.follow_key().await;
-                    }
-                    // Fallback for an expiry nobody announced (the key may have no message),
-                    // or for changes missed while the change stream reconnects.
-                    0
-                }
-            };
-            match self.settle(expected).await {
-                Ok(g) => return Contended::Acquired(g),
-                Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
-                Err(Settled::Grace(g)) => {
-                    if !sit_out(g, self.jittered(), &mut stop).await {
-                        return Contended::Stopped;
-                    }
-                    // Past the grace the key may have no message at all: try it at once.
-                    next_poll = Instant::now();
-                }
-                // Someone else got it first, or the outcome stayed unknown and was cleaned
-                // up: the next change or poll tries again.
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// The key's own change stream, first its last message; `None` if it cannot be opened
-    /// now (the poll tries again). Its consumer is deleted when it is dropped.
-    async fn follow_key(&self) -> Option<Changes> {
-        self.store
-            .changes(&self.tenure.key, ChangesFrom::Current)
-            .await
-            .ok()
     }
 
     /// The retry interval plus up to half of it again, so waiters in many processes do not
@@ -381,48 +299,12 @@ impl Contender<'_> {
     }
 }
 
-/// Whether a waiter keeps waiting after `e`: yes for trouble that passes (an unknown outcome,
-/// already cleaned up; NATS unavailable for now), no for a refusal that will not change.
-fn worth_waiting_on(e: &LockError) -> bool {
-    use crate::ErrorKind::{OutcomeUnknown, Unavailable};
-    matches!(e.kind(), OutcomeUnknown | Unavailable)
-}
-
 /// How [`Contender::settle`] failed to take the key.
 enum Settled {
-    Held(Option<Holder>),
+    /// Held by someone else: the record if it could be read, and the holder's write seen
+    /// (none when the rounds ran out without a read that showed it).
+    Held(Option<Holder>, Option<Seen>),
     Failed(LockError),
     /// The bucket is in its restart grace.
     Grace(RestartGrace),
-}
-
-/// Waits out a restart grace plus `jitter` (so that the waiters of many processes, whose
-/// graces end together, do not all write at once), or until `stop`: whether the grace ended.
-async fn sit_out(
-    grace: RestartGrace,
-    jitter: Duration,
-    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> bool {
-    tokio::select! {
-        biased;
-        _ = stop.as_mut() => false,
-        _ = tokio::time::sleep(grace.remaining.saturating_add(jitter)) => true,
-    }
-}
-
-/// The next change of the key from whichever source the waiter has, or never when it has
-/// none (the poll still runs). `None`: the manager's channel closed.
-async fn next_change(
-    feed: &mut Option<mpsc::Receiver<Change>>,
-    own: &mut Option<Changes>,
-) -> Option<Change> {
-    match (feed, own) {
-        (Some(rx), _) => rx.recv().await,
-        // A change stream never ends by itself (it reopens after a break).
-        (None, Some(changes)) => match changes.next().await {
-            Some(c) => Some(c),
-            None => std::future::pending().await,
-        },
-        (None, None) => std::future::pending().await,
-    }
 }

@@ -304,13 +304,12 @@ impl Handler<SubscribeLosses> for LockManagerActor {
 impl StreamHandler<Change> for LockManagerActor {
     fn handle(&mut self, change: Change, _: &mut Context<Self>) {
         if let Some(waker) = self.wakers.get(&change.key) {
-            // A waiter cares for the key becoming free, and for its own write whose answer
-            // was lost; other writes only keep it waiting. A full channel drops the change:
-            // the waiter has changes to act on already, and its round reads the key.
-            let own = change.value.starts_with(&self.own_value_prefix);
-            if change.op != ChangeOp::Put || own {
-                let _ = waker.try_send(change.clone());
-            }
+            // A waiter cares for the key becoming free, for its own write whose answer was
+            // lost, and for the holder's writes (its lease counts from the last one: the
+            // takeover at its end). A full channel drops the change: the waiter has changes
+            // to act on already, its round reads the key, and a takeover that expects an
+            // older write than the holder's last fails and reads it.
+            let _ = waker.try_send(change.clone());
         }
         // This manager's own writes: refreshes and acquires of its own tenures. (Its own
         // deletes reach a lock actor that is releasing, which ignores them.)

@@ -39,6 +39,13 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
 /// The largest clock skew a config may allow for.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
+/// The default bound on how much faster or slower than real time a host's monotonic clock
+/// runs, in parts per million: NTP slews a clock by at most 500 ppm, and a free-running
+/// quartz is within about 100 ppm. A waiter's takeover at the end of a holder's lease allows
+/// for this on both hosts ([`ConfigBuilder::max_clock_drift_ppm`]).
+pub const DEFAULT_MAX_CLOCK_DRIFT_PPM: u32 = 1_000;
+/// The largest clock drift a config may allow for: 10 %.
+pub const MAX_CLOCK_DRIFT_PPM: u32 = 100_000;
 /// The longest bucket name: the bucket's stream is `KV_<name>`, and a stream name is at most
 /// 255 bytes.
 pub const MAX_BUCKET_LEN: usize = 252;
@@ -82,6 +89,11 @@ pub struct Config {
     pub(crate) restart_grace: bool,
     /// The clock skew between hosts that the restart grace allows for.
     pub(crate) max_clock_skew: Duration,
+    /// Whether a waiter takes a key at the end of its holder's lease, on its own clock,
+    /// without waiting for the server to expire it.
+    pub(crate) takeover: bool,
+    /// How far a host's clock rate may drift from real time, in parts per million.
+    pub(crate) max_clock_drift_ppm: u32,
 }
 
 /// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
@@ -114,6 +126,8 @@ impl Default for Config {
             follow_changes: true,
             restart_grace: true,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            takeover: true,
+            max_clock_drift_ppm: DEFAULT_MAX_CLOCK_DRIFT_PPM,
         }
     }
 }
@@ -187,6 +201,34 @@ impl Config {
     /// The clock skew the restart grace allows for.
     pub fn max_clock_skew(&self) -> Duration {
         self.max_clock_skew
+    }
+
+    /// Whether waiters take a key at the end of its holder's lease (see
+    /// [`ConfigBuilder::takeover`]).
+    pub fn takeover(&self) -> bool {
+        self.takeover
+    }
+
+    /// The clock drift, in parts per million, that the takeover allows for on each host.
+    pub fn max_clock_drift_ppm(&self) -> u32 {
+        self.max_clock_drift_ppm
+    }
+
+    /// How long after this process saw a holder's last write a waiter may take the key: the
+    /// longest lease a holder can count from that write (the bucket TTL `ttl`, counted from
+    /// before the write was sent) on a clock that may run slow by the drift, measured on this
+    /// host's clock that may run fast by it: `ttl * (1 + d) / (1 - d)`, rounded up to the next
+    /// millisecond. `None` with the takeover off, or when `ttl` is zero (keys never expire).
+    pub(crate) fn takeover_after(&self, ttl: Duration) -> Option<Duration> {
+        if !self.takeover || ttl.is_zero() {
+            return None;
+        }
+        let ppm = u128::from(self.max_clock_drift_ppm.min(MAX_CLOCK_DRIFT_PPM));
+        let nanos = ttl.as_nanos().saturating_mul(1_000_000 + ppm) / (1_000_000 - ppm);
+        let millis = nanos.div_ceil(1_000_000).saturating_add(1);
+        Some(Duration::from_millis(
+            u64::try_from(millis).unwrap_or(u64::MAX),
+        ))
     }
     /// The refresh interval for a lock of this TTL.
     pub(crate) fn refresh_interval(&self, ttl: Duration) -> Duration {
@@ -283,6 +325,28 @@ impl ConfigBuilder {
     /// tokens never go back (promise 2).
     pub fn restart_grace(mut self, on: bool) -> Self {
         self.config.restart_grace = on;
+        self
+    }
+
+    /// Whether a waiter takes a key at the end of its holder's lease (default true), instead
+    /// of waiting for the server to expire the key (and, on servers before 2.11, for its next
+    /// poll to notice). A waiter that saw the holder's last write at a moment `t` of its own
+    /// clock knows the holder's lease ended by `t` plus the TTL (the holder counts from before
+    /// it sent that write), allowing for [`max_clock_drift_ppm`](Self::max_clock_drift_ppm)
+    /// on both hosts. From then it writes the key with a compare-and-set on exactly the
+    /// revision it saw: if the holder refreshed meanwhile, that write fails and nothing is
+    /// taken. GUARANTEES.md, "Takeover at the lease's end", says why this never grants while
+    /// the old holder's `is_held()` can be true.
+    pub fn takeover(mut self, on: bool) -> Self {
+        self.config.takeover = on;
+        self
+    }
+
+    /// How much faster or slower than real time any host's monotonic clock may run, in parts
+    /// per million (default [`DEFAULT_MAX_CLOCK_DRIFT_PPM`], at most [`MAX_CLOCK_DRIFT_PPM`]):
+    /// the takeover waits `TTL * (1 + d) / (1 - d)` after the holder's last write it saw.
+    pub fn max_clock_drift_ppm(mut self, ppm: u32) -> Self {
+        self.config.max_clock_drift_ppm = ppm;
         self
     }
 

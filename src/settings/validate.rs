@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigBuilder, JetStreamApi, DEFAULT_REQUEST_TIMEOUT, MAX_BUCKET_DESCRIPTION,
-    MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
+    MAX_CLOCK_DRIFT_PPM, MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT,
+    MIN_RETRY_INTERVAL,
 };
 use crate::error::ConfigError;
 use crate::key::validate_bucket;
@@ -44,6 +45,9 @@ impl ConfigBuilder {
         }
         if c.max_clock_skew > MAX_CLOCK_SKEW {
             return Err(ConfigError::ClockSkew(c.max_clock_skew));
+        }
+        if c.max_clock_drift_ppm > MAX_CLOCK_DRIFT_PPM {
+            return Err(ConfigError::ClockDrift(c.max_clock_drift_ppm));
         }
         if let Some(m) = c.lease_margin {
             if m >= c.ttl / 2 {
@@ -99,6 +103,30 @@ pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::settings::MAX_BUCKET_LEN;
+
+    #[test]
+    fn the_takeover_waits_the_ttl_stretched_for_drift_on_both_clocks() {
+        let ttl = Duration::from_secs(3);
+        let c = Config::builder().build().unwrap();
+        // 3 s * 1.001 / 0.999 = 3006.006 ms, rounded up, plus 1 ms.
+        assert_eq!(c.takeover_after(ttl), Some(Duration::from_millis(3008)));
+        let exact = Config::builder().max_clock_drift_ppm(0).build().unwrap();
+        assert_eq!(exact.takeover_after(ttl), Some(Duration::from_millis(3001)));
+        let off = Config::builder().takeover(false).build().unwrap();
+        assert_eq!(off.takeover_after(ttl), None);
+        assert_eq!(c.takeover_after(Duration::ZERO), None, "keys that never expire");
+        let most = Config::builder()
+            .max_clock_drift_ppm(MAX_CLOCK_DRIFT_PPM)
+            .build()
+            .unwrap();
+        assert!(most.takeover_after(crate::settings::MAX_TTL).is_some());
+        assert_eq!(
+            Config::builder()
+                .max_clock_drift_ppm(MAX_CLOCK_DRIFT_PPM + 1)
+                .build(),
+            Err(ConfigError::ClockDrift(MAX_CLOCK_DRIFT_PPM + 1))
+        );
+    }
 
     #[test]
     fn each_bad_value_is_its_own_error() {

@@ -187,8 +187,14 @@ impl Store {
         &self.caps
     }
 
-    /// How long after its last message a key is gone from the bucket without a word: the
-    /// bucket's `max_age`, when the server leaves no marker as it removes a key's last message
+    /// The bucket's `max_age` as the server has it: no key outlives its last write by more
+    /// (zero: messages never age out).
+    pub(crate) fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The bucket's `max_age` as the server has it (zero: messages never age out), when the
+    /// server leaves no marker as it removes a key's last message
     /// (no limit markers: before 2.11, or a bucket without them). `None` when such removals
     /// are announced or never happen.
     pub(crate) fn silent_expiry(&self) -> Option<Duration> {

@@ -9,8 +9,9 @@
 //! - `release <key>`: `{"ev":"released","key"}` or an error.
 //! - `held <key>`: `{"ev":"held","key","held":bool}`.
 //! - `watch-held <key>`: watches the held lock's `is_held()` every millisecond; when it turns
-//!   false, prints `{"ev":"unheld","key","token","last_held_us"}` (the wall-clock time of the
-//!   last check that said true). `acquired` carries `t_us`, read right after the grant.
+//!   false, prints `{"ev":"unheld","key","token","last_held_us","deadline_us"}` (the
+//!   wall-clock time of the last check that said true, and the lease deadline that check saw,
+//!   as a wall-clock time). `acquired` carries `t_us`, read right after the grant.
 //!
 //! The environment variable `NLOCK_RESTART_GRACE=on` turns the restart grace on (it is off by
 //! default: each test starts its own fresh server); `NLOCK_STORAGE=file` makes a file bucket.
@@ -122,14 +123,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     let lease = lock.lease().clone();
                     let watched = key.to_string();
                     tokio::spawn(async move {
-                        let mut last_held_us = 0;
+                        let (mut last_held_us, mut deadline_us) = (0, 0);
                         while lease.is_held() {
                             last_held_us = now_us();
+                            let left = u64::try_from(lease.time_left().as_micros());
+                            deadline_us = last_held_us.saturating_add(left.unwrap_or(u64::MAX));
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                         emit(
                             json!({"ev": "unheld", "key": watched, "token": lease.token(),
-                            "last_held_us": last_held_us}),
+                            "last_held_us": last_held_us, "deadline_us": deadline_us}),
                         );
                     });
                     emit(json!({"ev": "watching", "key": key}));

@@ -26,4 +26,5 @@ mod permissions;
 mod reports;
 mod restart;
 mod runtimes;
+mod takeover;
 mod waiting;

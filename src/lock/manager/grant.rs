@@ -45,6 +45,7 @@ impl LockManagerActor {
         };
         let hint = self.markers.remove(&key);
         let check_previous = waiter.options.lock_delay.is_some_and(|d| !d.is_zero());
+        let takeover_after = self.config.takeover_after(self.store.max_age());
         let store = self.store.clone();
         let (retry_interval, resolve_for) =
             (self.config.retry_interval, self.config.request_timeout);
@@ -66,6 +67,7 @@ impl LockManagerActor {
                 retry_interval,
                 resolve_for,
                 check_previous,
+                takeover_after,
             };
             let outcome = match waiter.mode {
                 Mode::Try => contender.try_once(hint).await,
