@@ -114,7 +114,11 @@ mod tests {
         assert_eq!(exact.takeover_after(ttl), Some(Duration::from_millis(3001)));
         let off = Config::builder().takeover(false).build().unwrap();
         assert_eq!(off.takeover_after(ttl), None);
-        assert_eq!(c.takeover_after(Duration::ZERO), None, "keys that never expire");
+        assert_eq!(
+            c.takeover_after(Duration::ZERO),
+            None,
+            "keys that never expire"
+        );
         let most = Config::builder()
             .max_clock_drift_ppm(MAX_CLOCK_DRIFT_PPM)
             .build()
