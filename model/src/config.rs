@@ -68,6 +68,9 @@ pub struct Protocol {
     pub restart_grace: bool,
     /// Waiters take over at the lease's end (design (b)); off, they wait for the server.
     pub takeover: bool,
+    /// A reset stream's sequence is moved past every earlier revision before the next create
+    /// (`check_grace`'s purge to the clock, `src/store/grace.rs`).
+    pub move_reset_sequence: bool,
     /// A release ends the lease's `is_held()` before its delete is sent. Today's code
     /// (`LockActor::release`, `src/lock/actor.rs`) keeps it true until the delete is
     /// confirmed: with the answer lost, the key is free while `is_held()` still says true.
@@ -81,6 +84,7 @@ impl Protocol {
         queue_order: true,
         restart_grace: true,
         takeover: true,
+        move_reset_sequence: true,
         release_ends_lease: true,
     };
 

@@ -10,6 +10,8 @@
 //! `state` (the server, clients and messages), `server` (the KV server's steps), `client`
 //! (a client's steps), `protocol` (the `Model`: actions and properties).
 
+#![deny(missing_docs)]
+
 pub mod client;
 pub mod config;
 mod explain;

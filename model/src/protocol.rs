@@ -239,7 +239,7 @@ impl Model for LockProtocol {
             Action::Deliver(k) => {
                 let m = s.net.remove(k);
                 match m.to {
-                    To::Server(i) => s.serve(i, m.body, p.restart_grace),
+                    To::Server(i) => s.serve(i, m.body, p),
                     To::Client(i) if s.clients[i as usize].phase == Phase::Crashed => {}
                     To::Client(i) => s.receive(i, m.body, p),
                 }

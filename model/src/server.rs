@@ -4,7 +4,7 @@
 //! `Store::confirm_grant` after it, `src/store/grace.rs`); here it is made at the write, as
 //! one step: a grant refused by it is one the code writes and withdraws before anyone sees it.
 
-use crate::config::{Kind, Local, CLOCK_SKEW_TICKS, TTL_TICKS};
+use crate::config::{Kind, Local, Protocol, CLOCK_SKEW_TICKS, TTL_TICKS};
 use crate::state::WriteResult;
 use crate::state::{Body, EntryKey, EntryOp, Id, LockKey, LockOp, Rev, State, To};
 
@@ -29,9 +29,9 @@ impl State {
     /// Before a create: a stream reset and not written since, or behind a revision the
     /// writer saw, has its sequence moved past every earlier one (a purge to the clock),
     /// which starts the grace anew (`check_grace`'s move).
-    fn move_if_reset(&mut self, max_seen: Rev) {
+    fn move_if_reset(&mut self, max_seen: Rev, may_move: bool) {
         let s = &mut self.server;
-        if s.never_written || s.seq < max_seen {
+        if may_move && (s.never_written || s.seq < max_seen) {
             s.seq = s.high_water;
             s.never_written = false;
             s.began = Some(self.now);
@@ -58,7 +58,7 @@ impl State {
     }
 
     /// The server handles a message from client `i`.
-    pub fn serve(&mut self, i: Id, body: Body, grace: bool) {
+    pub fn serve(&mut self, i: Id, body: Body, p: &Protocol) {
         match body {
             Body::LockWrite {
                 op,
@@ -66,7 +66,7 @@ impl State {
                 sent,
                 max_seen,
             } => {
-                let result = self.lock_write(i, op, expect, max_seen, grace);
+                let result = self.lock_write(i, op, expect, max_seen, p);
                 self.send(To::Client(i), Body::LockAnswer { op, sent, result });
             }
             Body::EntryWrite {
@@ -75,7 +75,7 @@ impl State {
                 sent,
                 max_seen,
             } => {
-                let result = self.entry_write(i, op, expect, max_seen);
+                let result = self.entry_write(i, op, expect, max_seen, p.move_reset_sequence);
                 self.send(To::Client(i), Body::EntryAnswer { op, sent, result });
             }
             Body::Look { sent } => {
@@ -114,12 +114,13 @@ impl State {
         op: LockOp,
         expect: Rev,
         seen: Rev,
-        grace: bool,
+        p: &Protocol,
     ) -> WriteResult {
+        let (grace, may_move) = (p.restart_grace, p.move_reset_sequence);
         let current = self.server.lock.map_or(0, |k| k.rev);
         let new_tenure = matches!(op, LockOp::Acquire | LockOp::Claim | LockOp::Takeover);
         if new_tenure {
-            self.move_if_reset(seen);
+            self.move_if_reset(seen, may_move);
             if self.in_grace(grace) {
                 return WriteResult::Grace;
             }
@@ -174,10 +175,17 @@ impl State {
         WriteResult::Ok(rev)
     }
 
-    fn entry_write(&mut self, i: Id, op: EntryOp, expect: Rev, seen: Rev) -> WriteResult {
+    fn entry_write(
+        &mut self,
+        i: Id,
+        op: EntryOp,
+        expect: Rev,
+        seen: Rev,
+        may_move: bool,
+    ) -> WriteResult {
         let current = self.server.entries[i as usize];
         if op == EntryOp::Create {
-            self.move_if_reset(seen);
+            self.move_if_reset(seen, may_move);
         }
         if current.map_or(0, |e| e.rev) != expect {
             return WriteResult::Conflict(current.map(|e| (e.rev, true)));

@@ -92,49 +92,71 @@ pub enum WriteResult {
     Grace,
 }
 
-/// What a message says.
+/// What a message says. Times are the sender's clock when the request was sent (echoed in
+/// the answer, so the sender knows which request it answers and when its lease began).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Body {
-    /// Client to server: a write on the lock key. `sent` is the sender's clock at sending,
-    /// `max_seen` the highest revision it has seen (for the reset check).
+    /// Client to server: a write on the lock key.
     LockWrite {
+        /// What it is for.
         op: LockOp,
+        /// The expected revision (0: no message).
         expect: Rev,
+        /// When it was sent.
         sent: Local,
+        /// The highest revision the writer has seen (for the reset check).
         max_seen: Rev,
     },
     /// Client to server: a write on the sender's queue entry.
     EntryWrite {
+        /// What it is for.
         op: EntryOp,
+        /// The expected revision (0: no message).
         expect: Rev,
+        /// When it was sent.
         sent: Local,
+        /// The highest revision the writer has seen (for the reset check).
         max_seen: Rev,
     },
     /// Client to server: read the lock key and the queue.
-    Look { sent: Local },
-    /// Server to client.
+    Look {
+        /// When it was sent.
+        sent: Local,
+    },
+    /// Server to client: the answer to a `LockWrite`.
     LockAnswer {
+        /// What the write was for.
         op: LockOp,
+        /// When it was sent.
         sent: Local,
+        /// Its result.
         result: WriteResult,
     },
-    /// Server to client.
+    /// Server to client: the answer to an `EntryWrite`.
     EntryAnswer {
+        /// What the write was for.
         op: EntryOp,
+        /// When it was sent.
         sent: Local,
+        /// Its result.
         result: WriteResult,
     },
-    /// Server to client: the lock key (revision, owner) and the client's own entry, and
-    /// whether that entry is first among live entries.
+    /// Server to client: the answer to a `Look`.
     Seen {
+        /// When the look was sent.
         sent: Local,
+        /// The lock key: revision and owner.
         lock: Option<(Rev, Id)>,
+        /// The client's own entry's revision.
         entry: Option<Rev>,
+        /// Whether that entry is first among live entries (the holder's not counted).
         first: bool,
     },
-    /// Server to every other client (each manager's change stream): the lock key changed,
-    /// to this (revision, owner), or `None` when freed (a delete, or an expiry marker).
-    Changed { lock: Option<(Rev, Id)> },
+    /// Server to every other client (each manager's change stream): the lock key changed.
+    Changed {
+        /// The key now: (revision, owner), or `None` when freed (a delete, an expiry marker).
+        lock: Option<(Rev, Id)>,
+    },
 }
 
 /// Where a message goes.

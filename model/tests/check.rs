@@ -184,10 +184,15 @@ fn todays_release_keeps_is_held_true_while_its_lost_answer_frees_the_key() {
 }
 
 #[test]
-fn tokens_property_is_checked() {
-    // The token property is among those checked (a guard against renaming it away).
-    let m = LockProtocol {
-        setup: setup(two_queued(), vec![4], Faults::default(), Protocol::FULL),
+fn without_moving_a_reset_streams_sequence_tokens_go_back() {
+    let faults = Faults {
+        resets: 1,
+        ..Faults::default()
     };
-    assert!(m.properties().iter().any(|p| p.name == TOKENS));
+    let broken = Protocol {
+        move_reset_sequence: false,
+        ..Protocol::FULL
+    };
+    let steps = counterexample(setup(two_queued(), vec![4], faults, broken), TOKENS);
+    assert!(steps.iter().any(|s| s.contains("Reset")), "{steps:#?}");
 }
