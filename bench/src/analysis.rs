@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::report::Results;
+use crate::results::Results;
 use crate::stats::{fmt_dur, Summary};
 
 fn us(d: Duration) -> f64 {

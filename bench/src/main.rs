@@ -24,6 +24,7 @@ mod analysis;
 mod contenders;
 mod peers;
 mod report;
+mod results;
 mod servers;
 mod stats;
 mod svg;
