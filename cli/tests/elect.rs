@@ -447,6 +447,44 @@ fn commands_of_different_terms_never_interleave_over_force_release_kill_freeze_a
     assert!(terms.len() >= 5, "{terms:?}");
 }
 
+/// A candidate started just after an operator broke the leader's term (`release --force`)
+/// waits the lock-delay like the others, so the old command (ignoring SIGTERM, killed within
+/// its 750 ms kill window) has stopped first: the new candidate's view of the key may open
+/// only after its own first write, and a tenure whose end it never saw counts as unclean.
+/// Sixteen rounds, each with a fresh candidate: which comes first is a race.
+#[test]
+fn a_candidate_started_just_after_a_force_release_still_waits_the_lock_delay() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let script = stubborn_logger(&scene.path("log"));
+    let spawn = |id: String| {
+        let mut cmd = scene.nlock(&server);
+        cmd.args(["--ttl", "2s", "elect", "--id", &id, "--grace", "3s"])
+            .args([KEY, "--", "sh", "-c", &script]);
+        Lines::spawn_stderr(&mut cmd)
+    };
+    let mut old = spawn("n0".to_owned());
+    let (_, mut token) = next_term(&scene, 0);
+    for round in 1..=16 {
+        let out = output(
+            scene
+                .nlock(&server)
+                .args(["--ttl", "2s", "release", "--force", "--yes", KEY]),
+        );
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let new = spawn(format!("n{round}"));
+        (_, token) = next_term(&scene, token);
+        // The old candidate (its command killed by now) leaves; the newest may lead on.
+        sigterm(&old.child);
+        assert_eq!(wait_exit(&mut old.child).code(), Some(0));
+        old = new;
+    }
+    sigterm(&old.child);
+    assert_eq!(wait_exit(&mut old.child).code(), Some(0));
+    let terms = assert_terms_do_not_interleave(&stamped(&scene));
+    assert!(terms.len() >= 17, "{terms:?}");
+}
+
 #[test]
 fn leader_names_the_candidate_and_watch_shows_the_hand_over() {
     let server = Server::start();

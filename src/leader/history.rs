@@ -23,7 +23,8 @@ pub(crate) enum PreviousEnd {
     Clean,
     /// Deleted or purged by someone else (also through the stream API, which leaves no
     /// marker: on a bucket with limit markers, a key emptied without one did not expire), or
-    /// not known in time: wait the lock-delay.
+    /// not known (not seen in time, or the message the new term replaced never seen): wait
+    /// the lock-delay.
     Unclean,
 }
 
@@ -110,6 +111,14 @@ impl KeyHistory {
             .iter()
             .filter(|(rev, _)| *rev < token)
             .max_by_key(|(rev, _)| *rev);
+        // The new term replaced a message this stream never showed: the stream opened after
+        // the new term's write (the elector had just started), or the message was replaced
+        // before it was delivered. How that tenure ended is not known: unclean.
+        if let Some(previous) = previous.filter(|p| *p > 0) {
+            if before.is_none_or(|(rev, _)| *rev != previous) {
+                return PreviousEnd::Unclean;
+            }
+        }
         match before {
             Some((_, LockEventKind::Deleted)) => PreviousEnd::Unclean,
             // A write of the previous tenure, and the new term took a key with no message at
@@ -122,10 +131,8 @@ impl KeyHistory {
             }
             // Released; Expired; or a write of the previous tenure and nothing after it, which
             // is an expiry the server did not mark (before 2.11, or a bucket without limit
-            // markers): its holder's deadline came first; or a marker replaced by the new
-            // term's write before this stream read it (the new term took the key on a marker,
-            // `previous` > 0, whose kind is gone). Nothing at all: the key is new, or its
-            // past was removed long ago.
+            // markers): its holder's deadline came first. Nothing at all: the key is new, or
+            // its past was removed long ago.
             _ => PreviousEnd::Clean,
         }
     }
