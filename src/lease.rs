@@ -5,7 +5,7 @@
 //! no message and no actor: `is_held()` reads an atomic and a watch channel, so it answers
 //! even while the actor's thread is busy, and it turns false at the deadline by itself.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,10 @@ pub(crate) struct LeaseState {
     /// on every refresh, readers load it without a lock.
     base: Instant,
     deadline_nanos: AtomicU64,
+    /// Set when the holder starts its release, before the delete is sent: from then on the
+    /// lock is not held as far as the holder's code is concerned, since the delete may land
+    /// (and the key be granted elsewhere) before its answer comes, or without one.
+    releasing: AtomicBool,
     /// Set once when the tenure ends; a watch channel so a late reader still sees it.
     end: watch::Sender<Option<LeaseEnd>>,
     subscribers: Arc<Subscribers>,
@@ -88,6 +92,7 @@ impl LeaseState {
             previous,
             base: Instant::now(),
             deadline_nanos: AtomicU64::new(0),
+            releasing: AtomicBool::new(false),
             end: watch::channel(None).0,
             subscribers: Arc::default(),
         };
@@ -99,6 +104,16 @@ impl LeaseState {
         let nanos = deadline.saturating_duration_since(self.base).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
         self.deadline_nanos.store(nanos, Ordering::Release);
+    }
+
+    /// The holder starts its release: `is_held()` is false from now on.
+    pub(crate) fn begin_release(&self) {
+        self.releasing.store(true, Ordering::Release);
+    }
+
+    /// Whether the tenure still counts as held: not ended, not being released.
+    fn live(&self) -> bool {
+        self.end.borrow().is_none() && !self.releasing.load(Ordering::Acquire)
     }
 
     fn deadline(&self) -> Instant {
@@ -170,17 +185,19 @@ impl Lease {
         self.shared.previous
     }
 
-    /// Whether the lock is held as far as this process knows: not released, not lost, and
-    /// the local lease deadline still ahead. Checked here, without a message to the lock
-    /// actor, so it turns false at the deadline even if the actor's thread is stuck.
+    /// Whether the lock is held as far as this process knows: not lost, no release begun,
+    /// and the local lease deadline still ahead. Checked here, without a message to the lock
+    /// actor, so it turns false at the deadline even if the actor's thread is stuck. It is
+    /// false from the moment a release starts, before its delete is sent: the delete may free
+    /// the key for another holder before its answer comes back.
     pub fn is_held(&self) -> bool {
-        self.shared.end.borrow().is_none() && Instant::now() < self.shared.deadline()
+        self.shared.live() && Instant::now() < self.shared.deadline()
     }
 
     /// Time left until the local lease deadline; zero once the tenure ended or the deadline
     /// passed. Refreshes move the deadline.
     pub fn time_left(&self) -> Duration {
-        if self.shared.end.borrow().is_some() {
+        if !self.shared.live() {
             return Duration::ZERO;
         }
         self.shared

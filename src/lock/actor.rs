@@ -196,6 +196,9 @@ impl LockActor {
         match &self.status {
             LockStatus::Held => {
                 self.status = LockStatus::Releasing;
+                // Not held from here on, for the code the lock protects: the delete may land
+                // and the key be granted elsewhere before its answer comes back.
+                self.lease.begin_release();
                 self.release_replies.push(reply);
                 if !self.refreshing {
                     self.start_release(ctx);

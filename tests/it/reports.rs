@@ -329,3 +329,33 @@ async fn run_if_free_with_an_unanswered_release_is_executed_with_an_unknown_rele
     }
     proxy.set_mode(ProxyMode::Pass);
 }
+
+/// A release whose delete lands but whose answer is lost (found by the protocol model,
+/// docs/protocol-model.md): the key is free at once and a waiter elsewhere takes it, while
+/// the releasing holder has heard nothing. Its `is_held()` must already be false then: it
+/// turns false when the release starts, before the delete is sent, not when the answer comes.
+#[actix::test]
+async fn a_release_whose_answer_is_lost_is_not_held_while_the_next_holder_holds() {
+    let env = Env::start().await;
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    let a = proxied_manager(&proxy, env.config()).await;
+    let b = env.manager(env.config()).await;
+    let lock = a.acquire("k", Some(PATIENCE)).await.unwrap();
+    let lease = lock.lease().clone();
+    let waiter = crate::fixture::spawn_waiter(&b, "k", PATIENCE).await;
+    assert!(lease.is_held());
+
+    proxy.set_mode(ProxyMode::DropReplies);
+    let release = actix::spawn(async move { lock.release().await });
+    let next = waiter.await.unwrap().expect("b takes the freed key");
+    assert!(
+        !lease.is_held(),
+        "the releasing holder still says it holds the key b holds ({:?} left)",
+        lease.time_left()
+    );
+    assert!(next.is_held());
+    proxy.set_mode(ProxyMode::Pass);
+    let _ = tokio::time::timeout(PATIENCE, release)
+        .await
+        .expect("the release ends");
+}

@@ -191,7 +191,10 @@ fn type_sizes() -> Vec<(&'static str, usize)> {
     use std::mem::size_of;
     type Ctx = actix::Context<nlock::actor::LockActor>;
     vec![
-        ("nlock::actor::LockActor", size_of::<nlock::actor::LockActor>()),
+        (
+            "nlock::actor::LockActor",
+            size_of::<nlock::actor::LockActor>(),
+        ),
         ("actix::Context<LockActor>", size_of::<Ctx>()),
         (
             "actix::dev::ContextFut<LockActor, _> (the actor's task future)",
