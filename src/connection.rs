@@ -1,6 +1,7 @@
 //! Whether the manager's NATS connection is up, as its event callback sees it: for telling a
 //! person (`nlock watch` says when it drops and comes back), never for deciding who holds a
-//! lock (leases do).
+//! lock (leases do); and where on the connection the JetStream API is reached
+//! ([`JetStreamApi`]).
 
 use tokio::sync::watch;
 
@@ -37,4 +38,14 @@ impl ConnectionWatch {
             changed
         });
     }
+}
+
+/// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JetStreamApi {
+    /// A JetStream domain (`$JS.<domain>.API`), e.g. a leaf node's or a hub's.
+    Domain(String),
+    /// A full API prefix, e.g. one imported from another account.
+    Prefix(String),
 }

@@ -42,7 +42,7 @@ pub(crate) fn any_duration() -> impl proptest::strategy::Strategy<Value = Durati
         Just(Duration::from_nanos(1)),
         Just(Duration::from_secs(u64::MAX)),
         Just(Duration::MAX),
-        Just(crate::settings::MAX_TTL),
+        Just(crate::limits::MAX_TTL),
         (0u64..100_000).prop_map(Duration::from_millis),
         (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
     ]
@@ -75,8 +75,8 @@ mod tests {
             }
             // Either a config or a `ConfigError`: the type says so, and it must not panic.
             if let Ok(c) = b.build() {
-                prop_assert!(c.ttl() <= crate::settings::MAX_TTL);
-                prop_assert!(c.max_clock_skew() <= crate::settings::MAX_CLOCK_SKEW);
+                prop_assert!(c.ttl() <= crate::limits::MAX_TTL);
+                prop_assert!(c.max_clock_skew() <= crate::limits::MAX_CLOCK_SKEW);
                 let now = Instant::now();
                 let ttl = c.ttl();
                 let deadline = lease_deadline(now, ttl, c.lease_margin(ttl));

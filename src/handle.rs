@@ -8,9 +8,9 @@
 use actix::{Addr, Recipient};
 
 use crate::error::{LockError, ReleaseError};
-use crate::lease::{Lease, LeaseEnd};
 use crate::lock::actor::LockActor;
 use crate::lock::granted::Granted;
+use crate::lock::lease::{Lease, LeaseEnd};
 use crate::lock::loss::{LockLost, LossSubscription};
 use crate::lock::state::{ended_error, GetState, LockState, Refresh};
 

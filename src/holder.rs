@@ -4,12 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// The longest caller-supplied description, in bytes; it keeps the lock value small.
-pub const MAX_DESCRIPTION: usize = 512;
-
-/// How much of a foreign lock value (one not written by nlock) a [`Holder`] shows, in bytes:
-/// enough for an id or a host name, not enough to carry a large value into every error.
-pub const MAX_FOREIGN_VALUE: usize = 256;
+use crate::limits::MAX_FOREIGN_VALUE;
 
 /// Who holds a lock: stored as JSON in the lock's KV value, shown by busy errors and state.
 ///

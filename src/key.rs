@@ -6,10 +6,7 @@
 //! stays well under the server's limits.
 
 use crate::error::{ConfigError, KeyRule, LockError};
-use crate::settings::MAX_BUCKET_LEN;
-
-/// The longest key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
+use crate::limits::{MAX_BUCKET_LEN, MAX_KEY_LEN};
 
 /// Checks a lock key against the NATS KV key rules.
 ///

@@ -34,7 +34,7 @@ mod handle;
 mod holder;
 mod key;
 mod leader;
-mod lease;
+pub mod limits;
 mod lock;
 mod observe;
 mod operator;
@@ -66,7 +66,7 @@ pub use leader::{
     Elector, ElectorOptions, ElectorRequest, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
     LeaderChanges, LeaderSubscription, Term,
 };
-pub use lease::{Lease, LeaseEnd};
+pub use lock::lease::{Lease, LeaseEnd};
 pub use lock::loss::{LockLost, LossSubscription};
 pub use lock::requests::{LockOptions, LocksReport, ManagerCounts};
 pub use lock::state::{LockState, LockStatus};
@@ -83,21 +83,11 @@ pub mod config {
     };
 }
 
-/// The bounds nlock checks input against: a value past one is rejected with a typed error
-/// before anything is written.
-pub mod limits {
-    pub use crate::holder::{MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
-    pub use crate::key::MAX_KEY_LEN;
-    pub use crate::settings::{
-        MAX_BUCKET_DESCRIPTION, MAX_BUCKET_LEN, MAX_CLOCK_DRIFT_PPM, MAX_CLOCK_SKEW,
-        MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
-    };
-}
-
 /// The actors behind the handles, and the messages they answer, for code that holds an
 /// actor's address rather than a handle: each message does exactly what the handle's method
-/// of the same name does ([`Release`] is [`LockHandle::release`], [`GetState`] is
-/// [`LockHandle::state`], [`ListLocks`] is [`LockManager::locks`], ...).
+/// of the same name does ([`Release`](actor::Release) is [`LockHandle::release`],
+/// [`GetState`](actor::GetState) is [`LockHandle::state`], [`ListLocks`](actor::ListLocks) is
+/// [`LockManager::locks`], ...).
 ///
 /// ```no_run
 /// # async fn f(lock: nlock::LockHandle) -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@ use super::run::{DoOutcome, OnLoss};
 use super::LockManager;
 use crate::error::{AcquireError, LockError};
 use crate::handle::LockHandle;
-use crate::lease::Lease;
+use crate::lock::lease::Lease;
 use crate::lock::requests::{Acquire, LockOptions, TryAcquire};
 use crate::pending::PendingLock;
 
@@ -15,7 +15,7 @@ use crate::pending::PendingLock;
 /// then run the work holding the lock) or `run_if_free(work)` (run it only if the lock is
 /// free now). Nothing is sent before a verb, and every verb checks the key and the options
 /// before anything is written: a bad one is [`AcquireErrorKind::InvalidKey`] or
-/// [`InvalidConfig`](AcquireErrorKind::InvalidConfig).
+/// [`InvalidConfig`](crate::AcquireErrorKind::InvalidConfig).
 ///
 /// ```no_run
 /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {

@@ -8,7 +8,7 @@ use super::LockManager;
 use crate::error::{AcquireError, LockError, LossReason, ReleaseError};
 use crate::handle::LockHandle;
 use crate::holder::Holder;
-use crate::lease::{Lease, LeaseEnd};
+use crate::lock::lease::{Lease, LeaseEnd};
 
 /// What [`LockManager::run_if_free`] did.
 #[derive(Debug)]

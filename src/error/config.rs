@@ -13,43 +13,43 @@ pub enum ConfigError {
     /// TTLs are at least one second.
     #[error("invalid TTL {0:?}: a TTL must be at least 1 s")]
     TtlTooShort(Duration),
-    /// TTLs are at most [`MAX_TTL`](crate::MAX_TTL): the server keeps `max_age` as signed
+    /// TTLs are at most [`MAX_TTL`](crate::limits::MAX_TTL): the server keeps `max_age` as signed
     /// 64-bit nanoseconds.
     #[error(
         "invalid TTL {0:?}: a TTL must be at most {max:?}",
-        max = crate::settings::MAX_TTL
+        max = crate::limits::MAX_TTL
     )]
     TtlTooLong(Duration),
     /// Per-message TTLs are sent in whole seconds; a fraction would be silently truncated.
     #[error("invalid TTL {0:?}: a TTL must be a whole number of seconds")]
     TtlNotWholeSeconds(Duration),
     /// The keep-alive factor must leave time for at least one retry before the lease ends,
-    /// and is at most [`MAX_KEEP_ALIVE_FACTOR`](crate::MAX_KEEP_ALIVE_FACTOR).
+    /// and is at most [`MAX_KEEP_ALIVE_FACTOR`](crate::limits::MAX_KEEP_ALIVE_FACTOR).
     #[error(
         "invalid keep-alive factor {0}: it must be between 2 and {max}",
-        max = crate::settings::MAX_KEEP_ALIVE_FACTOR
+        max = crate::limits::MAX_KEEP_ALIVE_FACTOR
     )]
     KeepAliveFactor(u32),
-    /// A retry interval under [`MIN_RETRY_INTERVAL`](crate::MIN_RETRY_INTERVAL) would poll
+    /// A retry interval under [`MIN_RETRY_INTERVAL`](crate::limits::MIN_RETRY_INTERVAL) would poll
     /// the server for nothing.
     #[error(
         "invalid retry interval {0:?}: it must be at least {min:?}",
-        min = crate::settings::MIN_RETRY_INTERVAL
+        min = crate::limits::MIN_RETRY_INTERVAL
     )]
     RetryInterval(Duration),
     /// Replicas must be 1 to 5 (the JetStream limit).
     #[error("invalid replica count {0}: it must be between 1 and 5")]
     Replicas(usize),
-    /// The request timeout is at least [`MIN_REQUEST_TIMEOUT`](crate::MIN_REQUEST_TIMEOUT).
+    /// The request timeout is at least [`MIN_REQUEST_TIMEOUT`](crate::limits::MIN_REQUEST_TIMEOUT).
     #[error(
         "invalid request timeout {0:?}: it must be at least {min:?}",
-        min = crate::settings::MIN_REQUEST_TIMEOUT
+        min = crate::limits::MIN_REQUEST_TIMEOUT
     )]
     RequestTimeout(Duration),
     /// The lease margin must be shorter than half the TTL.
     #[error("invalid lease margin {0:?}: it must be shorter than half the TTL")]
     LeaseMargin(Duration),
-    /// The clock skew the restart grace allows for is above [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW).
+    /// The clock skew the restart grace allows for is above [`MAX_CLOCK_SKEW`](crate::limits::MAX_CLOCK_SKEW).
     #[error("invalid max clock skew {0:?}: at most 1 hour")]
     ClockSkew(Duration),
     /// The clock drift the takeover allows for is above
@@ -69,7 +69,7 @@ pub enum ConfigError {
     #[error(
         "per-lock TTL {ttl:?} must be longer than the request timeout {request_timeout:?}: \
          use a TTL of at least {smallest:?}, or a shorter request timeout",
-        smallest = crate::settings::smallest_ttl_above(*request_timeout)
+        smallest = crate::limits::smallest_ttl_above(*request_timeout)
     )]
     LockTtlNotAboveRequestTimeout {
         /// The TTL asked for.
@@ -78,7 +78,7 @@ pub enum ConfigError {
         request_timeout: Duration,
     },
     /// The description stored in the lock value is too long.
-    #[error("description is {0} bytes; at most {max} are allowed", max = crate::holder::MAX_DESCRIPTION)]
+    #[error("description is {0} bytes; at most {max} are allowed", max = crate::limits::MAX_DESCRIPTION)]
     DescriptionTooLong(usize),
     /// The bucket does not exist, and this manager may not create it
     /// ([`ConfigBuilder::create_bucket`](crate::ConfigBuilder::create_bucket) off, as for a
@@ -103,17 +103,17 @@ pub enum ConfigError {
         /// What the existing bucket has.
         found: String,
     },
-    /// A bucket name longer than [`MAX_BUCKET_LEN`](crate::MAX_BUCKET_LEN) bytes: its stream
+    /// A bucket name longer than [`MAX_BUCKET_LEN`](crate::limits::MAX_BUCKET_LEN) bytes: its stream
     /// name, `KV_<name>`, would pass the server's 255-byte limit.
     #[error(
         "bucket name is {0} bytes; at most {max} are allowed (its stream is KV_<name>)",
-        max = crate::settings::MAX_BUCKET_LEN
+        max = crate::limits::MAX_BUCKET_LEN
     )]
     BucketNameTooLong(usize),
     /// A bucket description longer than the server accepts for a stream.
     #[error(
         "bucket description is {0} bytes; at most {max} are allowed",
-        max = crate::settings::MAX_BUCKET_DESCRIPTION
+        max = crate::limits::MAX_BUCKET_DESCRIPTION
     )]
     BucketDescriptionTooLong(usize),
     /// An explicit request timeout no shorter than the bucket TTL: a lease could end before a
@@ -133,7 +133,7 @@ pub enum ConfigError {
     /// A JetStream domain or API prefix that would not make a valid subject (empty, a
     /// wildcard, whitespace, or a '.' in a domain).
     #[error("invalid JetStream {0:?}: it must be a subject without wildcards or spaces")]
-    JetStreamApi(crate::settings::JetStreamApi),
+    JetStreamApi(crate::connection::JetStreamApi),
 }
 
 /// The key rule a rejected key broke (see [`validate_key`](crate::validate_key)).
@@ -142,7 +142,7 @@ pub enum ConfigError {
 pub enum KeyRule {
     /// A key must not be empty.
     Empty,
-    /// A key is at most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes.
+    /// A key is at most [`MAX_KEY_LEN`](crate::limits::MAX_KEY_LEN) bytes.
     TooLong,
     /// A key must not start or end with '.'.
     DotAtEdge,

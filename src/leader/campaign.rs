@@ -23,7 +23,7 @@ use crate::client::LockManager;
 use crate::deadline::deadline_after;
 use crate::error::{ErrorKind, LockError, LossReason};
 use crate::handle::LockHandle;
-use crate::lease::{Lease, LeaseEnd};
+use crate::lock::lease::{Lease, LeaseEnd};
 use crate::lock::requests::LockOptions;
 
 /// The longest pause between two restarts of a role that keeps failing within one term. The

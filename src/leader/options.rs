@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, LockError};
-use crate::holder::MAX_DESCRIPTION;
+use crate::limits::MAX_DESCRIPTION;
 use crate::lock::requests::LockOptions;
 
 /// The default [`ElectorOptions::lock_delay`].

@@ -15,7 +15,7 @@ use crate::client::LockManager;
 use crate::error::AcquireError;
 // Only doc links name these.
 #[cfg(doc)]
-use crate::{error::ErrorKind, holder::MAX_DESCRIPTION};
+use crate::{error::ErrorKind, limits::MAX_DESCRIPTION};
 
 /// A candidate for leadership not started yet: [`LockManager::elector`] makes it, and one of
 /// its verbs starts it with a role, [`run`](ElectorRequest::run) for an async function or

@@ -1,7 +1,7 @@
 //! Where a candidate stands: [`ElectorStatus`], and what the campaign publishes for the
 //! [`Elector`](super::Elector) handle to read.
 
-use crate::lease::Lease;
+use crate::lock::lease::Lease;
 
 /// Where a candidate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::lease::Lease;
+use crate::lock::lease::Lease;
 
 /// What the campaign loop is asked to do. Sent by the [`Elector`](super::Elector) handle, by
 /// the manager's shutdown, and by a role through its [`Term`].

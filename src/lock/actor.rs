@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::deadline::deadline_after;
 use crate::error::{LockError, LossReason};
-use crate::lease::LeaseState;
+use crate::lock::lease::LeaseState;
 use crate::lock::loss::LockLost;
 use crate::lock::loss::Subscribers;
 use crate::lock::state::{
@@ -288,7 +288,7 @@ impl LockActor {
         self.announce_loss(LossReason::ReleaseUnconfirmed);
         // The end told first wins (a shutdown announces its loss before it releases).
         let reason = match self.lease.ended() {
-            Some(crate::lease::LeaseEnd::Lost { reason }) => reason,
+            Some(crate::lock::lease::LeaseEnd::Lost { reason }) => reason,
             _ => LossReason::ReleaseUnconfirmed,
         };
         // The delete may still land; if the key shows this tenure's value when the server

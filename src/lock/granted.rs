@@ -7,8 +7,8 @@ use actix::Addr;
 use tokio::sync::oneshot;
 
 use crate::error::LockError;
-use crate::lease::Lease;
 use crate::lock::actor::{LetExpire, LockActor};
+use crate::lock::lease::Lease;
 use crate::lock::state::Release;
 
 /// A won lock, released when dropped (unless let expire). Whoever owns it owns the lock: a

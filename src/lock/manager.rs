@@ -16,8 +16,9 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
-use crate::holder::{Holder, MAX_DESCRIPTION};
+use crate::holder::Holder;
 use crate::key::validate_key;
+use crate::limits::MAX_DESCRIPTION;
 use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, ReleaseForShutdown};
 use crate::lock::granted::{Granted, Pending};
 use crate::lock::loss::Subscribers;

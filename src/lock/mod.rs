@@ -13,6 +13,7 @@ pub(crate) mod actor;
 pub(crate) mod contend;
 pub(crate) mod delay;
 pub(crate) mod granted;
+pub(crate) mod lease;
 pub(crate) mod loss;
 pub(crate) mod manager;
 pub(crate) mod queue;

@@ -3,7 +3,10 @@
 /// `ConfigBuilder::build` and the value rules, with their tests.
 mod validate;
 
-pub(crate) use validate::{smallest_ttl_above, validate_ttl};
+pub(crate) use validate::validate_ttl;
+
+pub use crate::connection::JetStreamApi;
+use crate::limits::MAX_CLOCK_DRIFT_PPM;
 
 use std::time::Duration;
 
@@ -11,47 +14,20 @@ use std::time::Duration;
 pub const DEFAULT_BUCKET: &str = "distributed_locks";
 /// Go nlock's default lock TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-/// The longest TTL accepted: 9,223,372,036 s (about 292 years). The server keeps a bucket's
-/// `max_age` as signed 64-bit nanoseconds, so a longer TTL could not be stored; nlock refuses
-/// it at build time rather than let the server refuse the bucket.
-pub const MAX_TTL: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
 /// Go nlock's default retry interval (jitter is added on top).
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Go nlock's default keep-alive factor: refresh every TTL/3.
 pub const DEFAULT_KEEP_ALIVE_FACTOR: u32 = 3;
-/// The largest keep-alive factor accepted. A failed refresh is retried until the lease
-/// deadline anyway, so more refreshes per TTL buy no safety: at 20 a refresh already leaves
-/// 95 % of the TTL for retries, and each extra refresh is one more replicated write per lock.
-/// At the shortest TTL (1 s) a factor of 20 refreshes every 50 ms.
-pub const MAX_KEEP_ALIVE_FACTOR: u32 = 20;
-/// The shortest retry interval accepted. The fallback poll only backs up the watch; below
-/// 10 ms every waiting key would read the bucket a hundred times a second or more, for
-/// nothing the watch does not already deliver.
-pub const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
-/// The shortest request timeout accepted. Below 10 ms even a loopback JetStream write
-/// (a replicated one, or one that syncs to disk) often cannot be answered in time, so
-/// almost every request would end "outcome unknown" and be retried.
-pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(10);
 /// The request timeout when none is set, unless the bucket TTL is shorter than twice it:
 /// then the default is TTL/2, so that every valid TTL (1 s and up) works with the default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default clock skew between hosts that the restart grace allows for.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
-/// The largest clock skew a config may allow for.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// The default bound on how much faster or slower than real time a host's monotonic clock
 /// runs, in parts per million: NTP slews a clock by at most 500 ppm, and a free-running
 /// quartz is within about 100 ppm. A waiter's takeover at the end of a holder's lease allows
 /// for this on both hosts ([`ConfigBuilder::max_clock_drift_ppm`]).
 pub const DEFAULT_MAX_CLOCK_DRIFT_PPM: u32 = 1_000;
-/// The largest clock drift a config may allow for: 10 %.
-pub const MAX_CLOCK_DRIFT_PPM: u32 = 100_000;
-/// The longest bucket name: the bucket's stream is `KV_<name>`, and a stream name is at most
-/// 255 bytes.
-pub const MAX_BUCKET_LEN: usize = 252;
-/// The longest bucket description, in bytes: the server's limit for a stream description
-/// (`JSMaxDescriptionLen` in nats-server).
-pub const MAX_BUCKET_DESCRIPTION: usize = 4096;
 
 /// Where the bucket keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,16 +70,6 @@ pub struct Config {
     pub(crate) takeover: bool,
     /// How far a host's clock rate may drift from real time, in parts per million.
     pub(crate) max_clock_drift_ppm: u32,
-}
-
-/// Which JetStream API a manager talks to, when not the account's default `$JS.API`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum JetStreamApi {
-    /// A JetStream domain (`$JS.<domain>.API`), e.g. a leaf node's or a hub's.
-    Domain(String),
-    /// A full API prefix, e.g. one imported from another account.
-    Prefix(String),
 }
 
 impl Default for Config {
@@ -180,7 +146,7 @@ impl Config {
     pub fn storage(&self) -> Storage {
         self.storage
     }
-    /// The bucket description, at most [`MAX_BUCKET_DESCRIPTION`] bytes.
+    /// The bucket description, at most [`MAX_BUCKET_DESCRIPTION`](crate::limits::MAX_BUCKET_DESCRIPTION) bytes.
     pub fn description(&self) -> &str {
         &self.description
     }
@@ -256,12 +222,12 @@ pub struct ConfigBuilder {
 
 impl ConfigBuilder {
     /// The KV bucket name (default `distributed_locks`): `[A-Za-z0-9_-]`, at most
-    /// [`MAX_BUCKET_LEN`] bytes.
+    /// [`MAX_BUCKET_LEN`](crate::limits::MAX_BUCKET_LEN) bytes.
     pub fn bucket(mut self, name: impl Into<String>) -> Self {
         self.config.bucket = name.into();
         self
     }
-    /// The bucket description, at most [`MAX_BUCKET_DESCRIPTION`] bytes.
+    /// The bucket description, at most [`MAX_BUCKET_DESCRIPTION`](crate::limits::MAX_BUCKET_DESCRIPTION) bytes.
     pub fn description(mut self, desc: impl Into<String>) -> Self {
         self.config.description = desc.into();
         self
@@ -271,14 +237,14 @@ impl ConfigBuilder {
         self.config.replicas = n;
         self
     }
-    /// The default lock TTL: whole seconds, at least 1 s and at most [`MAX_TTL`] (default
+    /// The default lock TTL: whole seconds, at least 1 s and at most [`MAX_TTL`](crate::limits::MAX_TTL) (default
     /// 30 s).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = ttl;
         self
     }
     /// The base interval of the fallback poll while waiting (default 250 ms, plus jitter); at
-    /// least [`MIN_RETRY_INTERVAL`]. A huge interval is kept as it is: the poll then waits
+    /// least [`MIN_RETRY_INTERVAL`](crate::limits::MIN_RETRY_INTERVAL). A huge interval is kept as it is: the poll then waits
     /// "forever" (saturating at decades), and waiters wake from the key's watch only.
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.config.retry_interval = interval;
@@ -293,8 +259,8 @@ impl ConfigBuilder {
         self.config.keep_alive = on;
         self
     }
-    /// Refresh every TTL/factor; 2 to [`MAX_KEEP_ALIVE_FACTOR`] (default 3). At least 2 leaves
-    /// time for a retry before the lease ends; see [`MAX_KEEP_ALIVE_FACTOR`] for the top.
+    /// Refresh every TTL/factor; 2 to [`MAX_KEEP_ALIVE_FACTOR`](crate::limits::MAX_KEEP_ALIVE_FACTOR) (default 3). At least 2 leaves
+    /// time for a retry before the lease ends; see [`MAX_KEEP_ALIVE_FACTOR`](crate::limits::MAX_KEEP_ALIVE_FACTOR) for the top.
     pub fn keep_alive_factor(mut self, factor: u32) -> Self {
         self.config.keep_alive_factor = factor;
         self
@@ -305,7 +271,7 @@ impl ConfigBuilder {
         self
     }
     /// How long one NATS request may take before its outcome counts as unknown: at least
-    /// [`MIN_REQUEST_TIMEOUT`] and shorter than the TTL. Default: 2 s, or half the bucket TTL
+    /// [`MIN_REQUEST_TIMEOUT`](crate::limits::MIN_REQUEST_TIMEOUT) and shorter than the TTL. Default: 2 s, or half the bucket TTL
     /// when that is shorter (500 ms for a 1 s TTL).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
@@ -352,7 +318,7 @@ impl ConfigBuilder {
 
     /// The largest difference between the clocks of this host, the other lock clients' hosts
     /// and the NATS servers that the restart grace allows for (default 1 s, at most
-    /// [`MAX_CLOCK_SKEW`]). The grace compares the stream's creation time (the server's
+    /// [`MAX_CLOCK_SKEW`](crate::limits::MAX_CLOCK_SKEW)). The grace compares the stream's creation time (the server's
     /// clock) and its clock-set sequence (another client's clock) with this host's clock.
     pub fn max_clock_skew(mut self, skew: Duration) -> Self {
         self.config.max_clock_skew = skew;

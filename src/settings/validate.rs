@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use super::{
-    Config, ConfigBuilder, JetStreamApi, DEFAULT_REQUEST_TIMEOUT, MAX_BUCKET_DESCRIPTION,
-    MAX_CLOCK_DRIFT_PPM, MAX_CLOCK_SKEW, MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT,
-    MIN_RETRY_INTERVAL,
+use crate::limits::{
+    smallest_ttl_above, MAX_BUCKET_DESCRIPTION, MAX_CLOCK_DRIFT_PPM, MAX_CLOCK_SKEW,
+    MAX_KEEP_ALIVE_FACTOR, MAX_TTL, MIN_REQUEST_TIMEOUT, MIN_RETRY_INTERVAL,
 };
+
+use super::{Config, ConfigBuilder, JetStreamApi, DEFAULT_REQUEST_TIMEOUT};
 use crate::error::ConfigError;
 use crate::key::validate_bucket;
 
@@ -58,11 +59,6 @@ impl ConfigBuilder {
     }
 }
 
-/// The smallest whole-second TTL longer than `request_timeout`: what an error suggests.
-pub(crate) fn smallest_ttl_above(request_timeout: Duration) -> Duration {
-    Duration::from_secs(request_timeout.as_secs().saturating_add(1))
-}
-
 /// A domain is one subject token; a prefix is a subject of such tokens. Neither may hold a
 /// wildcard or whitespace, or the API subjects built from them would not be valid.
 fn validate_jetstream_api(api: &JetStreamApi) -> Result<(), ConfigError> {
@@ -102,7 +98,7 @@ pub(crate) fn validate_ttl(ttl: Duration) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::MAX_BUCKET_LEN;
+    use crate::limits::MAX_BUCKET_LEN;
 
     #[test]
     fn the_takeover_waits_the_ttl_stretched_for_drift_on_both_clocks() {
@@ -123,7 +119,7 @@ mod tests {
             .max_clock_drift_ppm(MAX_CLOCK_DRIFT_PPM)
             .build()
             .unwrap();
-        assert!(most.takeover_after(crate::settings::MAX_TTL).is_some());
+        assert!(most.takeover_after(crate::limits::MAX_TTL).is_some());
         assert_eq!(
             Config::builder()
                 .max_clock_drift_ppm(MAX_CLOCK_DRIFT_PPM + 1)

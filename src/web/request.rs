@@ -18,7 +18,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
 use crate::client::LockManager;
 use crate::error::{KeyRule, LockError};
 use crate::handle::LockHandle;
-use crate::lease::Lease;
+use crate::lock::lease::Lease;
 use crate::lock::requests::LockOptions;
 use crate::web::error::LockErrorResponse;
 

@@ -10,10 +10,10 @@ use tracing::Instrument;
 use super::{HeldLock, LockManagerActor, Mode, Waiter};
 use crate::error::LockError;
 use crate::holder::{unix_ms, Holder};
-use crate::lease::Lease;
 use crate::lock::actor::{LockActor, LockSetup};
 use crate::lock::contend::{Contended, Contender, Wakes};
 use crate::lock::granted::Granted;
+use crate::lock::lease::Lease;
 use crate::lock::tenure::Tenure;
 use crate::settings::Config;
 
