@@ -96,8 +96,8 @@ pub mod limits {
 
 /// The actors behind the handles, and the messages they answer, for code that holds an
 /// actor's address rather than a handle: each message does exactly what the handle's method
-/// of the same name does ([`Release`] is [`LockHandle::release`], [`GetState`] is
-/// [`LockHandle::state`], [`ListLocks`] is [`LockManager::locks`], ...).
+/// of the same name does ([`Release`](crate::actor::Release) is [`LockHandle::release`], [`GetState`](crate::actor::GetState) is
+/// [`LockHandle::state`], [`ListLocks`](crate::actor::ListLocks) is [`LockManager::locks`], ...).
 ///
 /// ```no_run
 /// # async fn f(lock: nlock::LockHandle) -> Result<(), Box<dyn std::error::Error>> {

@@ -13,7 +13,7 @@ pub enum ConfigError {
     /// TTLs are at least one second.
     #[error("invalid TTL {0:?}: a TTL must be at least 1 s")]
     TtlTooShort(Duration),
-    /// TTLs are at most [`MAX_TTL`](crate::MAX_TTL): the server keeps `max_age` as signed
+    /// TTLs are at most [`MAX_TTL`](crate::limits::MAX_TTL): the server keeps `max_age` as signed
     /// 64-bit nanoseconds.
     #[error(
         "invalid TTL {0:?}: a TTL must be at most {max:?}",
@@ -24,13 +24,13 @@ pub enum ConfigError {
     #[error("invalid TTL {0:?}: a TTL must be a whole number of seconds")]
     TtlNotWholeSeconds(Duration),
     /// The keep-alive factor must leave time for at least one retry before the lease ends,
-    /// and is at most [`MAX_KEEP_ALIVE_FACTOR`](crate::MAX_KEEP_ALIVE_FACTOR).
+    /// and is at most [`MAX_KEEP_ALIVE_FACTOR`](crate::limits::MAX_KEEP_ALIVE_FACTOR).
     #[error(
         "invalid keep-alive factor {0}: it must be between 2 and {max}",
         max = crate::settings::MAX_KEEP_ALIVE_FACTOR
     )]
     KeepAliveFactor(u32),
-    /// A retry interval under [`MIN_RETRY_INTERVAL`](crate::MIN_RETRY_INTERVAL) would poll
+    /// A retry interval under [`MIN_RETRY_INTERVAL`](crate::limits::MIN_RETRY_INTERVAL) would poll
     /// the server for nothing.
     #[error(
         "invalid retry interval {0:?}: it must be at least {min:?}",
@@ -40,7 +40,7 @@ pub enum ConfigError {
     /// Replicas must be 1 to 5 (the JetStream limit).
     #[error("invalid replica count {0}: it must be between 1 and 5")]
     Replicas(usize),
-    /// The request timeout is at least [`MIN_REQUEST_TIMEOUT`](crate::MIN_REQUEST_TIMEOUT).
+    /// The request timeout is at least [`MIN_REQUEST_TIMEOUT`](crate::limits::MIN_REQUEST_TIMEOUT).
     #[error(
         "invalid request timeout {0:?}: it must be at least {min:?}",
         min = crate::settings::MIN_REQUEST_TIMEOUT
@@ -49,7 +49,7 @@ pub enum ConfigError {
     /// The lease margin must be shorter than half the TTL.
     #[error("invalid lease margin {0:?}: it must be shorter than half the TTL")]
     LeaseMargin(Duration),
-    /// The clock skew the restart grace allows for is above [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW).
+    /// The clock skew the restart grace allows for is above [`MAX_CLOCK_SKEW`](crate::limits::MAX_CLOCK_SKEW).
     #[error("invalid max clock skew {0:?}: at most 1 hour")]
     ClockSkew(Duration),
     /// The clock drift the takeover allows for is above
@@ -103,7 +103,7 @@ pub enum ConfigError {
         /// What the existing bucket has.
         found: String,
     },
-    /// A bucket name longer than [`MAX_BUCKET_LEN`](crate::MAX_BUCKET_LEN) bytes: its stream
+    /// A bucket name longer than [`MAX_BUCKET_LEN`](crate::limits::MAX_BUCKET_LEN) bytes: its stream
     /// name, `KV_<name>`, would pass the server's 255-byte limit.
     #[error(
         "bucket name is {0} bytes; at most {max} are allowed (its stream is KV_<name>)",
@@ -142,7 +142,7 @@ pub enum ConfigError {
 pub enum KeyRule {
     /// A key must not be empty.
     Empty,
-    /// A key is at most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes.
+    /// A key is at most [`MAX_KEY_LEN`](crate::limits::MAX_KEY_LEN) bytes.
     TooLong,
     /// A key must not start or end with '.'.
     DotAtEdge,
