@@ -145,6 +145,10 @@ impl LockHandle {
     /// println!("{} held by {}, revision {}, {:?} left", state.key, state.holder, state.revision, state.time_left);
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ReleaseErrorKind`](crate::ReleaseErrorKind): `Lost` (with the reason) when the tenure
+    /// was lost, `NotHeld` when it ended otherwise (released); both once its actor has stopped.
     pub async fn state(&self) -> Result<LockState, ReleaseError> {
         self.actor()
             .send(GetState)
@@ -162,17 +166,55 @@ impl LockHandle {
     /// before this call, for as long as the returned guard lives. Weak: it does not keep the
     /// subscriber alive (keep an address of it yourself; a stopped subscriber is logged as a
     /// warning). See [`Lease::subscribe`].
+    ///
+    /// ```no_run
+    /// use actix::prelude::*;
+    ///
+    /// struct Alarm;
+    /// impl Actor for Alarm {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<nlock::LockLost> for Alarm {
+    ///     type Result = ();
+    ///     fn handle(&mut self, lost: nlock::LockLost, _: &mut Context<Self>) {
+    ///         eprintln!("lost {}: {}", lost.key, lost.reason);
+    ///     }
+    /// }
+    /// # fn f(lock: nlock::LockHandle) {
+    /// let alarm = Alarm.start(); // keep it: the subscription alone does not
+    /// let subscription = lock.subscribe(alarm.clone().recipient());
+    /// # }
+    /// ```
     pub fn subscribe(&self, recipient: Recipient<LockLost>) -> LossSubscription {
         self.lease().subscribe(recipient)
     }
 
     /// Resolves when the lock is lost; never resolves if it is released normally. Meant for
     /// `tokio::select!` next to the work the lock protects.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
+    /// tokio::select! {
+    ///     _ = work(lock.token()) => lock.release().await?,
+    ///     lost = lock.lost() => eprintln!("stopped: {}", lost.reason),
+    /// }
+    /// # Ok(()) }
+    /// # async fn work(_: u64) {}
+    /// ```
     pub async fn lost(&self) -> LockLost {
         self.lease().lost().await
     }
 
     /// Resolves when the tenure ends: released, or lost with the reason.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// match lock.ended().await {
+    ///     nlock::LeaseEnd::Lost { reason } => eprintln!("lost: {reason}"),
+    ///     end => println!("ended: {end:?}"),
+    /// }
+    /// # }
+    /// ```
     pub async fn ended(&self) -> LeaseEnd {
         self.lease().ended().await
     }
