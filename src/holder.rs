@@ -5,10 +5,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// The longest caller-supplied description, in bytes; it keeps the lock value small.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) {
+/// let long = "x".repeat(nlock::limits::MAX_DESCRIPTION + 1);
+/// let err = m.lock("jobs.nightly").description(long).try_acquire().await.unwrap_err();
+/// assert_eq!(err.kind(), nlock::AcquireErrorKind::InvalidConfig);
+/// # }
+/// ```
 pub const MAX_DESCRIPTION: usize = 512;
 
 /// How much of a foreign lock value (one not written by nlock) a [`Holder`] shows, in bytes:
 /// enough for an id or a host name, not enough to carry a large value into every error.
+///
+/// ```
+/// let h = nlock::Holder::foreign(&[b'a'; 1000]);
+/// assert_eq!(h.owner.len(), nlock::limits::MAX_FOREIGN_VALUE);
+/// ```
 pub const MAX_FOREIGN_VALUE: usize = 256;
 
 /// Who holds a lock: stored as JSON in the lock's KV value, shown by busy errors and state.
@@ -85,6 +98,12 @@ impl Holder {
 
     /// A holder for a lock value nlock did not write: the raw value, lossily decoded as UTF-8
     /// and cut to at most [`MAX_FOREIGN_VALUE`] bytes (at a character boundary).
+    ///
+    /// ```
+    /// let h = nlock::Holder::foreign("ü".repeat(200).as_bytes());
+    /// assert!(h.foreign && h.owner.len() <= nlock::limits::MAX_FOREIGN_VALUE);
+    /// assert_eq!((h.pid, h.acquired_at_ms, h.host.as_str()), (0, 0, ""));
+    /// ```
     pub fn foreign(value: &[u8]) -> Holder {
         let mut owner = String::from_utf8_lossy(value).into_owned();
         if owner.len() > MAX_FOREIGN_VALUE {

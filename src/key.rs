@@ -9,6 +9,12 @@ use crate::error::{ConfigError, KeyRule, LockError};
 use crate::settings::MAX_BUCKET_LEN;
 
 /// The longest key accepted, in bytes.
+///
+/// ```
+/// let key = "k".repeat(nlock::limits::MAX_KEY_LEN);
+/// assert!(nlock::validate_key(&key).is_ok());
+/// assert!(nlock::validate_key(&(key + "k")).is_err());
+/// ```
 pub const MAX_KEY_LEN: usize = 1024;
 
 /// Checks a lock key against the NATS KV key rules.
@@ -20,6 +26,10 @@ pub const MAX_KEY_LEN: usize = 1024;
 ///     nlock::ErrorKind::InvalidKey
 /// );
 /// ```
+///
+/// # Errors
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey): a
+/// [`LockError::InvalidKey`] naming the key and the [`KeyRule`] it broke.
 pub fn validate_key(key: &str) -> Result<(), LockError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '=' | '.');
     let broken = if key.is_empty() {
