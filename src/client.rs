@@ -463,6 +463,14 @@ impl LockManager {
 
     /// What the server supports (per-lock TTL, expiry events), and how long the restart
     /// grace is.
+    ///
+    /// ```no_run
+    /// # fn f(m: nlock::LockManager) {
+    /// if m.capabilities().per_lock_ttl {
+    ///     println!("nats-server {} takes per-lock TTLs", m.capabilities().server_version);
+    /// }
+    /// # }
+    /// ```
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
     }
@@ -493,11 +501,23 @@ impl LockManager {
     }
 
     /// This manager's owner id, as written in its lock values.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let mine = m.holders().await?.into_iter().filter(|h| h.holder.owner == m.owner()).count();
+    /// # Ok(()) }
+    /// ```
     pub fn owner(&self) -> &str {
         &self.owner
     }
 
     /// The manager actor's address.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), actix::MailboxError> {
+    /// let report = m.actor().send(nlock::actor::ListLocks).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn actor(&self) -> &Addr<LockManagerActor> {
         &self.addr
     }

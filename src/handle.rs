@@ -56,6 +56,12 @@ impl LockHandle {
     }
 
     /// The lock key.
+    ///
+    /// ```no_run
+    /// # fn f(lock: nlock::LockHandle) {
+    /// println!("holding {} with token {}", lock.key(), lock.token());
+    /// # }
+    /// ```
     pub fn key(&self) -> &str {
         self.lease().key()
     }
@@ -70,12 +76,30 @@ impl LockHandle {
     /// A view of this tenure for the code doing the work: key, token, `is_held()`, `lost()`,
     /// `ended()`. Clone it freely; it does not keep the lock, and it stays readable after
     /// the handle is released.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// let lease = lock.lease().clone();
+    /// tokio::spawn(async move {
+    ///     // The worker checks the lease; it does not keep the lock.
+    ///     if lease.is_held() {
+    ///         println!("writing with token {}", lease.token());
+    ///     }
+    /// });
+    /// # }
+    /// ```
     pub fn lease(&self) -> &Lease {
         self.granted.lease()
     }
 
     /// The lock actor's address, for sending it the messages of [`nlock::actor`](crate::actor)
     /// directly.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// let state = lock.actor().send(nlock::actor::GetState).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn actor(&self) -> &Addr<LockActor> {
         self.granted.addr()
     }
@@ -158,6 +182,15 @@ impl LockHandle {
 
     /// Whether the lock is still held as far as this process knows: not lost, not released,
     /// and its lease deadline still ahead (checked here, without waiting for the actor).
+    ///
+    /// ```no_run
+    /// # async fn write(_: u64) {}
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// if lock.is_held() {
+    ///     write(lock.token()).await;
+    /// }
+    /// # }
+    /// ```
     pub fn is_held(&self) -> bool {
         self.lease().is_held()
     }

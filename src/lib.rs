@@ -75,6 +75,12 @@ pub use settings::{BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage};
 pub use store::{Capabilities, RestartGrace};
 
 /// The defaults nlock uses where a setting is not given.
+///
+/// ```
+/// let config = nlock::Config::default();
+/// assert_eq!(config.ttl(), nlock::config::DEFAULT_TTL);
+/// assert_eq!(config.bucket(), nlock::config::DEFAULT_BUCKET);
+/// ```
 pub mod config {
     pub use crate::leader::DEFAULT_LOCK_DELAY;
     pub use crate::settings::{
@@ -85,6 +91,13 @@ pub mod config {
 
 /// The bounds nlock checks input against: a value past one is rejected with a typed error
 /// before anything is written.
+///
+/// ```
+/// use std::time::Duration;
+/// let too_long = nlock::limits::MAX_TTL + Duration::from_secs(1);
+/// assert!(nlock::Config::builder().ttl(too_long).build().is_err());
+/// assert!(nlock::validate_key(&"k".repeat(nlock::limits::MAX_KEY_LEN + 1)).is_err());
+/// ```
 pub mod limits {
     pub use crate::holder::{MAX_DESCRIPTION, MAX_FOREIGN_VALUE};
     pub use crate::key::MAX_KEY_LEN;

@@ -135,7 +135,16 @@ pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
 /// revision after the last event (changes removed meanwhile are not replayed). Drop it to
 /// stop watching: its server consumer is then deleted.
 ///
-/// See [`LockManager::events`](crate::LockManager::events) for an example.
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let events: nlock::LockEvents = m.events(">").await?;
+/// let mut events = events.filter(|e| std::future::ready(e.kind == nlock::LockEventKind::Released));
+/// while let Some(e) = events.next().await {
+///     println!("{} released at revision {}", e.key, e.revision);
+/// }
+/// # Ok(()) }
+/// ```
 pub struct LockEvents {
     changes: Changes,
     /// Per key, what the last change seen left, and when it was seen. It tells a refresh of a

@@ -122,7 +122,15 @@ pub enum LeaderChangeKind {
 /// One change of leadership, as every process sees it, in the key's order. Also an actix
 /// message, for [`LockManager::subscribe_leader`].
 ///
-/// See [`LeaderChangeKind`] and [`LockManager::subscribe_leader`] for examples.
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let mut changes = m.leader_changes("jobs.leader").await?;
+/// while let Some(c) = changes.next().await {
+///     println!("{} at revision {} ({:?}): {:?}", c.key, c.revision, c.stored_at_ms, c.leader);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Message)]
 #[rtype(result = "()")]
 #[non_exhaustive]
@@ -142,7 +150,13 @@ pub struct LeaderChange {
 /// A stream of [`LeaderChange`]s for one key, from [`LockManager::leader_changes`]. It starts
 /// with the key's current state and does not end by itself; drop it to stop.
 ///
-/// See [`LockManager::leader_changes`] for an example.
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let changes: nlock::LeaderChanges = m.leader_changes("jobs.leader").await?;
+/// let first = changes.take(1).collect::<Vec<_>>().await; // the current state
+/// # Ok(()) }
+/// ```
 pub struct LeaderChanges {
     events: LockEvents,
     /// The leader of the running term, to name it when the term ends (a delete marker by
@@ -230,7 +244,26 @@ impl Stream for LeaderChanges {
 /// A subscription made by [`LockManager::subscribe_leader`]: it lasts until this is dropped
 /// or the subscriber stops.
 ///
-/// See [`LockManager::subscribe_leader`] for an example.
+/// ```no_run
+/// use actix::prelude::*;
+///
+/// struct Follower;
+/// impl Actor for Follower {
+///     type Context = Context<Self>;
+/// }
+/// impl Handler<nlock::LeaderChange> for Follower {
+///     type Result = ();
+///     fn handle(&mut self, c: nlock::LeaderChange, _: &mut Context<Self>) {
+///         println!("{} at revision {}: {:?}", c.key, c.revision, c.kind);
+///     }
+/// }
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let follower = Follower.start();
+/// let subscription = m.subscribe_leader("jobs.leader", follower.clone().recipient()).await?;
+/// // ... changes are delivered while `subscription` lives ...
+/// drop(subscription);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct LeaderSubscription {
     task: tokio::task::JoinHandle<()>,

@@ -9,6 +9,11 @@ use crate::holder::MAX_DESCRIPTION;
 use crate::lock::requests::LockOptions;
 
 /// The default [`ElectorOptions::lock_delay`].
+///
+/// ```
+/// let options = nlock::ElectorOptions::new("node-a");
+/// assert_eq!(options.lock_delay, nlock::config::DEFAULT_LOCK_DELAY);
+/// ```
 pub const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(1);
 
 /// How an [`Elector`](super::Elector) campaigns and leads.

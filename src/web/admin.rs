@@ -61,6 +61,13 @@ pub struct AdminLocks {
 impl AdminLocks {
     /// Reads both views from `manager`.
     ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let view = nlock::web::AdminLocks::read(&m).await?;
+    /// println!("{} keys in the bucket, {} held here", view.bucket.len(), view.process.held.len());
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As a [`LockError`]: [`ErrorKind::ManagerGone`](crate::ErrorKind::ManagerGone) from
     /// [`LockManager::locks`], `Unavailable`, `OutcomeUnknown` and `PermissionDenied` from
@@ -119,7 +126,13 @@ impl BucketLock {
 
 /// Who an elector's term names, read from the lock's description.
 ///
-/// See [`BucketLock`] for an example.
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let view = nlock::web::AdminLocks::read(&m).await?;
+/// let candidates: Vec<&nlock::web::ElectionCandidate> =
+///     view.bucket.iter().filter_map(|l| l.candidate.as_ref()).collect();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ElectionCandidate {
@@ -151,6 +164,12 @@ pub struct ObservedLeader {
 
 impl ObservedLeader {
     /// Reads the leader of each of `keys` from `manager`, at once, in the order given.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let leaders = nlock::web::ObservedLeader::read(&m, &["jobs.leader".to_owned()]).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// The first error of [`LockManager::leader`], as a [`LockError`]:

@@ -155,6 +155,14 @@ pub struct WebLocks {
 
 impl WebLocks {
     /// The integration for `manager`.
+    ///
+    /// ```no_run
+    /// # fn f(m: nlock::LockManager) {
+    /// let locks = nlock::web::WebLocks::new(m);
+    /// assert!(!locks.is_stopping());
+    /// println!("owner {}", locks.manager().owner());
+    /// # }
+    /// ```
     pub fn new(manager: LockManager) -> Self {
         WebLocks {
             manager,
@@ -380,7 +388,14 @@ impl WebLocks {
 
 /// How a [`WebLocks::run_reporting`] ended.
 ///
-/// See [`WebLocks::run_reporting`] for an example.
+/// ```no_run
+/// # async fn f(locks: nlock::web::WebLocks, server: actix_web::dev::Server) -> std::io::Result<()> {
+/// let stopped: nlock::web::Stopped = locks.run_reporting(server).await?;
+/// if stopped.signal == Some("SIGTERM") {
+///     println!("terminated; released {:?}", stopped.released);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stopped {

@@ -13,8 +13,13 @@ use crate::leader::{Elector, ElectorStatus};
 /// "campaigning"}` (or `ending`, `holding_off`, `stopped`) with 503. 503 from the moment the
 /// term's lease is lost or runs out, or its end begins, while its role may still be stopping.
 ///
-/// See [`Readiness::of`] and [`WebLocks::readiness`](crate::web::WebLocks::readiness) for
-/// examples.
+/// ```no_run
+/// # fn f(elector: nlock::Elector) {
+/// let r = nlock::web::Readiness::of(&elector);
+/// let body = serde_json::to_value(&r).unwrap();
+/// assert_eq!(body["ready"], r.ready);
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct Readiness {

@@ -275,7 +275,17 @@ where
 
 /// The service [`LockPerRequest`] wraps around a resource.
 ///
-/// See [`LockPerRequest`] for an example.
+/// ```no_run
+/// # fn f(locks: nlock::web::WebLocks) {
+/// use actix_web::{web, App, HttpResponse};
+/// // Made by `.wrap(...)` for each service it wraps; never built by hand.
+/// let app = App::new().service(
+///     web::resource("/jobs/{id}")
+///         .wrap(locks.lock_per_request(nlock::web::KeyFrom::path("id")))
+///         .route(web::post().to(|| async { HttpResponse::Accepted().finish() })),
+/// );
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct LockPerRequestService<S> {
     service: Rc<S>,
