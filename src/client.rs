@@ -176,8 +176,9 @@ impl LockManager {
     /// # Errors
     /// [`ConnectErrorKind`](crate::ConnectErrorKind): `InvalidConfig` for a bucket that exists
     /// and does not match `config` (or is missing with `create_bucket(false)`),
-    /// `JetStreamNotEnabled`, `BucketRejected`, `Unsupported`, `Unavailable`, `OutcomeUnknown`
-    /// for a request that timed out while opening.
+    /// `JetStreamNotEnabled`, `BucketRejected`, `Unavailable` (also when nlock's actor thread
+    /// cannot start), `OutcomeUnknown` for a request that timed out while opening. As said
+    /// above, a refused permission shows here as `Unavailable` or `OutcomeUnknown`.
     pub async fn start(
         client: async_nats::Client,
         config: Config,
