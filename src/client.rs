@@ -120,6 +120,8 @@ impl LockManager {
     ///         .await?;
     /// # Ok(()) }
     /// ```
+    /// # Errors
+    /// [`ConnectErrorKind`](crate::ConnectErrorKind), as for [`connect`](LockManager::connect).
     pub async fn connect_with(
         options: async_nats::ConnectOptions,
         servers: &str,
@@ -146,6 +148,9 @@ impl LockManager {
     /// let manager = nlock::LockManager::from_env(nlock::Config::default()).await?;
     /// # Ok(()) }
     /// ```
+    /// # Errors
+    /// [`ConnectErrorKind`](crate::ConnectErrorKind): `InvalidConnectSetting` for a variable
+    /// that cannot be used, then what [`connect`](LockManager::connect) returns.
     pub async fn from_env(config: Config) -> Result<LockManager, ConnectError> {
         crate::connect::ConnectSettings::from_env()
             .connect(config)
@@ -160,6 +165,20 @@ impl LockManager {
     /// here (a timeout, "unavailable"): nlock cannot see the events of a client it did not
     /// connect. [`connect`](LockManager::connect), [`connect_with`](LockManager::connect_with)
     /// and [`from_env`](LockManager::from_env) report it as [`LockError::PermissionDenied`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = nlock::async_nats::connect("nats://127.0.0.1:4222").await?;
+    /// let manager = nlock::LockManager::start(client, nlock::Config::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind`](crate::ConnectErrorKind): `InvalidConfig` for a bucket that exists
+    /// and does not match `config` (or is missing with `create_bucket(false)`),
+    /// `JetStreamNotEnabled`, `BucketRejected`, `Unavailable` (also when nlock's actor thread
+    /// cannot start), `OutcomeUnknown` for a request that timed out while opening. As said
+    /// above, a refused permission shows here as `Unavailable` or `OutcomeUnknown`.
     pub async fn start(
         client: async_nats::Client,
         config: Config,
@@ -245,6 +264,14 @@ impl LockManager {
     /// [`AcquireErrorKind`](crate::AcquireErrorKind): `AcquireTimedOut` after the timeout,
     /// `InvalidKey` before anything is written, `Unavailable`, `OutcomeUnknown`, `Rejected`,
     /// `PermissionDenied` and `ManagerGone` from NATS or the manager.
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let lock = m.acquire("orders.reindex", Some(Duration::from_secs(5))).await?;
+    /// lock.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     pub async fn acquire(
         &self,
         key: &str,
@@ -266,6 +293,11 @@ impl LockManager {
     /// }
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// As [`LockRequest::try_acquire`]: `Busy` when held or during the restart grace, else
+    /// the other [`AcquireErrorKind`](crate::AcquireErrorKind)s of
+    /// [`acquire`](LockManager::acquire) but `AcquireTimedOut`.
     pub async fn try_acquire(&self, key: &str) -> Result<LockHandle, AcquireError> {
         self.lock(key).try_acquire().await
     }
@@ -336,6 +368,11 @@ impl LockManager {
     /// when the releases are answered: about one round-trip for a contender in the middle of
     /// a write, plus the deletes (and whatever the roles take to stop).
     ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// m.shutdown().await;
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         // Started under the lock, awaited after it: a dependent gone winds down at once.
         let winding: Vec<_> = match self.dependents.lock() {
@@ -382,6 +419,15 @@ impl LockManager {
     /// # Errors
     /// [`ObserveErrorKind`](crate::ObserveErrorKind): `InvalidKey` before anything is sent,
     /// `Unavailable`, `OutcomeUnknown`, `PermissionDenied` from NATS.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// match m.holder("jobs.nightly").await? {
+    ///     Some(h) => println!("held by {} with token {}", h.holder.owner, h.token),
+    ///     None => println!("free"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn holder(&self, key: &str) -> Result<Option<KeyHolder>, ObserveError> {
         crate::key::validate_key(key)?;
         let changes = self.store.snapshot(key).await?;
@@ -418,6 +464,14 @@ impl LockManager {
 
     /// What the server supports (per-lock TTL, expiry events), and how long the restart
     /// grace is.
+    ///
+    /// ```no_run
+    /// # fn f(m: nlock::LockManager) {
+    /// if m.capabilities().per_lock_ttl {
+    ///     println!("nats-server {} takes per-lock TTLs", m.capabilities().server_version);
+    /// }
+    /// # }
+    /// ```
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
     }
@@ -448,11 +502,23 @@ impl LockManager {
     }
 
     /// This manager's owner id, as written in its lock values.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let mine = m.holders().await?.into_iter().filter(|h| h.holder.owner == m.owner()).count();
+    /// # Ok(()) }
+    /// ```
     pub fn owner(&self) -> &str {
         &self.owner
     }
 
     /// The manager actor's address.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), actix::MailboxError> {
+    /// let report = m.actor().send(nlock::actor::ListLocks).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn actor(&self) -> &Addr<LockManagerActor> {
         &self.addr
     }

@@ -6,6 +6,16 @@
 use tokio::sync::watch;
 
 /// The state of the manager's NATS connection.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) {
+/// if let Some(state) = m.connection_state() {
+///     if *state.borrow() == nlock::ConnectionState::Disconnected {
+///         eprintln!("NATS is down: what you see may be stale");
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

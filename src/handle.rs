@@ -56,6 +56,12 @@ impl LockHandle {
     }
 
     /// The lock key.
+    ///
+    /// ```no_run
+    /// # fn f(lock: nlock::LockHandle) {
+    /// println!("holding {} with token {}", lock.key(), lock.token());
+    /// # }
+    /// ```
     pub fn key(&self) -> &str {
         self.lease().key()
     }
@@ -70,12 +76,30 @@ impl LockHandle {
     /// A view of this tenure for the code doing the work: key, token, `is_held()`, `lost()`,
     /// `ended()`. Clone it freely; it does not keep the lock, and it stays readable after
     /// the handle is released.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// let lease = lock.lease().clone();
+    /// tokio::spawn(async move {
+    ///     // The worker checks the lease; it does not keep the lock.
+    ///     if lease.is_held() {
+    ///         println!("writing with token {}", lease.token());
+    ///     }
+    /// });
+    /// # }
+    /// ```
     pub fn lease(&self) -> &Lease {
         self.granted.lease()
     }
 
     /// The lock actor's address, for sending it the messages of [`nlock::actor`](crate::actor)
     /// directly.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// let state = lock.actor().send(nlock::actor::GetState).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn actor(&self) -> &Addr<LockActor> {
         self.granted.addr()
     }
@@ -145,6 +169,10 @@ impl LockHandle {
     /// println!("{} held by {}, revision {}, {:?} left", state.key, state.holder, state.revision, state.time_left);
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ReleaseErrorKind`](crate::ReleaseErrorKind): `Lost` (with the reason) when the tenure
+    /// was lost, `NotHeld` when it ended otherwise (released); both once its actor has stopped.
     pub async fn state(&self) -> Result<LockState, ReleaseError> {
         self.actor()
             .send(GetState)
@@ -154,6 +182,15 @@ impl LockHandle {
 
     /// Whether the lock is still held as far as this process knows: not lost, not released,
     /// and its lease deadline still ahead (checked here, without waiting for the actor).
+    ///
+    /// ```no_run
+    /// # async fn write(_: u64) {}
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// if lock.is_held() {
+    ///     write(lock.token()).await;
+    /// }
+    /// # }
+    /// ```
     pub fn is_held(&self) -> bool {
         self.lease().is_held()
     }
@@ -162,17 +199,55 @@ impl LockHandle {
     /// before this call, for as long as the returned guard lives. Weak: it does not keep the
     /// subscriber alive (keep an address of it yourself; a stopped subscriber is logged as a
     /// warning). See [`Lease::subscribe`].
+    ///
+    /// ```no_run
+    /// use actix::prelude::*;
+    ///
+    /// struct Alarm;
+    /// impl Actor for Alarm {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<nlock::LockLost> for Alarm {
+    ///     type Result = ();
+    ///     fn handle(&mut self, lost: nlock::LockLost, _: &mut Context<Self>) {
+    ///         eprintln!("lost {}: {}", lost.key, lost.reason);
+    ///     }
+    /// }
+    /// # fn f(lock: nlock::LockHandle) {
+    /// let alarm = Alarm.start(); // keep it: the subscription alone does not
+    /// let subscription = lock.subscribe(alarm.clone().recipient());
+    /// # }
+    /// ```
     pub fn subscribe(&self, recipient: Recipient<LockLost>) -> LossSubscription {
         self.lease().subscribe(recipient)
     }
 
     /// Resolves when the lock is lost; never resolves if it is released normally. Meant for
     /// `tokio::select!` next to the work the lock protects.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) -> Result<(), nlock::LockError> {
+    /// tokio::select! {
+    ///     _ = work(lock.token()) => lock.release().await?,
+    ///     lost = lock.lost() => eprintln!("stopped: {}", lost.reason),
+    /// }
+    /// # Ok(()) }
+    /// # async fn work(_: u64) {}
+    /// ```
     pub async fn lost(&self) -> LockLost {
         self.lease().lost().await
     }
 
     /// Resolves when the tenure ends: released, or lost with the reason.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// match lock.ended().await {
+    ///     nlock::LeaseEnd::Lost { reason } => eprintln!("lost: {reason}"),
+    ///     end => println!("ended: {end:?}"),
+    /// }
+    /// # }
+    /// ```
     pub async fn ended(&self) -> LeaseEnd {
         self.lease().ended().await
     }

@@ -80,6 +80,12 @@ impl Holder {
 
     /// A holder for a lock value nlock did not write: the raw value, lossily decoded as UTF-8
     /// and cut to at most [`MAX_FOREIGN_VALUE`] bytes (at a character boundary).
+    ///
+    /// ```
+    /// let h = nlock::Holder::foreign("ü".repeat(200).as_bytes());
+    /// assert!(h.foreign && h.owner.len() <= nlock::limits::MAX_FOREIGN_VALUE);
+    /// assert_eq!((h.pid, h.acquired_at_ms, h.host.as_str()), (0, 0, ""));
+    /// ```
     pub fn foreign(value: &[u8]) -> Holder {
         let mut owner = String::from_utf8_lossy(value).into_owned();
         if owner.len() > MAX_FOREIGN_VALUE {

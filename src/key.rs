@@ -17,6 +17,10 @@ use crate::limits::{MAX_BUCKET_LEN, MAX_KEY_LEN};
 ///     nlock::ErrorKind::InvalidKey
 /// );
 /// ```
+///
+/// # Errors
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey): a
+/// [`LockError::InvalidKey`] naming the key and the [`KeyRule`] it broke.
 pub fn validate_key(key: &str) -> Result<(), LockError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '=' | '.');
     let broken = if key.is_empty() {

@@ -75,6 +75,12 @@ pub use settings::{BucketLayout, Config, ConfigBuilder, JetStreamApi, Storage};
 pub use store::{Capabilities, RestartGrace};
 
 /// The defaults nlock uses where a setting is not given.
+///
+/// ```
+/// let config = nlock::Config::default();
+/// assert_eq!(config.ttl(), nlock::config::DEFAULT_TTL);
+/// assert_eq!(config.bucket(), nlock::config::DEFAULT_BUCKET);
+/// ```
 pub mod config {
     pub use crate::leader::DEFAULT_LOCK_DELAY;
     pub use crate::settings::{

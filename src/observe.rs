@@ -17,6 +17,14 @@ use crate::holder::Holder;
 use crate::store::{Change, ChangeOp, Changes, End};
 
 /// A key that is held, as the bucket shows it.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// for h in m.holders().await? {
+///     println!("{} token {} revision {} by {}", h.key, h.token, h.revision, h.holder);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct KeyHolder {
@@ -35,6 +43,11 @@ pub struct KeyHolder {
 }
 
 /// What happened to a key.
+///
+/// ```
+/// let kind = nlock::LockEventKind::Released;
+/// assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{}\"", kind.as_str()));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -72,6 +85,18 @@ impl LockEventKind {
 }
 
 /// One change to a key, as every process sees it.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let mut events = m.events("jobs.>").await?;
+/// while let Some(e) = events.next().await {
+///     if e.kind == nlock::LockEventKind::Expired {
+///         eprintln!("{} expired at revision {} (holder {:?})", e.key, e.revision, e.holder);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct LockEvent {
@@ -109,6 +134,17 @@ pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
 /// It does not end by itself: it reopens after a broken connection or a lost bucket, from the
 /// revision after the last event (changes removed meanwhile are not replayed). Drop it to
 /// stop watching: its server consumer is then deleted.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let events: nlock::LockEvents = m.events(">").await?;
+/// let mut events = events.filter(|e| std::future::ready(e.kind == nlock::LockEventKind::Released));
+/// while let Some(e) = events.next().await {
+///     println!("{} released at revision {}", e.key, e.revision);
+/// }
+/// # Ok(()) }
+/// ```
 pub struct LockEvents {
     changes: Changes,
     /// Per key, what the last change seen left, and when it was seen. It tells a refresh of a
@@ -259,6 +295,16 @@ impl Stream for LockEvents {
 /// Checks a key filter: a key, or dot-separated tokens where `*` stands for one token and a
 /// final `>` for one or more, as [`LockManager::events`](crate::LockManager::events) takes it.
 /// A bad one is [`LockError::InvalidKey`](crate::LockError::InvalidKey) naming the filter.
+///
+/// ```
+/// assert!(nlock::validate_filter("jobs.>").is_ok());
+/// assert!(nlock::validate_filter("*.nightly").is_ok());
+/// assert!(nlock::validate_filter("jobs.>.x").is_err());
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey): a
+/// [`LockError::InvalidKey`](crate::LockError::InvalidKey) naming the filter.
 pub fn validate_filter(filter: &str) -> Result<(), crate::LockError> {
     let tokens: Vec<&str> = filter.split('.').collect();
     let wildcard = |t: &str| t == "*" || t == ">";

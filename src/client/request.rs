@@ -55,12 +55,27 @@ impl<'a> LockRequest<'a> {
 
     /// How long [`acquire`](LockRequest::acquire) and [`run`](LockRequest::run) wait for the
     /// lock; without it they wait until granted or dropped. The other verbs do not wait.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let lock = m.lock("jobs.nightly").timeout(Duration::from_secs(30)).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// [`timeout`](LockRequest::timeout), or none with `None`.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let wait: Option<Duration> = None; // wait until granted
+    /// let lock = m.lock("jobs.nightly").timeout_opt(wait).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn timeout_opt(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
@@ -69,12 +84,25 @@ impl<'a> LockRequest<'a> {
     /// A TTL for this lock instead of the bucket's: whole seconds, no longer than the
     /// bucket's and longer than the request timeout; it needs nats-server 2.11+
     /// ([`AcquireErrorKind::Unsupported`](crate::AcquireErrorKind::Unsupported) before).
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let lock = m.lock("jobs.nightly").ttl(Duration::from_secs(5)).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.options.ttl = Some(ttl);
         self
     }
 
     /// Stored in the lock value, shown to anyone who finds the lock busy.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let lock = m.lock("jobs.nightly").description("nightly report, host a1").try_acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.options.description = Some(description.into());
         self
@@ -82,12 +110,27 @@ impl<'a> LockRequest<'a> {
 
     /// A lock-delay after an unclean end of the previous tenure; see
     /// [`LockOptions::lock_delay`](crate::LockOptions::lock_delay).
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let lock = m.lock("jobs.nightly").lock_delay(Duration::from_secs(15)).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn lock_delay(mut self, delay: Duration) -> Self {
         self.options.lock_delay = Some(delay);
         self
     }
 
     /// Every per-lock option at once, replacing the ones set before.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let options = nlock::LockOptions::default().ttl(Duration::from_secs(5));
+    /// let lock = m.lock("jobs.nightly").options(options).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn options(mut self, options: LockOptions) -> Self {
         self.options = options;
         self
@@ -95,6 +138,16 @@ impl<'a> LockRequest<'a> {
 
     /// What [`run`](LockRequest::run) and [`run_if_free`](LockRequest::run_if_free) do with
     /// work whose lock is lost while it runs (default: [`OnLoss::Cancel`]).
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let outcome = m
+    ///     .lock("ledger.compact")
+    ///     .on_loss(nlock::OnLoss::Finish)
+    ///     .run_if_free(|lease| async move { lease.token() })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn on_loss(mut self, on_loss: OnLoss) -> Self {
         self.on_loss = on_loss;
         self
@@ -103,6 +156,21 @@ impl<'a> LockRequest<'a> {
     /// Waits for the lock until granted, or until the timeout passes
     /// ([`AcquireErrorKind::AcquireTimedOut`](crate::AcquireErrorKind::AcquireTimedOut)).
     /// Dropping the future withdraws the request and leaves no lock behind.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let lock = m.lock("orders.reindex").timeout(Duration::from_secs(5)).acquire().await?;
+    /// lock.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`AcquireErrorKind`](crate::AcquireErrorKind): `InvalidKey`, `InvalidConfig` (a TTL or
+    /// description out of bounds) and `Unsupported` (a per-lock TTL on a server before 2.11)
+    /// before anything is written; `AcquireTimedOut` after the timeout; `Unavailable`,
+    /// `OutcomeUnknown`, `Rejected`, `PermissionDenied` and `ManagerGone` from NATS or the
+    /// manager.
     pub async fn acquire(self) -> Result<LockHandle, AcquireError> {
         let msg = Acquire {
             key: self.key,
@@ -123,6 +191,22 @@ impl<'a> LockRequest<'a> {
     /// [`AcquireErrorKind::Busy`](crate::AcquireErrorKind::Busy) naming the holder (also
     /// during the bucket's restart grace, [`LockError::RestartGrace`]). Never queues behind
     /// other waiters.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// match m.lock("jobs.nightly").description("host a1").try_acquire().await {
+    ///     Ok(lock) => { /* run the job */ }
+    ///     Err(e) if e.kind() == nlock::AcquireErrorKind::Busy => println!("{e}"),
+    ///     Err(e) => eprintln!("cannot tell: {e}"),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`AcquireErrorKind`](crate::AcquireErrorKind): `Busy` when held (here or elsewhere) or
+    /// during the restart grace; `InvalidKey`, `InvalidConfig` and `Unsupported` before
+    /// anything is written; `Unavailable`, `OutcomeUnknown`, `Rejected`, `PermissionDenied`
+    /// and `ManagerGone` from NATS or the manager.
     pub async fn try_acquire(self) -> Result<LockHandle, AcquireError> {
         let msg = TryAcquire {
             key: self.key,
@@ -143,6 +227,26 @@ impl<'a> LockRequest<'a> {
     /// it and releases it afterwards; the outcome is never
     /// [`Skipped`](DoOutcome::Skipped). See [`run_if_free`](LockRequest::run_if_free) for
     /// what happens on a loss or a panic.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// use std::time::Duration;
+    /// let outcome = m
+    ///     .lock("ledger.compact")
+    ///     .timeout(Duration::from_secs(60))
+    ///     .run(|lease| async move { lease.token() })
+    ///     .await?;
+    /// if let nlock::DoOutcome::Lost { reason, .. } = outcome {
+    ///     eprintln!("lost the lock while compacting: {reason}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What [`acquire`](LockRequest::acquire) returns, and
+    /// [`AcquireErrorKind::TaskPanicked`](crate::AcquireErrorKind::TaskPanicked) when `work`
+    /// panicked (the lock is released first). A failed release is not an error: it is in
+    /// [`DoOutcome::Executed`]'s `released`.
     pub async fn run<W, F, T>(self, work: W) -> Result<DoOutcome<T>, AcquireError>
     where
         W: FnOnce(Lease) -> F,
@@ -160,6 +264,22 @@ impl<'a> LockRequest<'a> {
     /// gets the tenure's [`Lease`] (token included, to fence its writes). If the lock is lost
     /// while the work runs, the work is cancelled or allowed to finish
     /// ([`on_loss`](LockRequest::on_loss)), and the outcome says why.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// match m.lock("cron.cleanup").run_if_free(|lease| async move { lease.token() }).await? {
+    ///     nlock::DoOutcome::Executed { value, .. } => println!("ran with token {value}"),
+    ///     nlock::DoOutcome::Skipped { .. } => println!("another replica runs it"),
+    ///     other => eprintln!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What [`try_acquire`](LockRequest::try_acquire) returns except `Busy` (that is
+    /// [`DoOutcome::Skipped`]), and
+    /// [`AcquireErrorKind::TaskPanicked`](crate::AcquireErrorKind::TaskPanicked) when `work`
+    /// panicked (the lock is released first).
     pub async fn run_if_free<W, F, T>(self, work: W) -> Result<DoOutcome<T>, AcquireError>
     where
         W: FnOnce(Lease) -> F,

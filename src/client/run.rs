@@ -11,6 +11,20 @@ use crate::holder::Holder;
 use crate::lock::lease::{Lease, LeaseEnd};
 
 /// What [`LockManager::run_if_free`] did.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// match m.run_if_free("cron.cleanup", |_lease| async { 42 }).await? {
+///     nlock::DoOutcome::Executed { value, released } => {
+///         println!("got {value}");
+///         released?;
+///     }
+///     nlock::DoOutcome::Lost { value, reason } => eprintln!("lost ({reason}), got {value:?}"),
+///     nlock::DoOutcome::Skipped { holder } => println!("busy: {holder:?}"),
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DoOutcome<T> {
@@ -38,6 +52,10 @@ pub enum DoOutcome<T> {
 }
 
 /// What [`LockRequest::run`](crate::LockRequest::run) and `run_if_free` do with work whose lock is lost while it runs.
+///
+/// ```
+/// assert_eq!(nlock::OnLoss::default(), nlock::OnLoss::Cancel);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnLoss {
@@ -69,6 +87,11 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// As [`LockRequest::run_if_free`](crate::LockRequest::run_if_free): the
+    /// [`AcquireErrorKind`](crate::AcquireErrorKind)s of `try_acquire` except `Busy` (that is
+    /// [`DoOutcome::Skipped`]), and `TaskPanicked` when `work` panicked.
     pub async fn run_if_free<W, F, T>(
         &self,
         key: &str,

@@ -19,6 +19,11 @@ impl ConnectSettings {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind`](crate::ConnectErrorKind): `InvalidConnectSetting` naming the
+    /// setting, before any connection is tried; then what
+    /// [`LockManager::connect`] returns.
     pub async fn connect(&self, mut config: Config) -> Result<LockManager, ConnectError> {
         let (options, servers) = self.options().await?;
         if config.jetstream_api.is_none() {

@@ -21,6 +21,10 @@ impl ConnectSettings {
     /// }
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind::InvalidConnectSetting`](crate::ConnectErrorKind::InvalidConnectSetting)
+    /// only, naming the setting.
     pub async fn validate(&self) -> Result<(), ConnectError> {
         self.options().await.map(drop).map_err(ConnectError::from)
     }

@@ -148,6 +148,10 @@ impl ConnectSettings {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind::InvalidConnectSetting`](crate::ConnectErrorKind::InvalidConnectSetting)
+    /// only: for `context` when the context cannot be read, else naming the bad field.
     pub fn from_context(name: &str) -> Result<ConnectSettings, ConnectError> {
         Ok(context::named(name, "context", &|n| std::env::var(n).ok())?)
     }
@@ -160,6 +164,10 @@ impl ConnectSettings {
     /// let settings = nlock::ConnectSettings::from_context_file("/etc/nlock/nats-context.json")?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind::InvalidConnectSetting`](crate::ConnectErrorKind::InvalidConnectSetting)
+    /// only, naming the file or the bad field in it.
     pub fn from_context_file(path: impl AsRef<Path>) -> Result<ConnectSettings, ConnectError> {
         Ok(context::file(path.as_ref(), &|n| std::env::var(n).ok())?)
     }
@@ -181,6 +189,10 @@ impl ConnectSettings {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ConnectErrorKind::InvalidConnectSetting`](crate::ConnectErrorKind::InvalidConnectSetting)
+    /// only: a context (named, or selected) that cannot be read, or a bad field in it.
     pub fn from_nats_cli(context: Option<&str>) -> Result<ConnectSettings, ConnectError> {
         Ok(ConnectSettings::nats_cli_from(context, &|n| {
             std::env::var(n).ok()

@@ -4,6 +4,14 @@
 use std::time::Duration;
 
 /// What a configuration value got wrong. Every variant is found before anything is written.
+///
+/// ```
+/// use std::time::Duration;
+/// let err = nlock::Config::builder().replicas(7).build().unwrap_err();
+/// assert_eq!(err, nlock::ConfigError::Replicas(7));
+/// // As a LockError, its kind is InvalidConfig.
+/// assert_eq!(nlock::LockError::from(err).kind(), nlock::ErrorKind::InvalidConfig);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -137,6 +145,13 @@ pub enum ConfigError {
 }
 
 /// The key rule a rejected key broke (see [`validate_key`](crate::validate_key)).
+///
+/// ```
+/// match nlock::validate_key("jobs..nightly") {
+///     Err(nlock::LockError::InvalidKey { rule, .. }) => assert_eq!(rule, nlock::KeyRule::EmptyToken),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyRule {

@@ -34,21 +34,71 @@ pub struct Error<K> {
 /// What [`acquire`](crate::LockManager::acquire), [`try_acquire`](crate::LockManager::try_acquire),
 /// [`run_if_free`](crate::LockManager::run_if_free) and the verbs of
 /// [`LockRequest`](crate::LockRequest) fail with.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) {
+/// use std::time::Duration;
+/// match m.acquire("jobs.nightly", Some(Duration::from_secs(1))).await {
+///     Ok(lock) => { /* ... */ }
+///     Err(e) if e.kind() == nlock::AcquireErrorKind::AcquireTimedOut => println!("still busy"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 pub type AcquireError = Error<AcquireErrorKind>;
 /// What [`LockHandle::release`](crate::LockHandle::release), [`refresh`](crate::LockHandle::refresh),
 /// [`state`](crate::LockHandle::state) and [`force_release`](crate::LockManager::force_release)
 /// fail with.
+///
+/// ```no_run
+/// # async fn f(lock: nlock::LockHandle) {
+/// match lock.release().await {
+///     Ok(()) => {}
+///     Err(e) if e.kind() == nlock::ReleaseErrorKind::OutcomeUnknown => eprintln!("expires with its TTL"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 pub type ReleaseError = Error<ReleaseErrorKind>;
 /// What [`LockManager::connect`](crate::LockManager::connect) and the other ways of starting a
 /// manager fail with.
+///
+/// ```no_run
+/// # async fn f() {
+/// match nlock::LockManager::connect("nats://127.0.0.1:4222", nlock::Config::default()).await {
+///     Ok(manager) => { /* ... */ }
+///     Err(e) if e.kind() == nlock::ConnectErrorKind::JetStreamNotEnabled => eprintln!("enable JetStream"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 pub type ConnectError = Error<ConnectErrorKind>;
 /// What the read-only views fail with: [`locks`](crate::LockManager::locks),
 /// [`holders`](crate::LockManager::holders), [`events`](crate::LockManager::events),
 /// [`restart_grace`](crate::LockManager::restart_grace), the leader views.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) {
+/// match m.holders().await {
+///     Ok(held) => println!("{} keys held", held.len()),
+///     Err(e) if e.kind() == nlock::ObserveErrorKind::PermissionDenied => eprintln!("may not read"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 pub type ObserveError = Error<ObserveErrorKind>;
 
 impl<K: Copy> Error<K> {
     /// The kind, for matching.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// use nlock::AcquireErrorKind;
+    /// if let Err(e) = m.lock("jobs.nightly").try_acquire().await {
+    ///     assert_ne!(e.kind(), AcquireErrorKind::AcquireTimedOut); // only a wait times out
+    /// }
+    /// # }
+    /// ```
     pub fn kind(&self) -> K {
         self.kind
     }
@@ -56,11 +106,30 @@ impl<K: Copy> Error<K> {
 
 impl<K> Error<K> {
     /// The whole error, with its details.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// if let Err(e) = m.try_acquire("jobs.nightly").await {
+    ///     if let nlock::LockError::Busy { holder: Some(h), .. } = e.lock_error() {
+    ///         println!("held by {} (pid {} on {})", h.owner, h.pid, h.host);
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn lock_error(&self) -> &LockError {
         &self.inner
     }
 
     /// The whole error, with its details.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// if let Err(e) = m.try_acquire("jobs.nightly").await {
+    ///     let e: nlock::LockError = e.into_lock_error(); // the same as `e.into()`
+    ///     eprintln!("{}: {e}", e.kind());
+    /// }
+    /// # }
+    /// ```
     pub fn into_lock_error(self) -> LockError {
         self.inner
     }
@@ -107,6 +176,12 @@ macro_rules! family {
 
         impl $name {
             /// The same stable snake_case name as [`ErrorKind::as_str`].
+            ///
+            /// ```
+            #[doc = concat!("let kind = nlock::", stringify!($name), "::Unavailable;")]
+            /// assert_eq!(kind.as_str(), "unavailable");
+            /// assert_eq!(kind.as_str(), nlock::ErrorKind::from(kind).as_str());
+            /// ```
             pub fn as_str(self) -> &'static str {
                 ErrorKind::from(self).as_str()
             }
@@ -141,6 +216,18 @@ macro_rules! family {
 
 family! {
     /// The kinds of an [`AcquireError`]. See the [`LockError`] variant of the same name.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// if let Err(e) = m.try_acquire("jobs.nightly").await {
+    ///     match e.kind() {
+    ///         nlock::AcquireErrorKind::Busy => println!("held elsewhere"),
+    ///         nlock::AcquireErrorKind::OutcomeUnknown => eprintln!("may have been written: {e}"),
+    ///         kind => eprintln!("{kind}: {e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     AcquireErrorKind {
         /// Waited the whole timeout without getting the lock.
         AcquireTimedOut,
@@ -170,6 +257,17 @@ family! {
 
 family! {
     /// The kinds of a [`ReleaseError`]. See the [`LockError`] variant of the same name.
+    ///
+    /// ```no_run
+    /// # async fn f(lock: nlock::LockHandle) {
+    /// if let Err(e) = lock.release().await {
+    ///     match e.kind() {
+    ///         nlock::ReleaseErrorKind::Lost => eprintln!("already lost: {e}"),
+    ///         kind => eprintln!("{kind}: {e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     ReleaseErrorKind {
         /// Not held: already released (or, for an operator's break, nobody holds the key).
         NotHeld,
@@ -195,6 +293,17 @@ family! {
 
 family! {
     /// The kinds of a [`ConnectError`]. See the [`LockError`] variant of the same name.
+    ///
+    /// ```no_run
+    /// # async fn f() {
+    /// if let Err(e) = nlock::LockManager::from_env(nlock::Config::default()).await {
+    ///     match e.kind() {
+    ///         nlock::ConnectErrorKind::InvalidConnectSetting => eprintln!("check NATS_*: {e}"),
+    ///         kind => eprintln!("{kind}: {e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     ConnectErrorKind {
         /// A configuration value, or an existing bucket that does not match it.
         InvalidConfig,
@@ -221,6 +330,14 @@ family! {
 
 family! {
     /// The kinds of an [`ObserveError`]. See the [`LockError`] variant of the same name.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) {
+    /// if let Err(e) = m.events("jobs..bad").await {
+    ///     assert_eq!(e.kind(), nlock::ObserveErrorKind::InvalidKey);
+    /// }
+    /// # }
+    /// ```
     ObserveErrorKind {
         /// A key or filter that is not valid.
         InvalidKey,

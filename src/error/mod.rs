@@ -24,6 +24,16 @@ use std::time::Duration;
 use crate::holder::Holder;
 
 /// Why a held lock stopped being held without the holder releasing it.
+///
+/// ```no_run
+/// # async fn f(lock: nlock::LockHandle) {
+/// match lock.lost().await.reason {
+///     nlock::LossReason::Taken { holder } => eprintln!("taken by {holder:?}"),
+///     nlock::LossReason::Expired => eprintln!("no refresh confirmed in time"),
+///     reason => eprintln!("lost: {reason}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -65,6 +75,18 @@ impl std::fmt::Display for LossReason {
 }
 
 /// A feature that needs a newer nats-server than the one connected.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) {
+/// use std::time::Duration;
+/// let result = m.lock("jobs.nightly").ttl(Duration::from_secs(5)).try_acquire().await;
+/// if let Err(e) = result {
+///     if let nlock::LockError::Unsupported { feature: nlock::Feature::PerLockTtl, server_version } = e.lock_error() {
+///         eprintln!("nats-server {server_version} has no per-lock TTL");
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Feature {
@@ -81,6 +103,19 @@ impl std::fmt::Display for Feature {
 }
 
 /// The error type of every nlock operation.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// // Each family's error converts with `?`; the details stay.
+/// let lock = m.try_acquire("jobs.nightly").await?;
+/// lock.release().await?;
+/// # Ok(()) }
+/// # fn g(e: nlock::LockError) {
+/// if let nlock::LockError::Busy { key, holder: Some(h) } = &e {
+///     println!("{key} is held by {} on {}", h.owner, h.host);
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
@@ -238,6 +273,12 @@ pub enum LockError {
 
 /// The kind of a [`LockError`], for matching in callers and tests. Serialises as its
 /// [`as_str`](ErrorKind::as_str) name, which stays the same across releases.
+///
+/// ```
+/// let err = nlock::validate_key("").unwrap_err();
+/// assert_eq!(err.kind(), nlock::ErrorKind::InvalidKey);
+/// assert_eq!(serde_json::to_string(&err.kind()).unwrap(), "\"invalid_key\"");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -280,6 +321,11 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// A stable, snake_case name for this kind (`"busy"`, `"acquire_timed_out"`, ...): for
     /// JSON bodies, metrics labels and logs.
+    ///
+    /// ```
+    /// assert_eq!(nlock::ErrorKind::AcquireTimedOut.as_str(), "acquire_timed_out");
+    /// assert_eq!(nlock::ErrorKind::Busy.to_string(), "busy");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::AcquireTimedOut => "acquire_timed_out",

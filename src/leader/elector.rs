@@ -30,6 +30,16 @@ use crate::error::LockError;
 /// A candidate for leadership of one key, campaigning on its own; see
 /// [`LockManager::elector`]. Clones share one candidate; dropping the last clone stops it
 /// (without waiting: call [`shutdown`](Elector::shutdown) to wait).
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let elector = m
+///     .elector("jobs.leader", nlock::ElectorOptions::new("node-a"))
+///     .run(|term| async move { term.ending().await })?;
+/// println!("{}: {:?}", elector.key(), elector.status());
+/// elector.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Elector {
     inner: Arc<Inner>,
@@ -57,6 +67,15 @@ impl Elector {
     /// Where this candidate stands now. `Leading` only while the term's lease is held, read
     /// locally at each call: from the moment it is lost or its deadline passes, `Ending`,
     /// even while the role is still stopping. `Stopped` once the campaign's task is gone.
+    ///
+    /// ```no_run
+    /// # async fn f(elector: nlock::Elector) {
+    /// match elector.status() {
+    ///     nlock::ElectorStatus::Leading { token } => println!("leading with token {token}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
     pub fn status(&self) -> ElectorStatus {
         // The sender is gone with the campaign's task: after its last word (`Stopped`), or
         // without it (its arbiter stopped).
@@ -70,11 +89,25 @@ impl Elector {
     /// passed its deadline (also during the lock-delay, before its role starts), and the
     /// term is not ending. False from the moment the lease is lost or runs out, and from the
     /// start of a resign, step-down or shutdown, while the role may still be stopping.
+    ///
+    /// ```no_run
+    /// # async fn f(elector: nlock::Elector) {
+    /// if elector.is_leader() {
+    ///     println!("{} is led here", elector.key());
+    /// }
+    /// # }
+    /// ```
     pub fn is_leader(&self) -> bool {
         matches!(self.status(), ElectorStatus::Leading { .. })
     }
 
     /// Waits until the status satisfies `pred`, and returns it.
+    ///
+    /// ```no_run
+    /// # async fn f(elector: nlock::Elector) {
+    /// let status = elector.wait_for(|s| matches!(s, nlock::ElectorStatus::Leading { .. })).await;
+    /// # }
+    /// ```
     pub async fn wait_for(&self, pred: impl Fn(&ElectorStatus) -> bool) -> ElectorStatus {
         let mut rx = self.inner.status.clone();
         let status = match rx.wait_for(|s| pred(&s.effective())).await {
@@ -90,6 +123,12 @@ impl Elector {
     /// refreshed meanwhile; past `stop_timeout` it is left to expire instead). Candidates
     /// already waiting for the key take it at once, without a lock-delay (the release is
     /// clean). Not leading: stands aside all the same.
+    ///
+    /// ```no_run
+    /// # async fn f(elector: nlock::Elector) {
+    /// elector.resign(std::time::Duration::from_secs(30)).await; // let another node lead
+    /// # }
+    /// ```
     pub async fn resign(&self, hold_off: Duration) {
         let (done, rx) = oneshot::channel();
         let resign = Command::Resign {
@@ -105,6 +144,15 @@ impl Elector {
 
     /// Asks to step down (for a health check that fails), like a resign with the default
     /// backoff, without waiting for it.
+    ///
+    /// ```no_run
+    /// # async fn f(elector: nlock::Elector) {
+    /// # let healthy = false;
+    /// if !healthy {
+    ///     elector.step_down();
+    /// }
+    /// # }
+    /// ```
     pub fn step_down(&self) {
         let _ = self.inner.commands.send(Command::Resign {
             hold_off: Duration::ZERO,
@@ -116,6 +164,12 @@ impl Elector {
     /// all that is done, or, for a role still running after
     /// [`stop_timeout`](ElectorOptions::stop_timeout), once the term is left to expire (see
     /// [`LockManager::elector`]): within `stop_timeout` plus one request timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(elector: nlock::Elector) {
+    /// elector.shutdown().await; // the role has stopped and the term is released
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         stop(&self.inner.commands).await;
         self.wait_for(|s| *s == ElectorStatus::Stopped).await;

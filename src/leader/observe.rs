@@ -18,6 +18,14 @@ use crate::lock::loss::warn_if_gone;
 use crate::observe::{LockEvent, LockEventKind, LockEvents};
 
 /// The leader of a key, as the bucket shows it.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// if let Some(l) = m.leader("jobs.leader").await? {
+///     println!("{} leads {} since {} (token {})", l.identity, l.key, l.since_ms, l.token);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Leader {
@@ -40,6 +48,17 @@ impl Leader {
     /// The candidate a lock record names when an elector wrote it: its identity and metadata.
     /// `None` for a plain lock's record (no description, or one that is not a candidate
     /// record). For showing a holder readably, as `nlock ls` does.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// for h in m.holders().await? {
+    ///     match nlock::Leader::candidate_of(&h.holder) {
+    ///         Some((identity, meta)) => println!("{}: leader {identity} {meta}", h.key),
+    ///         None => println!("{}: lock of {}", h.key, h.holder.owner),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn candidate_of(holder: &Holder) -> Option<(String, serde_json::Value)> {
         let record = CandidateRecord::decode(holder.description.as_deref()?)?;
         Some((record.leader.id, record.leader.meta))
@@ -66,6 +85,19 @@ impl Leader {
 }
 
 /// What changed.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let mut changes = m.leader_changes("jobs.leader").await?;
+/// while let Some(c) = changes.next().await {
+///     match c.kind {
+///         nlock::LeaderChangeKind::Elected => println!("new leader: {:?}", c.leader),
+///         kind => println!("term over ({kind:?}) at revision {}", c.revision),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -89,6 +121,16 @@ pub enum LeaderChangeKind {
 
 /// One change of leadership, as every process sees it, in the key's order. Also an actix
 /// message, for [`LockManager::subscribe_leader`].
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let mut changes = m.leader_changes("jobs.leader").await?;
+/// while let Some(c) = changes.next().await {
+///     println!("{} at revision {} ({:?}): {:?}", c.key, c.revision, c.stored_at_ms, c.leader);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Message)]
 #[rtype(result = "()")]
 #[non_exhaustive]
@@ -107,6 +149,14 @@ pub struct LeaderChange {
 
 /// A stream of [`LeaderChange`]s for one key, from [`LockManager::leader_changes`]. It starts
 /// with the key's current state and does not end by itself; drop it to stop.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// use futures::StreamExt;
+/// let changes: nlock::LeaderChanges = m.leader_changes("jobs.leader").await?;
+/// let first = changes.take(1).collect::<Vec<_>>().await; // the current state
+/// # Ok(()) }
+/// ```
 pub struct LeaderChanges {
     events: LockEvents,
     /// The leader of the running term, to name it when the term ends (a delete marker by
@@ -193,6 +243,27 @@ impl Stream for LeaderChanges {
 
 /// A subscription made by [`LockManager::subscribe_leader`]: it lasts until this is dropped
 /// or the subscriber stops.
+///
+/// ```no_run
+/// use actix::prelude::*;
+///
+/// struct Follower;
+/// impl Actor for Follower {
+///     type Context = Context<Self>;
+/// }
+/// impl Handler<nlock::LeaderChange> for Follower {
+///     type Result = ();
+///     fn handle(&mut self, c: nlock::LeaderChange, _: &mut Context<Self>) {
+///         println!("{} at revision {}: {:?}", c.key, c.revision, c.kind);
+///     }
+/// }
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let follower = Follower.start();
+/// let subscription = m.subscribe_leader("jobs.leader", follower.clone().recipient()).await?;
+/// // ... changes are delivered while `subscription` lives ...
+/// drop(subscription);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct LeaderSubscription {
     task: tokio::task::JoinHandle<()>,
@@ -214,6 +285,10 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `InvalidKey` before anything is sent,
+    /// `Unavailable`, `OutcomeUnknown`, `PermissionDenied` from NATS.
     pub async fn leader(&self, key: &str) -> Result<Option<Leader>, ObserveError> {
         let held = self.holder(key).await?;
         Ok(held.map(|h| Leader::new(h.key, h.token, h.holder)))
@@ -232,6 +307,10 @@ impl LockManager {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `InvalidKey` before anything is sent,
+    /// `Unavailable`, `OutcomeUnknown`, `PermissionDenied` from NATS.
     pub async fn leader_changes(&self, key: &str) -> Result<LeaderChanges, ObserveError> {
         crate::key::validate_key(key)?;
         Ok(LeaderChanges::new(self.events(key).await?))
@@ -246,6 +325,29 @@ impl LockManager {
     /// straight in) is dropped with this call's argument, the actor stops, and nothing is
     /// delivered. A subscriber whose actor has stopped by this call, or before the first
     /// change (the key's current state) reaches it, is logged as a warning.
+    ///
+    /// ```no_run
+    /// use actix::prelude::*;
+    ///
+    /// struct Follower;
+    /// impl Actor for Follower {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<nlock::LeaderChange> for Follower {
+    ///     type Result = ();
+    ///     fn handle(&mut self, c: nlock::LeaderChange, _: &mut Context<Self>) {
+    ///         println!("{:?} {:?}", c.kind, c.leader.map(|l| l.identity));
+    ///     }
+    /// }
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let follower = Follower.start(); // keep it: the subscription alone does not
+    /// let subscription = m.subscribe_leader("jobs.leader", follower.clone().recipient()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ObserveErrorKind`](crate::ObserveErrorKind): `InvalidKey` before anything is sent,
+    /// `Unavailable`, `OutcomeUnknown`, `PermissionDenied` from NATS.
     pub async fn subscribe_leader(
         &self,
         key: &str,

@@ -9,6 +9,11 @@ use crate::limits::MAX_DESCRIPTION;
 use crate::lock::requests::LockOptions;
 
 /// The default [`ElectorOptions::lock_delay`].
+///
+/// ```
+/// let options = nlock::ElectorOptions::new("node-a");
+/// assert_eq!(options.lock_delay, nlock::config::DEFAULT_LOCK_DELAY);
+/// ```
 pub const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(1);
 
 /// How an [`Elector`](super::Elector) campaigns and leads.
@@ -63,6 +68,11 @@ impl ElectorOptions {
     /// Options for a candidate named `identity`, with the defaults: no metadata, a lock
     /// delay of [`DEFAULT_LOCK_DELAY`], backoff 100 ms doubling to 5 s, a stop timeout of
     /// 5 s, and the bucket's TTL.
+    ///
+    /// ```
+    /// let options = nlock::ElectorOptions::new("node-a");
+    /// assert_eq!(options.lock_delay, nlock::config::DEFAULT_LOCK_DELAY);
+    /// ```
     pub fn new(identity: impl Into<String>) -> ElectorOptions {
         ElectorOptions {
             identity: identity.into(),
@@ -77,6 +87,12 @@ impl ElectorOptions {
 
     /// Caller metadata shown to observers.
     #[must_use]
+    ///
+    /// ```
+    /// let options = nlock::ElectorOptions::new("node-a")
+    ///     .metadata(serde_json::json!({"url": "http://10.0.0.7:8080"}));
+    /// assert_eq!(options.metadata["url"], "http://10.0.0.7:8080");
+    /// ```
     pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = metadata;
         self
@@ -84,6 +100,12 @@ impl ElectorOptions {
 
     /// The wait after an unclean end; see [`ElectorOptions::lock_delay`] (the field).
     #[must_use]
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = nlock::ElectorOptions::new("node-a").lock_delay(Duration::from_secs(3));
+    /// assert_eq!(options.lock_delay, Duration::from_secs(3));
+    /// ```
     pub fn lock_delay(mut self, delay: Duration) -> Self {
         self.lock_delay = delay;
         self
@@ -91,6 +113,13 @@ impl ElectorOptions {
 
     /// The first and the longest wait between attempts.
     #[must_use]
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = nlock::ElectorOptions::new("node-a")
+    ///     .backoff(Duration::from_millis(200), Duration::from_secs(10));
+    /// assert_eq!(options.max_backoff, Duration::from_secs(10));
+    /// ```
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
         self.backoff = first;
         self.max_backoff = max.max(first);
@@ -99,6 +128,12 @@ impl ElectorOptions {
 
     /// How long to wait for a role to stop at the end of a term; see the field.
     #[must_use]
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = nlock::ElectorOptions::new("node-a").stop_timeout(Duration::from_secs(30));
+    /// assert_eq!(options.stop_timeout, Duration::from_secs(30));
+    /// ```
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
         self
@@ -106,6 +141,12 @@ impl ElectorOptions {
 
     /// A TTL for the election key instead of the bucket's.
     #[must_use]
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = nlock::ElectorOptions::new("node-a").ttl(Duration::from_secs(5));
+    /// assert_eq!(options.ttl, Some(Duration::from_secs(5)));
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self

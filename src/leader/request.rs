@@ -128,6 +128,12 @@ impl ElectorRequest {
     /// # let _ = elector;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`AcquireErrorKind`](crate::AcquireErrorKind): `InvalidKey` for a bad key and
+    /// `InvalidConfig` for identity and metadata over [`MAX_DESCRIPTION`] bytes, before
+    /// anything is written; `Unavailable` when nlock's actor thread cannot start. What happens
+    /// later (a busy key, NATS errors) is not an error here: the candidate keeps campaigning.
     pub fn run<F, Fut>(self, mut role: F) -> Result<Elector, AcquireError>
     where
         F: FnMut(Term) -> Fut + Send + 'static,
@@ -179,6 +185,12 @@ impl ElectorRequest {
     /// elector.shutdown().await;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`AcquireErrorKind`](crate::AcquireErrorKind): `InvalidKey` for a bad key and
+    /// `InvalidConfig` for identity and metadata over [`MAX_DESCRIPTION`] bytes, before
+    /// anything is written; `Unavailable` when nlock's actor thread cannot start. What happens
+    /// later (a busy key, NATS errors) is not an error here: the candidate keeps campaigning.
     pub fn actor<A, F>(self, mut role: F) -> Result<Elector, AcquireError>
     where
         A: Actor<Context = Context<A>>,

@@ -4,6 +4,15 @@
 use crate::lock::lease::Lease;
 
 /// Where a candidate stands.
+///
+/// ```no_run
+/// # async fn f(elector: nlock::Elector) {
+/// let status = elector.wait_for(|s| *s != nlock::ElectorStatus::Campaigning).await;
+/// if let nlock::ElectorStatus::Leading { token } = status {
+///     println!("leading with token {token}");
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 #[non_exhaustive]

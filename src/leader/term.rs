@@ -33,6 +33,16 @@ pub(crate) enum Command {
 /// Check [`is_held`](Term::is_held) before acting, and pass [`token`](Term::token) to every
 /// resource the role writes to: a role of a process that was paused may act after the next
 /// term began, and only a resource that refuses lower tokens stops that.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let elector = m.elector("jobs.leader", nlock::ElectorOptions::new("node-a")).run(|term| async move {
+///     println!("{} leads {} with token {}", term.identity(), term.key(), term.token());
+///     println!("{:?} left", term.lease().time_left());
+///     term.ending().await;
+/// })?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Term {
     lease: Lease,
@@ -95,6 +105,15 @@ impl Term {
 
     /// Whether this term still holds, as far as this process knows (read locally: false at
     /// the lease deadline even if nothing else ran meanwhile, as after a pause).
+    ///
+    /// ```no_run
+    /// # async fn write(_token: u64) {}
+    /// # async fn role(term: nlock::Term) {
+    /// if term.is_held() {
+    ///     write(term.token()).await; // the resource refuses tokens lower than the last seen
+    /// }
+    /// # }
+    /// ```
     pub fn is_held(&self) -> bool {
         self.lease.is_held()
     }
@@ -102,6 +121,15 @@ impl Term {
     /// Asks to step down (for a role that finds itself unhealthy): the role is stopped, the
     /// lock released, and the candidate campaigns again after its backoff. Does nothing once
     /// this term is over.
+    ///
+    /// ```no_run
+    /// # async fn healthy() -> bool { true }
+    /// # async fn role(term: nlock::Term) {
+    /// if !healthy().await {
+    ///     term.step_down();
+    /// }
+    /// # }
+    /// ```
     pub fn step_down(&self) {
         // A closed queue means the campaign already ended, and with it this term.
         let _ = self.commands.send(Command::StepDown {

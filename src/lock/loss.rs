@@ -17,6 +17,25 @@ use serde::Serialize;
 use crate::error::LossReason;
 
 /// Sent to every subscriber when a held lock is lost; each subscriber is told once.
+///
+/// ```no_run
+/// use actix::prelude::*;
+///
+/// struct Alarm;
+/// impl Actor for Alarm {
+///     type Context = Context<Self>;
+/// }
+/// impl Handler<nlock::LockLost> for Alarm {
+///     type Result = ();
+///     fn handle(&mut self, lost: nlock::LockLost, _: &mut Context<Self>) {
+///         eprintln!("lost {} (token {}): {}", lost.key, lost.token, lost.reason);
+///     }
+/// }
+/// # fn f(m: nlock::LockManager) {
+/// let alarm = Alarm.start();
+/// m.subscribe_losses(alarm.clone().recipient()).detach();
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Message, Serialize)]
 #[rtype(result = "()")]
 #[non_exhaustive]
@@ -65,6 +84,21 @@ pub struct LossSubscription {
 impl LossSubscription {
     /// Keeps the subscription for as long as its list lasts (the tenure, or the manager),
     /// without a guard to hold.
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # struct Alarm;
+    /// # impl Actor for Alarm { type Context = Context<Self>; }
+    /// # impl Handler<nlock::LockLost> for Alarm {
+    /// #     type Result = ();
+    /// #     fn handle(&mut self, _: nlock::LockLost, _: &mut Context<Self>) {}
+    /// # }
+    /// # fn f(m: nlock::LockManager) {
+    /// let alarm = Alarm.start();
+    /// // Every loss of this manager, for the manager's whole life:
+    /// m.subscribe_losses(alarm.clone().recipient()).detach();
+    /// # }
+    /// ```
     pub fn detach(mut self) {
         self.list = Weak::new();
     }

@@ -62,6 +62,13 @@ struct HeldLock {
 type Queue = KeyQueue<Waiter, HeldLock>;
 
 /// The manager actor. Most code uses it through [`LockManager`](crate::LockManager).
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), Box<dyn std::error::Error>> {
+/// let addr: actix::Addr<nlock::actor::LockManagerActor> = m.actor().clone();
+/// let report = addr.send(nlock::actor::ListLocks).await?;
+/// # Ok(()) }
+/// ```
 pub struct LockManagerActor {
     store: Arc<Store>,
     config: Config,

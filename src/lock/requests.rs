@@ -56,6 +56,12 @@ pub struct LockOptions {
 impl LockOptions {
     /// A TTL for this lock instead of the bucket's.
     #[must_use]
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = nlock::LockOptions::default().ttl(Duration::from_secs(5));
+    /// assert_eq!(options.ttl, Some(Duration::from_secs(5)));
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -63,6 +69,12 @@ impl LockOptions {
 
     /// A lock-delay after an unclean end of the previous tenure; see the field.
     #[must_use]
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = nlock::LockOptions::default().lock_delay(Duration::from_secs(2));
+    /// assert_eq!(options.lock_delay, Some(Duration::from_secs(2)));
+    /// ```
     pub fn lock_delay(mut self, delay: Duration) -> Self {
         self.lock_delay = Some(delay);
         self
@@ -70,6 +82,11 @@ impl LockOptions {
 
     /// A description stored in the lock value, shown to anyone who finds the lock busy.
     #[must_use]
+    ///
+    /// ```
+    /// let options = nlock::LockOptions::default().description("nightly report");
+    /// assert_eq!(options.description.as_deref(), Some("nightly report"));
+    /// ```
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
         self
@@ -77,11 +94,27 @@ impl LockOptions {
 }
 
 /// Asks for every key this process holds or waits for.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), Box<dyn std::error::Error>> {
+/// let report = m.actor().send(nlock::actor::ListLocks).await?;
+/// println!("{} held, {} waited for", report.held.len(), report.waiting.len());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Message)]
 #[rtype(result = "LocksReport")]
 pub struct ListLocks;
 
 /// What [`ListLocks`] answers.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let report = m.locks().await?;
+/// for (key, waiters) in &report.waiting {
+///     println!("{waiters} request(s) wait for {key}");
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct LocksReport {
@@ -94,6 +127,25 @@ pub struct LocksReport {
 /// Subscribes to every lock loss in this manager (weakly: the subscription does not keep the
 /// subscriber alive), for as long as the answered guard lives; the same as
 /// [`LockManager::subscribe_losses`](crate::LockManager::subscribe_losses).
+///
+/// ```no_run
+/// use actix::prelude::*;
+///
+/// struct Alarm;
+/// impl Actor for Alarm {
+///     type Context = Context<Self>;
+/// }
+/// impl Handler<nlock::LockLost> for Alarm {
+///     type Result = ();
+///     fn handle(&mut self, lost: nlock::LockLost, _: &mut Context<Self>) {
+///         eprintln!("lost {} (token {}): {}", lost.key, lost.token, lost.reason);
+///     }
+/// }
+/// # async fn f(m: nlock::LockManager) -> Result<(), actix::MailboxError> {
+/// let alarm = Alarm.start(); // keep it: the subscription alone does not
+/// let subscription = m.actor().send(nlock::actor::SubscribeLosses(alarm.clone().recipient())).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Message)]
 #[rtype(result = "LossSubscription")]
 pub struct SubscribeLosses(pub Recipient<LockLost>);

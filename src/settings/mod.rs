@@ -11,25 +11,61 @@ use crate::limits::MAX_CLOCK_DRIFT_PPM;
 use std::time::Duration;
 
 /// Go nlock's default bucket name.
+///
+/// ```
+/// assert_eq!(nlock::Config::default().bucket(), nlock::config::DEFAULT_BUCKET);
+/// ```
 pub const DEFAULT_BUCKET: &str = "distributed_locks";
 /// Go nlock's default lock TTL.
+///
+/// ```
+/// assert_eq!(nlock::Config::default().ttl(), nlock::config::DEFAULT_TTL);
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// Go nlock's default retry interval (jitter is added on top).
+///
+/// ```
+/// assert_eq!(nlock::Config::default().retry_interval(), nlock::config::DEFAULT_RETRY_INTERVAL);
+/// ```
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Go nlock's default keep-alive factor: refresh every TTL/3.
+///
+/// ```
+/// assert_eq!(nlock::Config::default().keep_alive_factor(), nlock::config::DEFAULT_KEEP_ALIVE_FACTOR);
+/// ```
 pub const DEFAULT_KEEP_ALIVE_FACTOR: u32 = 3;
 /// The request timeout when none is set, unless the bucket TTL is shorter than twice it:
 /// then the default is TTL/2, so that every valid TTL (1 s and up) works with the default.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(nlock::Config::default().request_timeout(), nlock::config::DEFAULT_REQUEST_TIMEOUT);
+/// let short = nlock::Config::builder().ttl(Duration::from_secs(1)).build().unwrap();
+/// assert_eq!(short.request_timeout(), Duration::from_millis(500));
+/// ```
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default clock skew between hosts that the restart grace allows for.
+///
+/// ```
+/// assert_eq!(nlock::Config::default().max_clock_skew(), nlock::config::DEFAULT_MAX_CLOCK_SKEW);
+/// ```
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
 /// The default bound on how much faster or slower than real time a host's monotonic clock
 /// runs, in parts per million: NTP slews a clock by at most 500 ppm, and a free-running
 /// quartz is within about 100 ppm. A waiter's takeover at the end of a holder's lease allows
 /// for this on both hosts ([`ConfigBuilder::max_clock_drift_ppm`]).
+///
+/// ```
+/// assert_eq!(nlock::Config::default().max_clock_drift_ppm(), nlock::config::DEFAULT_MAX_CLOCK_DRIFT_PPM);
+/// ```
 pub const DEFAULT_MAX_CLOCK_DRIFT_PPM: u32 = 1_000;
 
 /// Where the bucket keeps its messages.
+///
+/// ```
+/// let config = nlock::Config::builder().storage(nlock::Storage::File).build().unwrap();
+/// assert_eq!(config.storage(), nlock::Storage::File);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Storage {
@@ -40,6 +76,19 @@ pub enum Storage {
 }
 
 /// Validated options of a [`LockManager`](crate::LockManager). Build with [`Config::builder`].
+///
+/// Its accessors read back what was built:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = nlock::Config::default();
+/// assert_eq!(config.bucket(), nlock::config::DEFAULT_BUCKET);
+/// assert_eq!(config.ttl(), nlock::config::DEFAULT_TTL);
+/// assert_eq!(config.keep_alive_factor(), nlock::config::DEFAULT_KEEP_ALIVE_FACTOR);
+/// assert_eq!(config.request_timeout(), Duration::from_secs(2));
+/// assert!(config.keep_alive() && config.restart_grace() && config.takeover());
+/// assert_eq!(config.bucket_layout(), nlock::BucketLayout::Full);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub(crate) bucket: String,
@@ -212,6 +261,17 @@ impl Config {
 }
 
 /// Builds a [`Config`]; [`build`](ConfigBuilder::build) checks every value.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = nlock::Config::builder()
+///     .bucket("billing_locks")
+///     .ttl(Duration::from_secs(10))
+///     .replicas(3)
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.replicas(), 3);
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
@@ -233,12 +293,25 @@ impl ConfigBuilder {
         self
     }
     /// Bucket replicas, 1 to 5 (default 1).
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().replicas(3).build().unwrap();
+    /// assert_eq!(config.replicas(), 3);
+    /// assert!(nlock::Config::builder().replicas(6).build().is_err());
+    /// ```
     pub fn replicas(mut self, n: usize) -> Self {
         self.config.replicas = n;
         self
     }
     /// The default lock TTL: whole seconds, at least 1 s and at most [`MAX_TTL`](crate::limits::MAX_TTL) (default
     /// 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = nlock::Config::builder().ttl(Duration::from_secs(10)).build().unwrap();
+    /// assert_eq!(config.ttl(), Duration::from_secs(10));
+    /// assert!(nlock::Config::builder().ttl(Duration::from_millis(1500)).build().is_err());
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = ttl;
         self
@@ -246,6 +319,12 @@ impl ConfigBuilder {
     /// The base interval of the fallback poll while waiting (default 250 ms, plus jitter); at
     /// least [`MIN_RETRY_INTERVAL`](crate::limits::MIN_RETRY_INTERVAL). A huge interval is kept as it is: the poll then waits
     /// "forever" (saturating at decades), and waiters wake from the key's watch only.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = nlock::Config::builder().retry_interval(Duration::from_secs(1)).build().unwrap();
+    /// assert_eq!(config.retry_interval(), Duration::from_secs(1));
+    /// ```
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.config.retry_interval = interval;
         self
@@ -255,6 +334,11 @@ impl ConfigBuilder {
     /// extends the lease. (A check after someone else's write on the key is a compare-and-set
     /// too; it keeps the local deadline, though the key lives on at the server until that
     /// write's TTL, and the holder clears it at its deadline.)
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().keep_alive(false).build().unwrap();
+    /// assert!(!config.keep_alive());
+    /// ```
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.config.keep_alive = on;
         self
@@ -266,6 +350,11 @@ impl ConfigBuilder {
         self
     }
     /// Memory (default) or file storage.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().storage(nlock::Storage::File).build().unwrap();
+    /// assert_eq!(config.storage(), nlock::Storage::File);
+    /// ```
     pub fn storage(mut self, storage: Storage) -> Self {
         self.config.storage = storage;
         self
@@ -273,6 +362,15 @@ impl ConfigBuilder {
     /// How long one NATS request may take before its outcome counts as unknown: at least
     /// [`MIN_REQUEST_TIMEOUT`](crate::limits::MIN_REQUEST_TIMEOUT) and shorter than the TTL. Default: 2 s, or half the bucket TTL
     /// when that is shorter (500 ms for a 1 s TTL).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = nlock::Config::builder().request_timeout(Duration::from_secs(1)).build().unwrap();
+    /// assert_eq!(config.request_timeout(), Duration::from_secs(1));
+    /// // The default fits a short TTL:
+    /// let short = nlock::Config::builder().ttl(Duration::from_secs(1)).build().unwrap();
+    /// assert_eq!(short.request_timeout(), Duration::from_millis(500));
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
@@ -289,6 +387,12 @@ impl ConfigBuilder {
     /// a test's or a demo's own fresh server. See GUARANTEES.md, promise 1. Off or on, a
     /// bucket whose data was reset has its sequence moved past every earlier token, so
     /// tokens never go back (promise 2).
+    ///
+    /// ```
+    /// // A test against its own fresh server:
+    /// let config = nlock::Config::builder().restart_grace(false).build().unwrap();
+    /// assert!(!config.restart_grace());
+    /// ```
     pub fn restart_grace(mut self, on: bool) -> Self {
         self.config.restart_grace = on;
         self
@@ -303,6 +407,11 @@ impl ConfigBuilder {
     /// revision it saw: if the holder refreshed meanwhile, that write fails and nothing is
     /// taken. GUARANTEES.md, "Takeover at the lease's end", says why this never grants while
     /// the old holder's `is_held()` can be true.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().takeover(false).build().unwrap();
+    /// assert!(!config.takeover());
+    /// ```
     pub fn takeover(mut self, on: bool) -> Self {
         self.config.takeover = on;
         self
@@ -311,6 +420,11 @@ impl ConfigBuilder {
     /// How much faster or slower than real time any host's monotonic clock may run, in parts
     /// per million (default [`DEFAULT_MAX_CLOCK_DRIFT_PPM`], at most [`MAX_CLOCK_DRIFT_PPM`]):
     /// the takeover waits `TTL * (1 + d) / (1 - d)` after the holder's last write it saw.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().max_clock_drift_ppm(500).build().unwrap();
+    /// assert_eq!(config.max_clock_drift_ppm(), 500);
+    /// ```
     pub fn max_clock_drift_ppm(mut self, ppm: u32) -> Self {
         self.config.max_clock_drift_ppm = ppm;
         self
@@ -320,6 +434,12 @@ impl ConfigBuilder {
     /// and the NATS servers that the restart grace allows for (default 1 s, at most
     /// [`MAX_CLOCK_SKEW`](crate::limits::MAX_CLOCK_SKEW)). The grace compares the stream's creation time (the server's
     /// clock) and its clock-set sequence (another client's clock) with this host's clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = nlock::Config::builder().max_clock_skew(Duration::from_secs(5)).build().unwrap();
+    /// assert_eq!(config.max_clock_skew(), Duration::from_secs(5));
+    /// ```
     pub fn max_clock_skew(mut self, skew: Duration) -> Self {
         self.config.max_clock_skew = skew;
         self
@@ -327,6 +447,14 @@ impl ConfigBuilder {
 
     /// How much earlier than `send time + TTL` a holder declares its lock expired
     /// (default TTL/20 + 50 ms). Must be under half the TTL.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = nlock::Config::builder().lease_margin(Duration::from_millis(500)).build().unwrap();
+    /// // Not under half the TTL: rejected.
+    /// let bad = nlock::Config::builder().ttl(Duration::from_secs(2)).lease_margin(Duration::from_secs(1));
+    /// assert!(matches!(bad.build(), Err(nlock::ConfigError::LeaseMargin(_))));
+    /// ```
     pub fn lease_margin(mut self, margin: Duration) -> Self {
         self.config.lease_margin = Some(margin);
         self
@@ -348,6 +476,14 @@ impl ConfigBuilder {
     }
     /// Talks to the JetStream API at `prefix` instead of `$JS.API` (e.g. an API imported from
     /// another account). Replaces a domain set before.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().jetstream_api_prefix("$JS.hub.API").build().unwrap();
+    /// assert_eq!(
+    ///     config.jetstream_api(),
+    ///     Some(&nlock::JetStreamApi::Prefix("$JS.hub.API".into()))
+    /// );
+    /// ```
     pub fn jetstream_api_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.jetstream_api = Some(JetStreamApi::Prefix(prefix.into()));
         self
@@ -410,6 +546,11 @@ impl ConfigBuilder {
     /// How a bucket this manager creates is laid out, and which existing buckets it accepts
     /// (default [`BucketLayout::Full`]). Use [`BucketLayout::GoCompatible`] in fleets that
     /// share the bucket with Go nlock.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().bucket_layout(nlock::BucketLayout::GoCompatible).build().unwrap();
+    /// assert_eq!(config.bucket_layout(), nlock::BucketLayout::GoCompatible);
+    /// ```
     pub fn bucket_layout(mut self, layout: BucketLayout) -> Self {
         self.config.bucket_layout = layout;
         self
@@ -421,6 +562,11 @@ impl ConfigBuilder {
     /// The upgrade cannot be undone, and Go nlock processes then fail at start-up on the
     /// bucket: upgrade only once none share it. With [`BucketLayout::GoCompatible`] there is
     /// nothing to upgrade to, and this has no effect.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().upgrade_bucket(true).build().unwrap();
+    /// assert!(config.upgrade_bucket());
+    /// ```
     pub fn upgrade_bucket(mut self, on: bool) -> Self {
         self.config.upgrade_bucket = on;
         self
@@ -430,6 +576,12 @@ impl ConfigBuilder {
     /// watching): starting on a missing bucket fails with
     /// [`ConfigError::BucketNotFound`](crate::ConfigError::BucketNotFound), and a bucket lost
     /// later is not re-created by this manager.
+    ///
+    /// ```
+    /// // An observer that must not write:
+    /// let config = nlock::Config::builder().create_bucket(false).build().unwrap();
+    /// assert!(!config.create_bucket());
+    /// ```
     pub fn create_bucket(mut self, on: bool) -> Self {
         self.config.create_bucket = on;
         self
@@ -443,6 +595,11 @@ impl ConfigBuilder {
     /// processes write to. A waiter then follows the key it waits for with a consumer of its
     /// own (one per key at most, since one request per key contends at a time), deleted when
     /// the wait ends.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().follow_changes(false).build().unwrap();
+    /// assert!(!config.follow_changes());
+    /// ```
     pub fn follow_changes(mut self, on: bool) -> Self {
         self.config.follow_changes = on;
         self

@@ -13,6 +13,19 @@ use crate::key::validate_bucket;
 
 impl ConfigBuilder {
     /// Checks every value and returns the config, or the first problem found.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = nlock::Config::builder().ttl(Duration::from_millis(500)).build().unwrap_err();
+    /// assert_eq!(err, nlock::ConfigError::TtlTooShort(Duration::from_millis(500)));
+    /// ```
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found, before anything is written: `BucketName` or
+    /// `BucketNameTooLong`, `BucketDescriptionTooLong`, `TtlTooShort`, `TtlTooLong` or
+    /// `TtlNotWholeSeconds`, `KeepAliveFactor`, `RetryInterval`, `Replicas`, `RequestTimeout`
+    /// or `RequestTimeoutNotBelowTtl`, `JetStreamApi`, `ClockSkew`, `ClockDrift`,
+    /// `LeaseMargin`.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut c = self.config;
         validate_bucket(&c.bucket)?;

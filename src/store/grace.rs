@@ -37,6 +37,14 @@ use super::{Store, WriteError};
 const CLOCK_SEQUENCE_FLOOR: u64 = 1_000_000_000_000_000;
 
 /// A restart grace in force: no new tenure before it ends.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// if let Some(grace) = m.restart_grace().await? {
+///     println!("no locks until {:?} ({:?} more)", grace.ends_at, grace.remaining);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartGrace {
     /// When it ends, on this host's clock.

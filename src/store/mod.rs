@@ -51,6 +51,16 @@ pub(crate) enum End {
 }
 
 /// What the connected server can do, read once when the manager starts.
+///
+/// ```no_run
+/// # fn f(m: nlock::LockManager) {
+/// let caps = m.capabilities();
+/// if !caps.per_lock_ttl {
+///     eprintln!("nats-server {} has no per-lock TTL", caps.server_version);
+/// }
+/// println!("restart grace {:?}, expiry events {}", caps.restart_grace, caps.expiry_events);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Capabilities {

@@ -35,6 +35,16 @@ use crate::web::WebLocks;
 const PAGE: &str = include_str!("admin.html");
 
 /// What `GET {path}/locks` answers.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let view = nlock::web::AdminLocks::read(&m).await?;
+/// for lock in &view.bucket {
+///     let mine = lock.lock.holder.owner == view.owner;
+///     println!("{} token {} (this process: {mine})", lock.lock.key, lock.lock.token);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct AdminLocks {
@@ -50,6 +60,18 @@ pub struct AdminLocks {
 
 impl AdminLocks {
     /// Reads both views from `manager`.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let view = nlock::web::AdminLocks::read(&m).await?;
+    /// println!("{} keys in the bucket, {} held here", view.bucket.len(), view.process.held.len());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As a [`LockError`]: [`ErrorKind::ManagerGone`](crate::ErrorKind::ManagerGone) from
+    /// [`LockManager::locks`], `Unavailable`, `OutcomeUnknown` and `PermissionDenied` from
+    /// [`LockManager::holders`].
     pub async fn read(manager: &LockManager) -> Result<AdminLocks, LockError> {
         let process = manager.locks().await?;
         let bucket = manager.holders().await?;
@@ -64,6 +86,17 @@ impl AdminLocks {
 
 /// One key held in the bucket, in [`AdminLocks::bucket`]: the lock record (its fields at the
 /// top level of the JSON, as [`KeyHolder`]'s) and, for an elector's term, the candidate.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// for lock in nlock::web::AdminLocks::read(&m).await?.bucket {
+///     match lock.candidate {
+///         Some(c) => println!("{}: term of {} {}", lock.lock.key, c.identity, c.metadata),
+///         None => println!("{}: a plain lock", lock.lock.key),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct BucketLock {
@@ -92,6 +125,14 @@ impl BucketLock {
 }
 
 /// Who an elector's term names, read from the lock's description.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let view = nlock::web::AdminLocks::read(&m).await?;
+/// let candidates: Vec<&nlock::web::ElectionCandidate> =
+///     view.bucket.iter().filter_map(|l| l.candidate.as_ref()).collect();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ElectionCandidate {
@@ -102,6 +143,16 @@ pub struct ElectionCandidate {
 }
 
 /// One observed election key and who leads it, in what `GET {path}/leaders` answers.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let keys = ["jobs.leader".to_owned(), "mail.leader".to_owned()];
+/// for observed in nlock::web::ObservedLeader::read(&m, &keys).await? {
+///     let who = observed.leader.map(|l| l.identity);
+///     println!("{}: {}", observed.key, who.as_deref().unwrap_or("nobody"));
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct ObservedLeader {
@@ -113,6 +164,17 @@ pub struct ObservedLeader {
 
 impl ObservedLeader {
     /// Reads the leader of each of `keys` from `manager`, at once, in the order given.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let leaders = nlock::web::ObservedLeader::read(&m, &["jobs.leader".to_owned()]).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The first error of [`LockManager::leader`], as a [`LockError`]:
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) for a bad key, `Unavailable`,
+    /// `OutcomeUnknown`, `PermissionDenied`.
     pub async fn read(
         manager: &LockManager,
         keys: &[String],

@@ -44,6 +44,14 @@ pub struct LockErrorResponse {
 impl LockErrorResponse {
     /// The response for `error` (a [`LockError`], or any error of a family such as
     /// [`AcquireError`](crate::AcquireError)), with the holder's public description only.
+    ///
+    /// ```
+    /// use nlock::web::LockErrorResponse;
+    /// let err = nlock::validate_key("").unwrap_err();
+    /// let response = LockErrorResponse::new(err);
+    /// assert_eq!(response.error().kind(), nlock::ErrorKind::InvalidKey);
+    /// assert_eq!(response.into_error().kind(), nlock::ErrorKind::InvalidKey);
+    /// ```
     pub fn new(error: impl Into<LockError>) -> Self {
         LockErrorResponse {
             error: error.into(),
@@ -53,6 +61,15 @@ impl LockErrorResponse {
 
     /// Whether a busy body also names the holder's owner id, host and pid (default false:
     /// those are for operators, not for the internet).
+    ///
+    /// ```no_run
+    /// # async fn handler(m: nlock::LockManager) -> Result<&'static str, nlock::web::LockErrorResponse> {
+    /// let lock = m
+    ///     .try_acquire("reports.nightly")
+    ///     .await
+    ///     .map_err(|e| nlock::web::LockErrorResponse::new(e).holder_details(true))?;
+    /// # Ok("started") }
+    /// ```
     #[must_use]
     pub fn holder_details(mut self, on: bool) -> Self {
         self.holder_details = on;

@@ -127,6 +127,21 @@ use crate::leader::Elector;
 
 /// One manager's web integration: the per-request middleware, the admin scope, and the
 /// shutdown that ties them together. Cheap to clone; clones share the stop signal.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> std::io::Result<()> {
+/// use actix_web::{web, App, HttpServer};
+/// let locks = nlock::web::WebLocks::new(m);
+/// let server = HttpServer::new({
+///     let locks = locks.clone();
+///     move || App::new().service(locks.admin("/admin/locks"))
+/// })
+/// .bind("127.0.0.1:8080")?
+/// .run();
+/// println!("admin at /admin/locks, observing {:?}", locks.observed_leaders());
+/// locks.run(server).await
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct WebLocks {
     manager: LockManager,
@@ -140,6 +155,14 @@ pub struct WebLocks {
 
 impl WebLocks {
     /// The integration for `manager`.
+    ///
+    /// ```no_run
+    /// # fn f(m: nlock::LockManager) {
+    /// let locks = nlock::web::WebLocks::new(m);
+    /// assert!(!locks.is_stopping());
+    /// println!("owner {}", locks.manager().owner());
+    /// # }
+    /// ```
     pub fn new(manager: LockManager) -> Self {
         WebLocks {
             manager,
@@ -188,6 +211,17 @@ impl WebLocks {
     }
 
     /// A [`LockPerRequest`] middleware on this manager.
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// use actix_web::{web, App, HttpResponse};
+    /// let app = App::new().service(
+    ///     web::resource("/orders/{id}")
+    ///         .wrap(locks.lock_per_request(nlock::web::KeyFrom::path("id")).prefix("orders."))
+    ///         .route(web::post().to(|| async { HttpResponse::Ok().finish() })),
+    /// );
+    /// # }
+    /// ```
     pub fn lock_per_request(&self, key: KeyFrom) -> LockPerRequest {
         LockPerRequest::new(self.manager.clone(), key)
     }
@@ -222,6 +256,13 @@ impl WebLocks {
 
     /// Ends the admin event streams, now and any opened later, so that a graceful stop does
     /// not wait for them. [`run`](WebLocks::run) and [`stop`](WebLocks::stop) call it.
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// locks.begin_stop();
+    /// assert!(locks.is_stopping());
+    /// # }
+    /// ```
     pub fn begin_stop(&self) {
         self.stopping.send_replace(true);
     }
@@ -232,6 +273,16 @@ impl WebLocks {
     }
 
     /// Resolves once [`begin_stop`](WebLocks::begin_stop) has been called.
+    ///
+    /// ```no_run
+    /// # async fn f(locks: nlock::web::WebLocks) {
+    /// let stopped = locks.stopped();
+    /// actix_web::rt::spawn(async move {
+    ///     stopped.await;
+    ///     println!("stopping: closing long-lived streams");
+    /// });
+    /// # }
+    /// ```
     pub fn stopped(&self) -> impl Future<Output = ()> + 'static {
         let mut rx = self.stopping.subscribe();
         async move {
@@ -245,6 +296,14 @@ impl WebLocks {
     /// Stops the server through `handle` (gracefully or not, as actix-server's
     /// [`ServerHandle::stop`]), ending the admin event streams first. [`run`](WebLocks::run)
     /// then releases what is left.
+    ///
+    /// ```no_run
+    /// # async fn f(locks: nlock::web::WebLocks, server: actix_web::dev::Server) {
+    /// let handle = server.handle();
+    /// // ... on an admin command:
+    /// locks.stop(&handle, true).await;
+    /// # }
+    /// ```
     pub async fn stop(&self, handle: &ServerHandle, graceful: bool) {
         self.begin_stop();
         handle.stop(graceful).await;
@@ -254,6 +313,22 @@ impl WebLocks {
     /// manager down: every lock still held is released and its holder told. See the
     /// [module docs](self#shutdown) for the order. [`run_reporting`](WebLocks::run_reporting)
     /// also says what stopped it and what it released.
+    ///
+    /// ```no_run
+    /// # async fn f(locks: nlock::web::WebLocks) -> std::io::Result<()> {
+    /// use actix_web::{App, HttpServer};
+    /// let server = HttpServer::new({
+    ///     let locks = locks.clone();
+    ///     move || App::new().service(locks.admin("/admin/locks"))
+    /// })
+    /// .bind("127.0.0.1:8080")?
+    /// .run();
+    /// locks.run(server).await // returns once every lock is released
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The server's own [`std::io::Error`], after the manager has shut down.
     pub async fn run(&self, server: Server) -> std::io::Result<()> {
         self.run_reporting(server).await.map(|_| ())
     }
@@ -266,6 +341,16 @@ impl WebLocks {
     /// On SIGINT or SIGTERM it stops the server gracefully ([`ServerHandle::stop`]`(true)`).
     /// For SIGINT (Ctrl-C) to be graceful too, build the server with
     /// `HttpServer::disable_signals()`: otherwise actix-server also sees it and stops at once.
+    ///
+    /// ```no_run
+    /// # async fn f(locks: nlock::web::WebLocks, server: actix_web::dev::Server) -> std::io::Result<()> {
+    /// let stopped = locks.run_reporting(server).await?;
+    /// println!("stopped by {:?}; released {:?}", stopped.signal, stopped.released);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The server's own [`std::io::Error`], after the manager has shut down.
     pub async fn run_reporting(&self, server: Server) -> std::io::Result<Stopped> {
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
@@ -302,6 +387,15 @@ impl WebLocks {
 }
 
 /// How a [`WebLocks::run_reporting`] ended.
+///
+/// ```no_run
+/// # async fn f(locks: nlock::web::WebLocks, server: actix_web::dev::Server) -> std::io::Result<()> {
+/// let stopped: nlock::web::Stopped = locks.run_reporting(server).await?;
+/// if stopped.signal == Some("SIGTERM") {
+///     println!("terminated; released {:?}", stopped.released);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stopped {

@@ -12,6 +12,14 @@ use crate::leader::{Elector, ElectorStatus};
 /// "leading", "token": 7}` with 200, or `{"ready": false, "key": ..., "status":
 /// "campaigning"}` (or `ending`, `holding_off`, `stopped`) with 503. 503 from the moment the
 /// term's lease is lost or runs out, or its end begins, while its role may still be stopping.
+///
+/// ```no_run
+/// # fn f(elector: nlock::Elector) {
+/// let r = nlock::web::Readiness::of(&elector);
+/// let body = serde_json::to_value(&r).unwrap();
+/// assert_eq!(body["ready"], r.ready);
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct Readiness {
@@ -26,6 +34,13 @@ pub struct Readiness {
 
 impl Readiness {
     /// Where `elector` stands now, read locally (no message, no request to the server).
+    ///
+    /// ```no_run
+    /// # fn f(elector: nlock::Elector) {
+    /// let r = nlock::web::Readiness::of(&elector);
+    /// println!("{}: ready {} ({:?})", r.key, r.ready, r.status);
+    /// # }
+    /// ```
     pub fn of(elector: &Elector) -> Readiness {
         let status = elector.status();
         Readiness {

@@ -23,9 +23,23 @@ use crate::lock::requests::LockOptions;
 use crate::web::error::LockErrorResponse;
 
 /// A function that finds a request's lock key.
+///
+/// ```
+/// let f: nlock::web::KeyFn = std::sync::Arc::new(|req: &actix_web::HttpRequest| {
+///     req.headers().get("x-tenant")?.to_str().ok().map(|t| format!("tenant.{t}"))
+/// });
+/// let from = nlock::web::KeyFrom::Fn(f);
+/// ```
 pub type KeyFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
 
 /// Where a request's lock key comes from.
+///
+/// ```
+/// use nlock::web::KeyFrom;
+/// let by_path = KeyFrom::path("id");
+/// let by_header = KeyFrom::header("x-order-id");
+/// let by_query = KeyFrom::func(|req| req.query_string().strip_prefix("order=").map(str::to_owned));
+/// ```
 #[derive(Clone)]
 pub enum KeyFrom {
     /// A path segment by name (`{id}` in `/orders/{id}`). Wrap the resource or scope whose
@@ -39,16 +53,38 @@ pub enum KeyFrom {
 
 impl KeyFrom {
     /// The path segment `name`.
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// use actix_web::{web, HttpResponse};
+    /// let orders = web::resource("/orders/{id}")
+    ///     .wrap(locks.lock_per_request(nlock::web::KeyFrom::path("id")))
+    ///     .route(web::put().to(|| async { HttpResponse::Ok().finish() }));
+    /// # }
+    /// ```
     pub fn path(name: impl Into<String>) -> Self {
         KeyFrom::Path(name.into())
     }
 
     /// The header `name`.
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// let middleware = locks.lock_per_request(nlock::web::KeyFrom::header("x-job-id"));
+    /// # }
+    /// ```
     pub fn header(name: impl Into<String>) -> Self {
         KeyFrom::Header(name.into())
     }
 
     /// Whatever `f` makes of the request.
+    ///
+    /// ```
+    /// let from = nlock::web::KeyFrom::func(|req| {
+    ///     let user = req.headers().get("x-user")?.to_str().ok()?;
+    ///     Some(format!("users.{user}"))
+    /// });
+    /// ```
     pub fn func(f: impl Fn(&HttpRequest) -> Option<String> + Send + Sync + 'static) -> Self {
         KeyFrom::Fn(Arc::new(f))
     }
@@ -126,6 +162,13 @@ struct Settings {
 
 impl LockPerRequest {
     /// Locks each request on the key `key` gives, failing fast when it is held.
+    ///
+    /// ```no_run
+    /// # fn f(m: nlock::LockManager) {
+    /// use nlock::web::{KeyFrom, LockPerRequest};
+    /// let middleware = LockPerRequest::new(m, KeyFrom::path("id"));
+    /// # }
+    /// ```
     pub fn new(manager: LockManager, key: KeyFrom) -> Self {
         LockPerRequest {
             inner: Rc::new(Settings {
@@ -147,6 +190,12 @@ impl LockPerRequest {
     /// Put before every key (`"orders."`), so that request keys stay in their own part of
     /// the bucket.
     #[must_use]
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// let m = locks.lock_per_request(nlock::web::KeyFrom::path("id")).prefix("orders.");
+    /// # }
+    /// ```
     pub fn prefix(self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         self.settings(|s| s.prefix = prefix)
@@ -154,23 +203,51 @@ impl LockPerRequest {
 
     /// Wait up to `timeout` for a held lock, serialising requests for one key.
     #[must_use]
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// use std::time::Duration;
+    /// let m = locks.lock_per_request(nlock::web::KeyFrom::path("id")).wait(Duration::from_secs(2));
+    /// # }
+    /// ```
     pub fn wait(self, timeout: Duration) -> Self {
         self.settings(|s| s.wait = Some(timeout))
     }
 
     /// Answer `409 busy` at once when the lock is held (the default).
     #[must_use]
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// let m = locks.lock_per_request(nlock::web::KeyFrom::path("id")).fail_fast();
+    /// # }
+    /// ```
     pub fn fail_fast(self) -> Self {
         self.settings(|s| s.wait = None)
     }
 
     /// A per-lock TTL or a description (shown in busy answers to other requests).
     #[must_use]
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// use std::time::Duration;
+    /// let options = nlock::LockOptions::default().ttl(Duration::from_secs(5)).description("order update");
+    /// let m = locks.lock_per_request(nlock::web::KeyFrom::path("id")).options(options);
+    /// # }
+    /// ```
     pub fn options(self, options: LockOptions) -> Self {
         self.settings(|s| s.options = options)
     }
 
     /// Whether busy answers name the holder's owner id, host and pid (default false).
+    ///
+    /// ```no_run
+    /// # fn f(locks: nlock::web::WebLocks) {
+    /// // An internal service: busy answers may name the holder.
+    /// let m = locks.lock_per_request(nlock::web::KeyFrom::path("id")).holder_details(true);
+    /// # }
+    /// ```
     #[must_use]
     pub fn holder_details(self, on: bool) -> Self {
         self.settings(|s| s.holder_details = on)
@@ -197,6 +274,18 @@ where
 }
 
 /// The service [`LockPerRequest`] wraps around a resource.
+///
+/// ```no_run
+/// # fn f(locks: nlock::web::WebLocks) {
+/// use actix_web::{web, App, HttpResponse};
+/// // Made by `.wrap(...)` for each service it wraps; never built by hand.
+/// let app = App::new().service(
+///     web::resource("/jobs/{id}")
+///         .wrap(locks.lock_per_request(nlock::web::KeyFrom::path("id")))
+///         .route(web::post().to(|| async { HttpResponse::Accepted().finish() })),
+/// );
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct LockPerRequestService<S> {
     service: Rc<S>,
