@@ -78,7 +78,15 @@ pub(crate) struct LockSetup {
 
 type Reply = oneshot::Sender<Result<(), LockError>>;
 
-/// The actor that holds one lock. Start it only through the manager.
+/// The actor that holds one lock. Start it only through the manager; its address comes with the
+/// handle, for the messages of [`nlock::actor`](crate::actor).
+///
+/// ```no_run
+/// # async fn f(lock: nlock::LockHandle) -> Result<(), Box<dyn std::error::Error>> {
+/// let addr: actix::Addr<nlock::actor::LockActor> = lock.actor().clone();
+/// let state = addr.send(nlock::actor::GetState).await?;
+/// # Ok(()) }
+/// ```
 pub struct LockActor {
     store: Arc<Store>,
     tenure: Tenure,

@@ -17,6 +17,15 @@ use crate::error::LossReason;
 use crate::lock::loss::{LockLost, LossSubscription, Subscribers};
 
 /// How a tenure ended.
+///
+/// ```no_run
+/// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+/// let lock = m.acquire("jobs.nightly", None).await?;
+/// let lease = lock.lease().clone();
+/// lock.release().await?;
+/// assert_eq!(lease.end(), Some(nlock::LeaseEnd::Released));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "end", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -185,6 +194,15 @@ impl Lease {
         self.shared.previous
     }
 
+    /// ```no_run
+    /// # async fn f(lease: nlock::Lease) {
+    /// while lease.is_held() {
+    ///     // ... one step of the work, shorter than the lease's margin ...
+    /// }
+    /// println!("{} (token {}) is no longer held", lease.key(), lease.token());
+    /// # }
+    /// ```
+    ///
     /// Whether the lock is held as far as this process knows: not lost, no release begun,
     /// and the local lease deadline still ahead. Checked here, without a message to the lock
     /// actor, so it turns false at the deadline even if the actor's thread is stuck. It is
@@ -194,8 +212,16 @@ impl Lease {
         self.shared.live() && Instant::now() < self.shared.deadline()
     }
 
-    /// Time left until the local lease deadline; zero once the tenure ended or the deadline
-    /// passed. Refreshes move the deadline.
+    /// Time left until the local lease deadline; zero once the tenure ended, a release began,
+    /// or the deadline passed. Refreshes move the deadline.
+    ///
+    /// ```no_run
+    /// # fn f(lease: nlock::Lease) {
+    /// if lease.time_left() < std::time::Duration::from_millis(500) {
+    ///     eprintln!("{} is about to run out", lease.key());
+    /// }
+    /// # }
+    /// ```
     pub fn time_left(&self) -> Duration {
         if !self.shared.live() {
             return Duration::ZERO;
@@ -211,6 +237,16 @@ impl Lease {
     }
 
     /// Resolves when the tenure ends, released or lost.
+    ///
+    /// ```no_run
+    /// # async fn f(lease: nlock::Lease) {
+    /// match lease.ended().await {
+    ///     nlock::LeaseEnd::Released => println!("released"),
+    ///     nlock::LeaseEnd::Lost { reason } => eprintln!("lost: {reason}"),
+    ///     _ => {}
+    /// }
+    /// # }
+    /// ```
     pub async fn ended(&self) -> LeaseEnd {
         let mut rx = self.shared.end.subscribe();
         loop {
@@ -257,6 +293,20 @@ impl Lease {
     ///
     /// The subscription lasts while the returned guard does (or for the tenure, after
     /// [`LossSubscription::detach`]).
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # struct Alarm;
+    /// # impl Actor for Alarm { type Context = Context<Self>; }
+    /// # impl Handler<nlock::LockLost> for Alarm {
+    /// #     type Result = ();
+    /// #     fn handle(&mut self, _: nlock::LockLost, _: &mut Context<Self>) {}
+    /// # }
+    /// # fn f(lease: nlock::Lease) {
+    /// let alarm = Alarm.start();
+    /// lease.subscribe(alarm.clone().recipient()).detach(); // for the whole tenure
+    /// # }
+    /// ```
     pub fn subscribe(&self, recipient: Recipient<LockLost>) -> LossSubscription {
         self.shared.subscribers.subscribe(recipient)
     }
