@@ -7,6 +7,7 @@ use super::LockManager;
 use crate::error::{AcquireError, LockError};
 use crate::handle::LockHandle;
 use crate::lock::lease::Lease;
+use crate::lock::granted::Pending;
 use crate::lock::requests::{Acquire, LockOptions, TryAcquire};
 use crate::pending::PendingLock;
 
@@ -176,15 +177,7 @@ impl<'a> LockRequest<'a> {
             key: self.key,
             options: self.options,
         };
-        let pending = self
-            .manager
-            .actor()
-            .send(msg)
-            .await
-            .map_err(LockError::from);
-        PendingLock::new(pending??, self.timeout)
-            .await
-            .map_err(AcquireError::from)
+        granted(self.manager.actor().send(msg).await, self.timeout).await
     }
 
     /// One attempt: the lock if it is free now, else
@@ -212,15 +205,7 @@ impl<'a> LockRequest<'a> {
             key: self.key,
             options: self.options,
         };
-        let pending = self
-            .manager
-            .actor()
-            .send(msg)
-            .await
-            .map_err(LockError::from);
-        PendingLock::new(pending??, None)
-            .await
-            .map_err(AcquireError::from)
+        granted(self.manager.actor().send(msg).await, None).await
     }
 
     /// Waits for the lock as [`acquire`](LockRequest::acquire) does, then runs `work` holding
@@ -295,4 +280,14 @@ impl<'a> LockRequest<'a> {
         };
         super::run::run_holding(lock, on_loss, work).await
     }
+}
+
+/// The lock a queued request was granted, waited for up to `timeout`, from the manager's
+/// answer to the request.
+async fn granted(
+    answer: Result<Result<Pending, LockError>, actix::MailboxError>,
+    timeout: Option<Duration>,
+) -> Result<LockHandle, AcquireError> {
+    let pending = answer.map_err(LockError::from)??;
+    Ok(PendingLock::new(pending, timeout).await?)
 }
