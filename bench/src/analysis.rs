@@ -131,22 +131,15 @@ pub fn write(out: &mut String, r: &Results) {
             };
             let _ = writeln!(
                 out,
-                "**Workload 3.** nlock and the raw watch floor react to the same thing, the \
-                 server's expiry marker, and add one compare-and-set, so their takeovers follow \
-                 the server's expiry, which has two modes here: prompt (the marker within \
-                 milliseconds of the deadline) or late. Prompt within {}: nlock {}, the raw \
-                 floor {}, the raw floor on a plainly written key {}; the late ones took nlock \
-                 {}, the raw floor {}, the plain key {}. Which mode a trial falls in is the \
-                 server's doing (when its expiry timer runs), so nlock's p50 meets the 20 ms \
-                 goal in a run where most trials are prompt and misses it where most are late; \
-                 the client cannot make the server expire sooner. What nlock could do instead \
-                 is take over on its own once the holder's last write (its server timestamp, \
-                 which the watch shows) is older than the TTL plus an allowance for clock skew, \
-                 with a compare-and-set expecting the holder's revision, which fails if the \
-                 holder refreshed. The holder gives the lock up before that point on its own \
-                 clock, so this is safe while the waiter's clock agrees with the server's within \
-                 the allowance; it trades the server's timer for that assumption, a design \
-                 decision rather than a tuning.\n",
+                "**Workload 3.** The raw watch floor reacts to the server's expiry marker, \
+                 which has two modes here: prompt (within milliseconds of the deadline) or \
+                 late. nlock takes whichever comes first of that marker and its own takeover at \
+                 the end of the holder's lease (TTL · (1 + d) / (1 − d) after it saw the \
+                 holder's last write, on its own clock, then a compare-and-set on that write: \
+                 GUARANTEES.md, \"Takeover at the lease's end\"), so a late marker does not \
+                 delay it by more than the drift allowance (2 ms at this TTL). Prompt within {}: \
+                 nlock {}, the raw floor {}, the raw floor on a plainly written key {}; the late \
+                 ones took nlock {}, the raw floor {}, the plain key {}.\n",
                 fmt_dur(crate::w3::PROMPT),
                 crate::w3::within(nl, crate::w3::PROMPT),
                 crate::w3::within(raw, crate::w3::PROMPT),
@@ -262,8 +255,8 @@ pub fn write(out: &mut String, r: &Results) {
          shared `Notify` plus a once-set cell), one shared `Arc<Holder>` for the lock actor, \
          its tenure and the manager's `KeyState::Held`, and `Arc<str>` keys: several hundred \
          bytes per lock.\n\
-         3. Takeover (workload 3): the server's expiry timer decides it; the client-side \
-         takeover described above is the only client change that would, and it is a design \
-         decision about clocks.\n"
+         3. Takeover (workload 3): done on the client (the takeover at the lease's end); \
+         servers before 2.11, which announce no expiry, are not measured here (the raw \
+         floor would never wake there).\n"
     );
 }

@@ -182,7 +182,8 @@ pub async fn run(env: &Env, trials: usize) -> Result<Outcome> {
         rows: vec![
             (
                 "nlock",
-                "`acquire`: watch, compare-and-set on the expiry marker",
+                "`acquire`: takeover at the end of the holder's lease (compare-and-set on its \
+                 last write), or the expiry marker, whichever first",
                 a,
             ),
             ("raw floor", "watch, `kv.update` on the expiry marker", b),

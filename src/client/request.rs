@@ -6,8 +6,8 @@ use super::run::{DoOutcome, OnLoss};
 use super::LockManager;
 use crate::error::{AcquireError, LockError};
 use crate::handle::LockHandle;
-use crate::lock::lease::Lease;
 use crate::lock::granted::Pending;
+use crate::lock::lease::Lease;
 use crate::lock::requests::{Acquire, LockOptions, TryAcquire};
 use crate::pending::PendingLock;
 

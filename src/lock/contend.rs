@@ -178,11 +178,7 @@ impl Contender<'_> {
                 };
             }
             Ok(Some(ev)) if ev.op == Op::Put => {
-                let seen = Seen {
-                    revision: ev.revision,
-                    at: Instant::now(),
-                };
-                return Round::Held(Holder::decode(&ev.value), seen);
+                return Round::Held(Holder::decode(&ev.value), Seen::now(ev.revision));
             }
             Ok(Some(ev)) => ev.revision,
             Ok(None) => 0,

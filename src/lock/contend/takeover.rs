@@ -15,6 +15,24 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
+    /// The holder's write at `revision`, seen now.
+    pub(crate) fn now(revision: u64) -> Seen {
+        Seen {
+            revision,
+            at: Instant::now(),
+        }
+    }
+
+    /// This sighting, or `before` if that one saw the same write earlier: the first sighting
+    /// of a write bounds its holder's lease most tightly (a change stream may deliver a write
+    /// well after a read showed it).
+    pub(crate) fn or_earlier(self, before: Option<Seen>) -> Option<Seen> {
+        match before {
+            Some(b) if b.revision == self.revision && b.at < self.at => Some(b),
+            _ => Some(self),
+        }
+    }
+
     /// When the holder that wrote this has certainly stopped counting its lease (`after`
     /// past the moment it was seen), with the revision to take over; `None` with the
     /// takeover off.

@@ -78,7 +78,7 @@ impl Contender<'_> {
                     // Someone else's write (only a key's own change stream shows these): the
                     // holder's latest, from which its lease now counts.
                     Some(c) => {
-                        seen = Some(Seen { revision: c.revision, at: Instant::now() });
+                        seen = Seen::now(c.revision).or_earlier(seen);
                         continue;
                     }
                     None => {
@@ -113,11 +113,11 @@ impl Contender<'_> {
                 Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
                 // Someone else got it first (or refreshed): its lease counts from the write
                 // seen now. Without one, no takeover until a write is seen again.
-                Err(Settled::Held(_, s)) => {
-                    if s.is_some() || takeover {
-                        seen = s;
-                    }
-                }
+                Err(Settled::Held(_, s)) => match s {
+                    Some(s) => seen = s.or_earlier(seen),
+                    None if takeover => seen = None,
+                    None => {}
+                },
                 Err(Settled::Grace(g)) => {
                     if !sit_out(g, self.jittered(), &mut stop).await {
                         return Contended::Stopped;
