@@ -291,3 +291,42 @@ async fn capabilities_follow_the_server_version() {
     let (major, minor, patch) = env.server.version();
     assert_eq!(caps.server_version, format!("{major}.{minor}.{patch}"));
 }
+
+/// The messages of `nlock::actor` do what the handle's methods of the same name do: the
+/// state a `GetState` answers is the one `state()` answers, a `Refresh` moves the revision as
+/// `refresh()` does, a `Subscribe` guard is told of the loss as `subscribe()`'s is, and
+/// `ListLocks` is `locks()`.
+#[actix::test]
+async fn the_actor_messages_do_what_the_methods_do() {
+    let env = Env::start().await;
+    let m = env.manager(env.config().keep_alive(false)).await;
+    let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
+    let addr = lock.actor().clone();
+    let by_message = addr.send(nlock::actor::GetState).await.unwrap();
+    let by_method = lock.state().await.unwrap();
+    assert_eq!(
+        (
+            by_message.key.as_str(),
+            by_message.token,
+            by_message.revision
+        ),
+        (by_method.key.as_str(), by_method.token, by_method.revision)
+    );
+    addr.send(nlock::actor::Refresh).await.unwrap().unwrap();
+    let refreshed = lock.state().await.unwrap();
+    assert!(refreshed.revision > by_method.revision);
+    assert_eq!(refreshed.token, by_method.token);
+    let listed = m.actor().send(nlock::actor::ListLocks).await.unwrap();
+    let tokens = |r: &nlock::LocksReport| -> Vec<(String, u64)> {
+        r.held.iter().map(|s| (s.key.clone(), s.token)).collect()
+    };
+    assert_eq!(tokens(&listed), tokens(&m.locks().await.unwrap()));
+    assert_eq!(tokens(&listed), [("k".to_owned(), lock.token())]);
+    let probe = crate::fixture::LossProbe::start();
+    let _subscription = addr
+        .send(nlock::actor::Subscribe(probe.recipient()))
+        .await
+        .unwrap();
+    env.kv().await.delete("k").await.unwrap();
+    assert_eq!(probe.next().await.reason, nlock::LossReason::Deleted);
+}
