@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlock::{DoOutcome, LockOptions, LockStatus, Storage};
+use nlock::{DoOutcome, LockStatus, Storage};
 
 use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
@@ -53,10 +53,9 @@ async fn try_acquire_names_the_holder_when_busy() {
     let env = Env::start().await;
     let a = env.manager(env.config()).await;
     let b = env.manager(env.config()).await;
-    let opts = LockOptions::default().description("nightly report");
     let _held = a
         .lock("k")
-        .options(opts)
+        .description("nightly report")
         .timeout(PATIENCE)
         .acquire()
         .await

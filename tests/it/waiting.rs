@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use nlock::LockOptions;
-
 use crate::fixture::{spawn_waiter, Env, PATIENCE};
 
 /// Far longer than any test: a waiter that gets the lock did not get it by polling.
@@ -91,10 +89,9 @@ async fn per_lock_ttl_is_sent_on_every_write() {
     // server expire it after 2 s; the header is what is checked, write after write.
     let cfg = env.config().ttl(Duration::from_secs(10));
     let a = env.manager(cfg).await;
-    let opts = LockOptions::default().ttl(Duration::from_secs(2));
     let lock = a
         .lock("k")
-        .options(opts)
+        .ttl(Duration::from_secs(2))
         .timeout(PATIENCE)
         .acquire()
         .await
