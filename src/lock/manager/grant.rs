@@ -176,9 +176,10 @@ impl LockManagerActor {
     }
 }
 
-/// How many of a key's changes may wait for its contender: only frees and its own writes are
-/// sent, a handful between two rounds; past it a change is dropped (the next round reads the
-/// key anyway).
+/// How many of a key's changes may wait for its contender: frees, its own writes and the
+/// holder's refreshes (one per TTL/factor), a handful between two rounds; past it a change is
+/// dropped (the next round reads the key, and a takeover that expects an older write than the
+/// holder's last fails and reads it).
 const WAKE_BUFFER: usize = 16;
 
 fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
