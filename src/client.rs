@@ -223,11 +223,24 @@ impl LockManager {
             true => Some(store.changes_closable(">", ChangesFrom::Now).await?),
             false => None,
         };
+        // The lines across processes as they stand, after the feed opened: an entry written
+        // in between is in both, and the later sighting wins.
+        let entries = match (&feed, config.queue) {
+            (Some(_), true) => store
+                .snapshot(crate::lock::line::ENTRY_PREFIX_FILTER)
+                .await
+                .unwrap_or_else(|e| {
+                    // The line still forms from the changes seen from now on.
+                    tracing::warn!(error = %e, "could not read the lines across processes");
+                    Vec::new()
+                }),
+            _ => Vec::new(),
+        };
         let losses = Arc::new(Subscribers::default());
         let actor = {
             let (owner, losses, store) = (owner.to_string(), losses.clone(), store.clone());
             move |_: &mut actix::Context<LockManagerActor>| {
-                LockManagerActor::new(store, config, owner, feed, losses)
+                LockManagerActor::new(store, config, owner, feed, entries, losses)
             }
         };
         let addr = crate::runtime::start(actor)?;

@@ -2,7 +2,8 @@
 //!
 //! The rules are NATS KV's: a key is one or more dot-separated tokens of `[-/_=A-Za-z0-9]`,
 //! with no empty token (so no leading, trailing or doubled dot). The `_kv` prefix is reserved
-//! by NATS KV clients, and a key longer than [`MAX_KEY_LEN`] is refused so that the subject
+//! by NATS KV clients, and the `_nlock` token by nlock for its own keys (the line across
+//! processes), and a key longer than [`MAX_KEY_LEN`] is refused so that the subject
 //! stays well under the server's limits.
 
 use crate::error::{ConfigError, KeyRule, LockError};
@@ -31,7 +32,7 @@ pub fn validate_key(key: &str) -> Result<(), LockError> {
         Some(KeyRule::DotAtEdge)
     } else if key.contains("..") {
         Some(KeyRule::EmptyToken)
-    } else if key.starts_with("_kv") {
+    } else if key.starts_with("_kv") || is_internal(key) {
         Some(KeyRule::Reserved)
     } else if !key.chars().all(allowed) {
         Some(KeyRule::Character)
@@ -45,6 +46,12 @@ pub fn validate_key(key: &str) -> Result<(), LockError> {
             rule,
         }),
     }
+}
+
+/// Whether a key is one nlock keeps for itself (the `_nlock` token: entries of the line
+/// across processes), not a lock: no lock key may be one, and observers skip them.
+pub(crate) fn is_internal(key: &str) -> bool {
+    key == "_nlock" || key.starts_with("_nlock.")
 }
 
 /// Checks a bucket name: `[A-Za-z0-9_-]+`, at most [`MAX_BUCKET_LEN`] bytes.
@@ -87,6 +94,8 @@ mod tests {
             ("a>", KeyRule::Character),
             ("é", KeyRule::Character),
             ("_kv.x", KeyRule::Reserved),
+            ("_nlock", KeyRule::Reserved),
+            ("_nlock.q.k.1", KeyRule::Reserved),
             (long.as_str(), KeyRule::TooLong),
         ];
         for (key, want) in cases {

@@ -163,7 +163,7 @@ pub enum KeyRule {
     DotAtEdge,
     /// A key must not contain an empty token ("..").
     EmptyToken,
-    /// Keys starting with `_kv` are reserved by NATS KV.
+    /// Keys starting with `_kv` are reserved by NATS KV, and the `_nlock` token by nlock.
     Reserved,
     /// Only letters, digits, '-', '/', '_', '=' and '.' are allowed.
     Character,
@@ -176,7 +176,9 @@ impl std::fmt::Display for KeyRule {
             KeyRule::TooLong => "a key must be at most 1024 bytes",
             KeyRule::DotAtEdge => "a key must not start or end with '.'",
             KeyRule::EmptyToken => "a key must not contain an empty token ('..')",
-            KeyRule::Reserved => "keys starting with '_kv' are reserved by NATS KV",
+            KeyRule::Reserved => {
+                "keys starting with '_kv' are reserved by NATS KV, and the '_nlock' token by nlock"
+            }
             KeyRule::Character => {
                 "a key may only contain letters, digits, '-', '/', '_', '=' and '.'"
             }

@@ -6,11 +6,12 @@
 //! then stops the actor. If the manager stops any other way, waiting requests end with
 //! `ManagerGone` and held locks keep running until their handles are dropped.
 
+mod changes;
 mod grant;
 mod withdraw;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,8 +20,9 @@ use crate::error::{ConfigError, ErrorKind, Feature, LockError};
 use crate::holder::Holder;
 use crate::key::validate_key;
 use crate::limits::MAX_DESCRIPTION;
-use crate::lock::actor::{ForeignWrite, LockActor, LockEnded, ReleaseForShutdown};
+use crate::lock::actor::{LockActor, LockEnded, ReleaseForShutdown};
 use crate::lock::granted::{Granted, Pending};
+use crate::lock::line::{Entry, LineView};
 use crate::lock::loss::Subscribers;
 use crate::lock::queue::{Busy, KeyQueue, Next, Withdrawable};
 use crate::lock::requests::{
@@ -28,7 +30,7 @@ use crate::lock::requests::{
 };
 use crate::lock::state::{GetState, LockState};
 use crate::settings::{validate_ttl, Config};
-use crate::store::{Change, ChangeOp, Changes, ChangesCloser, Store};
+use crate::store::{Change, Changes, ChangesCloser, Store};
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
 /// memory is dropped; a forgotten marker only costs one extra round-trip.
@@ -44,6 +46,9 @@ struct Waiter {
     tx: oneshot::Sender<Result<Granted, LockError>>,
     options: LockOptions,
     mode: Mode,
+    /// Its place in the line across processes, taken when it arrived behind others here
+    /// (dropping it leaves the line); else the contender takes one when it has to wait.
+    entry: Option<Entry>,
 }
 
 impl Withdrawable for Waiter {
@@ -93,6 +98,9 @@ pub struct LockManagerActor {
     /// the changes of keys someone here waits for. Made before the contender's first round
     /// and removed when it ends.
     wakers: HashMap<String, mpsc::Sender<Change>>,
+    /// Every key's line across processes as the change stream tells it; `None` without the
+    /// line (`Config::queue(false)`, or no change stream).
+    line: Option<Arc<Mutex<LineView>>>,
     /// How this manager's own lock values begin: writes that start with it are this
     /// manager's refreshes and acquires, not foreign writes.
     own_value_prefix: Vec<u8>,
@@ -112,10 +120,20 @@ impl LockManagerActor {
         config: Config,
         owner: String,
         feed: Option<(Changes, ChangesCloser)>,
+        entries: Vec<Change>,
         loss_subscribers: Arc<Subscribers>,
     ) -> Self {
         let (feed, feed_closer) = feed.unzip();
+        let line = (feed.is_some() && config.queue).then(|| {
+            let mut view = LineView::new(config.entry_lifetime(store.max_age()));
+            let now = tokio::time::Instant::now();
+            for change in &entries {
+                view.apply(change, now);
+            }
+            Arc::new(Mutex::new(view))
+        });
         LockManagerActor {
+            line,
             store,
             config,
             own_value_prefix: crate::holder::value_prefix(&owner),
@@ -197,7 +215,24 @@ impl LockManagerActor {
                 return Err(LockError::Busy { key, holder });
             }
         }
-        queue.push(Waiter { tx, options, mode });
+        // Behind others here already: take a place in the line now, so that requests of
+        // other processes that arrive later stay behind it.
+        let entry = match (&self.line, mode, queue.busy().is_some()) {
+            (Some(_), Mode::Wait, true) => Some(Entry::open(
+                self.store.clone(),
+                &key,
+                &crate::holder::random_id(),
+                self.config.entry_keep_alive(self.store.max_age()),
+                self.config.entry_valid_for(self.store.max_age()),
+            )),
+            _ => None,
+        };
+        queue.push(Waiter {
+            tx,
+            options,
+            mode,
+            entry,
+        });
         let withdraw = self.on_withdrawal(&key, ctx);
         self.pump(&key, ctx);
         Ok(Pending { key, rx, withdraw })
@@ -306,36 +341,6 @@ impl Handler<SubscribeLosses> for LockManagerActor {
 
     fn handle(&mut self, msg: SubscribeLosses, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.loss_subscribers.subscribe(msg.0))
-    }
-}
-
-impl StreamHandler<Change> for LockManagerActor {
-    fn handle(&mut self, change: Change, _: &mut Context<Self>) {
-        if let Some(waker) = self.wakers.get(&change.key) {
-            // A waiter cares for the key becoming free, for its own write whose answer was
-            // lost, and for the holder's writes (its lease counts from the last one: the
-            // takeover at its end). A full channel drops the change: the waiter has changes
-            // to act on already, its round reads the key, and a takeover that expects an
-            // older write than the holder's last fails and reads it.
-            let _ = waker.try_send(change.clone());
-        }
-        // This manager's own writes: refreshes and acquires of its own tenures. (Its own
-        // deletes reach a lock actor that is releasing, which ignores them.)
-        if change.op == ChangeOp::Put && change.value.starts_with(&self.own_value_prefix) {
-            return;
-        }
-        if let Some(lock) = self.queues.get(&change.key).and_then(|q| q.held()) {
-            lock.addr.do_send(ForeignWrite {
-                revision: change.revision,
-            });
-        }
-    }
-
-    fn finished(&mut self, _: &mut Context<Self>) {
-        // The change stream never ends by itself (it reopens); should it end, held locks
-        // still notice foreign writes at their next refresh, and the manager carries on
-        // (the default would stop it).
-        tracing::warn!("the bucket's change stream ended; foreign writes are noticed at refresh");
     }
 }
 

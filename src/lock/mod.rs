@@ -7,13 +7,15 @@
 //! NATS), `contend.rs` (`Contender`), `actor.rs` (`LockActor`; `actor/keep_alive.rs` its
 //! refresh timer), `state.rs` (the lock actor's public messages, `LockState`, `LockLost`),
 //! `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure), `delay.rs` (the
-//! lock-delay after an unclean end of the previous tenure).
+//! lock-delay after an unclean end of the previous tenure), `line.rs` (the line across
+//! processes: entries, the manager's view of them, a contender's seat).
 
 pub(crate) mod actor;
 pub(crate) mod contend;
 pub(crate) mod delay;
 pub(crate) mod granted;
 pub(crate) mod lease;
+pub(crate) mod line;
 pub(crate) mod loss;
 pub(crate) mod manager;
 pub(crate) mod queue;

@@ -296,4 +296,21 @@ impl ConfigBuilder {
         self.config.follow_changes = on;
         self
     }
+
+    /// Whether waiters keep a place in a line across processes (default on): a key's
+    /// waiters, in every process, are then served in the order they began to wait, and a
+    /// release is followed by one compare-and-set, the first waiter's, instead of one per
+    /// waiting process. Each waiting request writes an entry key (`_nlock.q.<key>.<id>`),
+    /// rewritten as often as a lock is refreshed and deleted when the request is served or
+    /// withdrawn. Needs [`follow_changes`](Self::follow_changes): without it waiters race as
+    /// they do with this off.
+    ///
+    /// ```
+    /// let config = nlock::Config::builder().queue(false).build().unwrap();
+    /// assert!(!config.queue());
+    /// ```
+    pub fn queue(mut self, on: bool) -> Self {
+        self.config.queue = on;
+        self
+    }
 }

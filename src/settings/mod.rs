@@ -123,6 +123,8 @@ pub struct Config {
     pub(crate) takeover: bool,
     /// How far a host's clock rate may drift from real time, in parts per million.
     pub(crate) max_clock_drift_ppm: u32,
+    /// Whether waiters keep a place in a line across processes (needs `follow_changes`).
+    pub(crate) queue: bool,
 }
 
 impl Default for Config {
@@ -147,6 +149,7 @@ impl Default for Config {
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             takeover: true,
             max_clock_drift_ppm: DEFAULT_MAX_CLOCK_DRIFT_PPM,
+            queue: true,
         }
     }
 }
@@ -242,13 +245,42 @@ impl Config {
         if !self.takeover || ttl.is_zero() {
             return None;
         }
+        Some(self.entry_lifetime(ttl))
+    }
+    /// How long a line entry counts, in every manager's view, after its last write seen
+    /// there: past the server's expiry of it (the bucket's `max_age`, or the TTL when keys
+    /// never age out), stretched for clock drift as the takeover is.
+    pub(crate) fn entry_lifetime(&self, max_age: Duration) -> Duration {
+        let ttl = if max_age.is_zero() { self.ttl } else { max_age };
         let ppm = u128::from(self.max_clock_drift_ppm.min(MAX_CLOCK_DRIFT_PPM));
         let nanos = ttl.as_nanos().saturating_mul(1_000_000 + ppm) / (1_000_000 - ppm);
         let millis = nanos.div_ceil(1_000_000).saturating_add(1);
-        Some(Duration::from_millis(
-            u64::try_from(millis).unwrap_or(u64::MAX),
-        ))
+        Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
     }
+
+    /// How often a waiter rewrites its line entry: as often as a lock is refreshed.
+    pub(crate) fn entry_keep_alive(&self, max_age: Duration) -> Duration {
+        let ttl = if max_age.is_zero() { self.ttl } else { max_age };
+        self.refresh_interval(ttl)
+    }
+
+    /// How long after its send a write keeps a line entry alive at the server, by this
+    /// host's clock: the entry's expiry, less the drift on a TTL and a lease's margin.
+    pub(crate) fn entry_valid_for(&self, max_age: Duration) -> Duration {
+        if max_age.is_zero() {
+            return crate::deadline::FAR_FUTURE;
+        }
+        let ppm = u128::from(self.max_clock_drift_ppm.min(MAX_CLOCK_DRIFT_PPM));
+        let nanos = max_age.as_nanos().saturating_mul(1_000_000 - ppm) / 1_000_000;
+        let drifted = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        drifted.saturating_sub(self.lease_margin(max_age))
+    }
+
+    /// Whether waiters keep a place in a line across processes (see [`ConfigBuilder::queue`]).
+    pub fn queue(&self) -> bool {
+        self.queue
+    }
+
     /// The refresh interval for a lock of this TTL.
     pub(crate) fn refresh_interval(&self, ttl: Duration) -> Duration {
         ttl / self.keep_alive_factor

@@ -18,6 +18,7 @@ mod leader;
 mod leader_async;
 mod leader_measure;
 mod leader_stop;
+mod line;
 mod lock_delay;
 mod loss;
 mod observe;

@@ -11,37 +11,57 @@ use super::wakes::{next_change, Wakes};
 use super::{Cas, Contended, Contender, Settled};
 use crate::deadline::deadline_after;
 use crate::error::LockError;
+use crate::lock::line::{Ahead, Seat};
 use crate::store::{ChangeOp, Changes, ChangesFrom, RestartGrace};
 
 impl Contender<'_> {
-    /// Waits until the lock is taken or `stop` resolves.
+    /// Waits until the lock is taken or `stop` resolves. With a `seat`, the waiter keeps its
+    /// place in the key's line across processes and writes to the key only when first in it.
     pub(crate) async fn wait(
         &self,
         hint: Option<u64>,
         wakes: Wakes,
+        mut seat: Option<Seat>,
         stop: impl Future<Output = ()>,
     ) -> Contended {
         tokio::pin!(stop);
         let mut first = hint.unwrap_or(0);
         // The holder's last write seen, for the takeover at the end of its lease.
         let mut seen: Option<Seen> = None;
-        loop {
-            match self.settle(first).await {
-                Ok(g) => return Contended::Acquired(g),
-                Err(Settled::Failed(e)) if !worth_waiting_on(&e) => return Contended::Failed(e),
-                // The bucket's restart grace: no grant before it ends, then try again.
-                Err(Settled::Grace(g)) => {
-                    if !sit_out(g, self.jittered(), &mut stop).await {
-                        return Contended::Stopped;
+        let me = self.tenure.tenure_id.as_str();
+        // A newcomer joins a line that has others in it rather than write to the key first.
+        let joins_line = seat
+            .as_ref()
+            .is_some_and(|s| s.others_waiting(&self.tenure.key, me));
+        if !joins_line {
+            loop {
+                match self.settle(first).await {
+                    Ok(g) => return Contended::Acquired(g),
+                    Err(Settled::Failed(e)) if !worth_waiting_on(&e) => {
+                        return Contended::Failed(e)
                     }
-                    first = 0;
+                    // The bucket's restart grace: no grant before it ends, then try again.
+                    Err(Settled::Grace(g)) => {
+                        if !sit_out(g, self.jittered(), &mut stop).await {
+                            return Contended::Stopped;
+                        }
+                        first = 0;
+                    }
+                    Err(Settled::Held(_, s)) => {
+                        seen = s;
+                        break;
+                    }
+                    // Unknown and cleaned up: wait for the next change.
+                    Err(_) => break,
                 }
-                Err(Settled::Held(_, s)) => {
-                    seen = s;
-                    break;
-                }
-                // Unknown and cleaned up: wait for the next change.
-                Err(_) => break,
+            }
+        }
+        if let Some(s) = seat.as_mut() {
+            let until = deadline_after(self.resolve_for);
+            if !s.take_place(&self.tenure.key, me, until).await {
+                // No entry could be written: wait outside the line (as a client without one).
+                tracing::debug!("no place in the line; waiting outside it");
+                seat = None;
             }
         }
         let (mut feed, mut own) = match wakes {
@@ -52,10 +72,40 @@ impl Contender<'_> {
         };
         let follows_own = feed.is_none();
         let mut next_poll = deadline_after(self.jittered());
+        // The key's free revision, seen while others were ahead in the line.
+        let mut free_at: Option<u64> = None;
+        // Whether a round ran since this waiter became first in the line.
+        let mut tried_as_first = !joins_line;
         loop {
-            let takeover_at = seen.and_then(|s| s.takeover_at(self.takeover_after));
+            let ahead = seat
+                .as_ref()
+                .map_or(Ahead::Nobody, |s| s.ahead(&self.tenure.key));
+            let is_first = ahead == Ahead::Nobody;
+            let recheck = match ahead {
+                Ahead::Until(at) => Some(at),
+                Ahead::Nobody => None,
+            };
+            let takeover_at = seen
+                .filter(|_| is_first)
+                .and_then(|s| s.takeover_at(self.takeover_after));
             let mut takeover = false;
-            let expected = tokio::select! {
+            // First in line now: the key seen free meanwhile is this waiter's to take; with
+            // nothing known of the key, one round tells.
+            let due = match (is_first, free_at.take()) {
+                (true, Some(revision)) => Some(revision),
+                (true, None) if !tried_as_first && seen.is_none() => Some(0),
+                (false, pending) => {
+                    free_at = pending;
+                    None
+                }
+                (true, None) => None,
+            };
+            if is_first {
+                tried_as_first = true;
+            }
+            let expected = match due {
+                Some(revision) => revision,
+                None => tokio::select! {
                 biased;
                 _ = &mut stop => return Contended::Stopped,
                 // The holder's lease is over by now: take the key if its last write is still
@@ -64,9 +114,20 @@ impl Contender<'_> {
                     takeover = true;
                     revision
                 }
+                // Whoever was first in line may count as gone now: look again.
+                _ = sleep_until(recheck) => continue,
                 change = next_change(&mut feed, &mut own) => match change {
-                    // The key is free at this revision: one compare-and-set takes it.
-                    Some(c) if c.op != ChangeOp::Put => c.revision,
+                    // An entry left the line: this waiter may be first now.
+                    Some(c) if c.key != self.tenure.key => continue,
+                    // The key is free at this revision: one compare-and-set takes it, by
+                    // the first in line.
+                    Some(c) if c.op != ChangeOp::Put => {
+                        if !is_first {
+                            free_at = Some(c.revision);
+                            continue;
+                        }
+                        c.revision
+                    }
                     // Our own write whose answer was lost: claim it rather than wait it out.
                     Some(c) if self.tenure.is_ours(&c.value) => {
                         match self.claim(c.revision).await {
@@ -78,6 +139,7 @@ impl Contender<'_> {
                     // Someone else's write (only a key's own change stream shows these): the
                     // holder's latest, from which its lease now counts.
                     Some(c) => {
+                        free_at = None;
                         seen = Seen::now(c.revision).or_earlier(seen);
                         continue;
                     }
@@ -92,10 +154,14 @@ impl Contender<'_> {
                     if follows_own && own.is_none() {
                         own = self.follow_key().await;
                     }
+                    if !is_first {
+                        continue;
+                    }
                     // Fallback for an expiry nobody announced (the key may have no message),
                     // or for changes missed while the change stream reconnects.
                     0
                 }
+                },
             };
             match self.settle(expected).await {
                 Ok(mut g) => {
@@ -143,6 +209,14 @@ impl Contender<'_> {
             .changes(&self.tenure.key, ChangesFrom::Current)
             .await
             .ok()
+    }
+}
+
+/// Sleeps until `at`; never without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -14,6 +14,7 @@ use crate::lock::actor::{LockActor, LockSetup};
 use crate::lock::contend::{Contended, Contender, Wakes};
 use crate::lock::granted::Granted;
 use crate::lock::lease::Lease;
+use crate::lock::line::Seat;
 use crate::lock::tenure::Tenure;
 use crate::settings::Config;
 
@@ -21,7 +22,12 @@ impl LockManagerActor {
     pub(super) fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
         self.contending += 1;
         let ttl = waiter.options.ttl.unwrap_or(self.config.ttl);
-        let tenure_id = crate::holder::random_id();
+        // A request with a place in the line already writes under that place's id, so that
+        // the line knows its own entry from the holder's.
+        let tenure_id = match &waiter.entry {
+            Some(entry) => entry.id().to_owned(),
+            None => crate::holder::random_id(),
+        };
         let holder = Holder {
             owner: self.owner.clone(),
             host: self.host.clone(),
@@ -52,6 +58,16 @@ impl LockManagerActor {
         let span = tracing::info_span!("lock", key = %key, owner = %self.owner);
         let mut shutdown = self.stop_contenders.subscribe();
         // Before the contender's first round, so that a release after it is not missed.
+        let seat = match (&self.line, waiter.mode) {
+            (Some(view), Mode::Wait) => Some(Seat {
+                view: view.clone(),
+                entry: waiter.entry.take(),
+                store: self.store.clone(),
+                every: self.config.entry_keep_alive(self.store.max_age()),
+                valid_for: self.config.entry_valid_for(self.store.max_age()),
+            }),
+            _ => None,
+        };
         let wakes = match (waiter.mode, self.follows_changes) {
             (Mode::Wait, true) => {
                 let (tx, rx) = tokio::sync::mpsc::channel(WAKE_BUFFER);
@@ -79,7 +95,7 @@ impl LockManagerActor {
                             _ = shutdown.wait_for(|stop| *stop) => {}
                         }
                     };
-                    contender.wait(hint, wakes, stop).await
+                    contender.wait(hint, wakes, seat, stop).await
                 }
             };
             (waiter, tenure, outcome)
