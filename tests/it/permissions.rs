@@ -86,9 +86,14 @@ async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
 /// The operator's manager; its start creates the bucket. Retried while the just-started
 /// server's JetStream is not answering yet.
 async fn operator(server: &NatsServer) -> LockManager {
+    operator_with(server, config()).await
+}
+
+/// [`operator`] with a config of the test's own (the bucket's TTL, say).
+async fn operator_with(server: &NatsServer, cfg: ConfigBuilder) -> LockManager {
     let mut last = None;
     for _ in 0..50 {
-        match connect(server, "operator").await {
+        match connect_as(server, "operator", cfg.clone()).await {
             Ok(m) => return m,
             Err(e) if e.kind() == ErrorKind::JetStreamNotEnabled => last = Some(e),
             Err(e) => panic!("operator starts: {e}"),
@@ -314,4 +319,32 @@ async fn a_holder_moves_the_sequence_of_a_bucket_never_written() {
             );
         }
     }
+}
+
+#[actix::test]
+async fn a_holder_that_may_not_write_line_entries_waits_outside_the_line() {
+    // The holder may write lock keys under `jobs.` only, not the `_nlock` entries.
+    let block = readme_block().replacen(
+        "\"$KV.distributed_locks.>\"",
+        "\"$KV.distributed_locks.jobs.>\"",
+        1,
+    );
+    let server = server(block).await;
+    // A request timeout beyond PATIENCE: a waiter that sat out one for its entry fails here.
+    let cfg = || {
+        config()
+            .ttl(Duration::from_secs(60))
+            .request_timeout(Duration::from_secs(30))
+    };
+    let _operator = operator_with(&server, cfg()).await;
+    let a = connect_as(&server, "holder", cfg()).await.expect("starts");
+    let b = connect_as(&server, "holder", cfg()).await.expect("starts");
+    let held = bounded(a.acquire("jobs.a", Some(PATIENCE))).await.unwrap();
+    let waiter = spawn_waiter(&b, "jobs.a", PATIENCE * 4).await;
+    bounded(held.release()).await.unwrap();
+    let got = bounded(waiter)
+        .await
+        .unwrap()
+        .expect("granted outside the line");
+    assert_eq!(got.state().await.unwrap().holder.owner, b.owner());
 }

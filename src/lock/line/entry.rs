@@ -112,9 +112,15 @@ async fn keep(
 ) {
     loop {
         let sent_at = Instant::now();
-        let Some((t, revision)) = create(&store, &entry).await else {
-            tokio::time::sleep(RETRY).await;
-            continue;
+        let (t, revision) = match create(&store, &entry).await {
+            Created::Yes(t, revision) => (t, revision),
+            Created::NotNow => {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            // This user may not write entries: the request waits outside the line (the
+            // closed channel tells it at once).
+            Created::Denied => return,
         };
         last.store(revision, Ordering::Release);
         ticket.send_replace((t, sent_at));
@@ -139,25 +145,34 @@ async fn keep(
     }
 }
 
-/// The create, or, if an earlier create of this entry landed unanswered, that one: its
-/// ticket and revision.
-async fn create(store: &Store, entry: &str) -> Option<(u64, u64)> {
+/// What a create of an entry came to.
+enum Created {
+    /// Its ticket and revision.
+    Yes(u64, u64),
+    /// Not for now (unknown, unavailable, or changed under it): try again.
+    NotNow,
+    /// The server refuses this user's writes to the entry.
+    Denied,
+}
+
+/// The create, or, if an earlier create of this entry landed unanswered, that one.
+async fn create(store: &Store, entry: &str) -> Created {
     match store.write(entry, Bytes::new(), 0, None).await {
-        Ok(revision) => Some((revision, revision)),
+        Ok(revision) => Created::Yes(revision, revision),
+        Err(WriteError::Denied { .. }) => Created::Denied,
         Err(WriteError::Conflict) => match store.read(entry).await {
             Ok(Some(ev)) if ev.op == Op::Put => {
-                Some((decode_ticket(&ev.value).unwrap_or(ev.revision), ev.revision))
+                Created::Yes(decode_ticket(&ev.value).unwrap_or(ev.revision), ev.revision)
             }
             // A marker of this entry (ids are never reused, so an old delete of ours): create
             // over it.
-            Ok(Some(ev)) => store
-                .write(entry, Bytes::new(), ev.revision, None)
-                .await
-                .ok()
-                .map(|r| (r, r)),
-            _ => None,
+            Ok(Some(ev)) => match store.write(entry, Bytes::new(), ev.revision, None).await {
+                Ok(r) => Created::Yes(r, r),
+                Err(_) => Created::NotNow,
+            },
+            _ => Created::NotNow,
         },
-        Err(_) => None,
+        Err(_) => Created::NotNow,
     }
 }
 
