@@ -15,13 +15,26 @@ struct Register {
 
 #[actix::test]
 async fn eight_contenders_never_overlap_and_tokens_increase() {
+    contenders_never_overlap(|_| true).await;
+}
+
+/// Managers in the line and managers without it (as nlock before the line, which barges on
+/// every release) on one key: the line orders only its own, and exclusion holds for all.
+#[actix::test]
+async fn contenders_with_and_without_the_line_never_overlap() {
+    contenders_never_overlap(|id| id % 2 == 0).await;
+}
+
+/// Eight managers, each `ROUNDS` times through a critical section on one key, with the line
+/// (`queue`) as `queue(id)` says; no overlap, and tokens increase in grant order.
+async fn contenders_never_overlap(queue: impl Fn(usize) -> bool) {
     const CONTENDERS: usize = 8;
     const ROUNDS: usize = 5;
     let env = Env::start().await;
     let register = Arc::new(Mutex::new(Register::default()));
     let mut tasks = Vec::new();
     for id in 0..CONTENDERS {
-        let m = env.manager(env.config()).await;
+        let m = env.manager(env.config().queue(queue(id))).await;
         let register = register.clone();
         tasks.push(actix::spawn(async move {
             for _ in 0..ROUNDS {

@@ -243,3 +243,42 @@ async fn try_acquire_never_queues_and_observers_see_no_entries() {
     held.release().await.unwrap();
     task.await.unwrap();
 }
+
+#[actix::test]
+async fn a_manager_that_shuts_down_leaves_no_entry_behind() {
+    let env = Env::start().await;
+    // A TTL far beyond the test: entries that go were deleted, not expired.
+    let cfg = || {
+        env.config()
+            .ttl(Duration::from_secs(120))
+            .retry_interval(NEVER_POLL)
+    };
+    let holder = env.manager(cfg()).await;
+    let leaving = env.manager(cfg()).await;
+    let _held = holder.acquire("k", Some(PATIENCE)).await.unwrap();
+    // Two requests of the leaving manager: one contending, one queued behind it there.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let first = queue_up(&env, &leaving, "first", &order).await;
+    let second = {
+        let m = leaving.clone();
+        actix::spawn(async move { m.acquire("k", Some(PATIENCE * 3)).await })
+    };
+    must_eventually(PATIENCE, "both requests are in the line", || async {
+        entries(&env, "k").await.len() == 2
+    })
+    .await;
+    leaving.shutdown().await;
+    must_eventually(PATIENCE, "their entries are gone", || async {
+        entries(&env, "k").await.is_empty()
+    })
+    .await;
+    assert!(
+        first.await.is_err(),
+        "the first request ended without a grant"
+    );
+    assert_eq!(
+        second.await.unwrap().unwrap_err().kind(),
+        nlock::AcquireErrorKind::ManagerGone
+    );
+    assert!(order.lock().unwrap().is_empty());
+}
