@@ -5,11 +5,14 @@
 mod request;
 /// `run_if_free` (Go nlock's `Do`), `DoOutcome` and `OnLoss`.
 mod run;
+/// `SemaphoreRequest`: at most N holders of a name.
+mod semaphore;
 /// `ConnectSettings::connect`.
 mod settings;
 
 pub use request::LockRequest;
 pub use run::{DoOutcome, OnLoss};
+pub use semaphore::SemaphoreRequest;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -38,6 +38,9 @@ pub struct Holder {
     /// cannot know its own revision; there, the token is that write's revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<u64>,
+    /// For a permit of a semaphore: the semaphore's permit count, as the holder asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permits: Option<u32>,
     /// The value was not written by nlock; `owner` holds the raw value. Never written by
     /// nlock itself (skipped when false, so the stored JSON is what it was before).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -103,6 +106,7 @@ impl Holder {
             description: None,
             tenure: String::new(),
             token: None,
+            permits: None,
             foreign: true,
         }
     }
@@ -155,6 +159,7 @@ mod tests {
             description: Some("d".into()),
             tenure: "t".into(),
             token: None,
+            permits: None,
             foreign: false,
         }
     }

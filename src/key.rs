@@ -49,9 +49,30 @@ pub fn validate_key(key: &str) -> Result<(), LockError> {
 }
 
 /// Whether a key is one nlock keeps for itself (the `_nlock` token: entries of the line
-/// across processes), not a lock: no lock key may be one, and observers skip them.
+/// across processes, permits of semaphores): no lock key given by a caller may be one.
 pub(crate) fn is_internal(key: &str) -> bool {
     key == "_nlock" || key.starts_with("_nlock.")
+}
+
+/// Where the permits of semaphores live: `_nlock.s.<name>.<index>`, one lock key per permit.
+pub(crate) const PERMIT_PREFIX: &str = "_nlock.s.";
+
+/// The key of permit `index` of semaphore `name`.
+pub(crate) fn permit_key(name: &str, index: u32) -> String {
+    format!("{PERMIT_PREFIX}{name}.{index}")
+}
+
+/// The semaphore name and permit index of a permit key; `None` for any other key.
+pub(crate) fn parse_permit_key(key: &str) -> Option<(&str, u32)> {
+    let rest = key.strip_prefix(PERMIT_PREFIX)?;
+    let (name, index) = rest.rsplit_once('.')?;
+    Some((name, index.parse().ok()?))
+}
+
+/// Whether a key is an entry of a line across processes (`_nlock.q.`): nlock's bookkeeping,
+/// which observers do not list.
+pub(crate) fn is_line_entry(key: &str) -> bool {
+    key.starts_with("_nlock.q.")
 }
 
 /// Checks a bucket name: `[A-Za-z0-9_-]+`, at most [`MAX_BUCKET_LEN`] bytes.

@@ -135,3 +135,11 @@ pub const MAX_FOREIGN_VALUE: usize = 256;
 pub(crate) fn smallest_ttl_above(request_timeout: Duration) -> Duration {
     Duration::from_secs(request_timeout.as_secs().saturating_add(1))
 }
+
+/// The most permits a semaphore may have: each is a key, and a waiting request keeps a place
+/// in the line of each.
+///
+/// ```
+/// assert_eq!(nlock::limits::MAX_PERMITS, 256);
+/// ```
+pub const MAX_PERMITS: u32 = 256;

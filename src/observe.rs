@@ -117,7 +117,7 @@ pub struct LockEvent {
 }
 
 pub(crate) fn key_holder(change: Change) -> Option<KeyHolder> {
-    if change.op != ChangeOp::Put || crate::key::is_internal(&change.key) {
+    if change.op != ChangeOp::Put || crate::key::is_line_entry(&change.key) {
         return None;
     }
     let holder = Holder::decode(&change.value).unwrap_or_else(|| Holder::foreign(b""));
@@ -279,8 +279,8 @@ impl Stream for LockEvents {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LockEvent>> {
         loop {
             match self.changes.poll_next_unpin(cx) {
-                // nlock's own keys (the lines across processes) are not locks.
-                Poll::Ready(Some(change)) if crate::key::is_internal(&change.key) => {}
+                // The entries of the lines across processes are not locks.
+                Poll::Ready(Some(change)) if crate::key::is_line_entry(&change.key) => {}
                 Poll::Ready(Some(change)) => {
                     self.sweep(false);
                     if let Some(event) = self.event(change) {

@@ -284,7 +284,7 @@ impl<'a> LockRequest<'a> {
 
 /// The lock a queued request was granted, waited for up to `timeout`, from the manager's
 /// answer to the request.
-async fn granted(
+pub(super) async fn granted(
     answer: Result<Result<Pending, LockError>, actix::MailboxError>,
     timeout: Option<Duration>,
 ) -> Result<LockHandle, AcquireError> {

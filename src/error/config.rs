@@ -85,6 +85,21 @@ pub enum ConfigError {
         /// The manager's request timeout.
         request_timeout: Duration,
     },
+    /// A semaphore has at least one permit and at most
+    /// [`MAX_PERMITS`](crate::limits::MAX_PERMITS).
+    #[error("invalid permit count {0}: a semaphore has 1 to {max} permits", max = crate::limits::MAX_PERMITS)]
+    Permits(u32),
+    /// Another process holds a permit of this semaphore with another permit count: the
+    /// processes sharing a semaphore must agree on it, or the smaller count would not hold.
+    #[error("semaphore {name:?} is used with {found} permits elsewhere, not {permits}")]
+    PermitsMismatch {
+        /// The semaphore.
+        name: String,
+        /// The count asked for here.
+        permits: u32,
+        /// The count a holder elsewhere asked for.
+        found: u32,
+    },
     /// The description stored in the lock value is too long.
     #[error("description is {0} bytes; at most {max} are allowed", max = crate::limits::MAX_DESCRIPTION)]
     DescriptionTooLong(usize),

@@ -49,8 +49,6 @@ pub(crate) fn parse_entry(entry: &str) -> Option<(&str, &str)> {
     (!key.is_empty() && !id.is_empty()).then_some((key, id))
 }
 
-pub(crate) use crate::key::is_internal;
-
 /// An entry's value after its create: its ticket, so that a manager that first sees a later
 /// rewrite still knows where the entry stands.
 pub(crate) fn encode_ticket(ticket: u64) -> Bytes {
@@ -74,9 +72,12 @@ mod tests {
         assert_eq!(parse_entry(&e), Some(("jobs.nightly", "ab12")));
         assert_eq!(parse_entry("jobs.nightly"), None);
         assert_eq!(parse_entry("_nlock.q.onlyid"), None);
-        assert!(is_internal(&e));
-        assert!(!is_internal("_nlockish"));
-        assert!(!is_internal("jobs"));
+        assert!(crate::key::is_internal(&e) && crate::key::is_line_entry(&e));
+        assert!(!crate::key::is_internal("_nlockish"));
+        assert!(!crate::key::is_internal("jobs"));
+        let permit = crate::key::permit_key("pool", 3);
+        assert!(crate::key::is_internal(&permit) && !crate::key::is_line_entry(&permit));
+        assert_eq!(crate::key::parse_permit_key(&permit), Some(("pool", 3)));
     }
 
     #[test]

@@ -155,7 +155,14 @@ impl LockManagerActor {
 
     /// Checks a request before anything is sent: key, TTL, description, server support.
     fn validate(&self, key: &str, options: &LockOptions) -> Result<(), LockError> {
-        validate_key(key)?;
+        match options.permits {
+            // A permit's key is nlock's own; its semaphore's name is the caller's.
+            Some(_) => match crate::key::parse_permit_key(key) {
+                Some((name, _)) => validate_key(name)?,
+                None => validate_key(key)?,
+            },
+            None => validate_key(key)?,
+        }
         if let Some(ttl) = options.ttl {
             validate_ttl(ttl)?;
             // The bucket's max_age removes a message whatever its own TTL says: a longer

@@ -51,6 +51,9 @@ pub struct LockOptions {
     /// Not waited after a release by the holder nor after an expiry. `None` (the default):
     /// no delay.
     pub lock_delay: Option<Duration>,
+    /// Set for a permit of a semaphore: its permit count, stored in the lock value so that
+    /// every process can check it agrees (`LockManager::semaphore`).
+    pub(crate) permits: Option<u32>,
 }
 
 impl LockOptions {

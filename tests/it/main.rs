@@ -27,5 +27,6 @@ mod permissions;
 mod reports;
 mod restart;
 mod runtimes;
+mod semaphore;
 mod takeover;
 mod waiting;

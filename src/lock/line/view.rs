@@ -176,6 +176,7 @@ mod tests {
             description: None,
             tenure: tenure.into(),
             token: None,
+            permits: None,
             foreign: false,
         }
         .encode()

@@ -22,7 +22,7 @@ impl StreamHandler<Change> for LockManagerActor {
                 let _ = waker.try_send(change);
                 return;
             }
-            if crate::lock::line::is_internal(&change.key) {
+            if crate::key::is_line_entry(&change.key) {
                 return;
             }
         }

@@ -36,6 +36,7 @@ impl LockManagerActor {
             description: waiter.options.description.clone(),
             tenure: tenure_id.clone(),
             token: None,
+            permits: waiter.options.permits,
             foreign: false,
         };
         let tenure = Tenure {

@@ -1,0 +1,168 @@
+//! Semaphores (`LockManager::semaphore`): at most N holders of a name across processes, each
+//! permit a lock of its own, a permit count every process must agree on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nlock::{AcquireErrorKind, ConfigError, LockError};
+
+use crate::fixture::{Env, PATIENCE};
+
+#[actix::test]
+async fn n_permits_are_granted_at_once_and_the_next_request_is_busy_until_one_is_released() {
+    let env = Env::start().await;
+    let mut managers = Vec::new();
+    for _ in 0..4 {
+        managers.push(env.manager(env.config()).await);
+    }
+    let mut permits = Vec::new();
+    for m in &managers[..3] {
+        permits.push(
+            m.semaphore("pool", 3)
+                .try_acquire()
+                .await
+                .expect("a free permit"),
+        );
+    }
+    let mut keys: Vec<&str> = permits.iter().map(|p| p.key()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "three permits, three keys");
+    assert!(permits.iter().all(|p| p.is_held()));
+    let err = managers[3]
+        .semaphore("pool", 3)
+        .try_acquire()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), AcquireErrorKind::Busy);
+    let freed = permits.pop().unwrap();
+    let freed_token = freed.token();
+    freed.release().await.unwrap();
+    let next = managers[3]
+        .semaphore("pool", 3)
+        .try_acquire()
+        .await
+        .expect("the released permit");
+    assert!(next.token() > freed_token);
+}
+
+/// Who is inside, at most, and every grant.
+#[derive(Default)]
+struct Register {
+    inside: usize,
+    most: usize,
+    grants: usize,
+}
+
+#[actix::test]
+async fn waiters_in_six_processes_never_exceed_the_permits() {
+    const PERMITS: u32 = 2;
+    const ROUNDS: usize = 4;
+    let env = Env::start().await;
+    let register = Arc::new(Mutex::new(Register::default()));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let m = env.manager(env.config()).await;
+        let register = register.clone();
+        tasks.push(actix::spawn(async move {
+            for _ in 0..ROUNDS {
+                let permit = m
+                    .semaphore("pool", PERMITS)
+                    .timeout(PATIENCE * 3)
+                    .acquire()
+                    .await
+                    .expect("a permit");
+                {
+                    let mut r = register.lock().unwrap();
+                    r.inside += 1;
+                    r.most = r.most.max(r.inside);
+                    r.grants += 1;
+                }
+                // The work: long enough for a third holder to be caught inside.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                register.lock().unwrap().inside -= 1;
+                permit.release().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = register.lock().unwrap();
+    assert_eq!(r.grants, 6 * ROUNDS);
+    assert!(r.most <= PERMITS as usize, "{} inside at once", r.most);
+}
+
+#[actix::test]
+async fn a_permit_count_that_differs_from_a_holders_is_refused() {
+    let env = Env::start().await;
+    let a = env.manager(env.config()).await;
+    let b = env.manager(env.config()).await;
+    let _held = a.semaphore("pool", 3).try_acquire().await.unwrap();
+    for permits in [2, 5] {
+        let err = b.semaphore("pool", permits).acquire().await.unwrap_err();
+        assert_eq!(err.kind(), AcquireErrorKind::InvalidConfig);
+        assert!(
+            matches!(
+                err.lock_error(),
+                LockError::InvalidConfig(ConfigError::PermitsMismatch { found: 3, .. })
+            ),
+            "{err:?}"
+        );
+    }
+    // The same count is fine.
+    b.semaphore("pool", 3)
+        .try_acquire()
+        .await
+        .expect("a free permit");
+}
+
+#[actix::test]
+async fn bad_names_and_counts_are_refused_before_anything_is_written() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let before = env.stream_messages().await;
+    for permits in [0, nlock::limits::MAX_PERMITS + 1] {
+        let err = m
+            .semaphore("pool", permits)
+            .try_acquire()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), AcquireErrorKind::InvalidConfig);
+    }
+    let err = m.semaphore("bad..name", 2).acquire().await.unwrap_err();
+    assert_eq!(err.kind(), AcquireErrorKind::InvalidKey);
+    assert_eq!(env.stream_messages().await, before);
+}
+
+#[actix::test]
+async fn a_crashed_holders_permit_comes_back_after_its_lease() {
+    let env = Env::start().await;
+    let cfg = env
+        .config()
+        .ttl(Duration::from_secs(1))
+        .request_timeout(Duration::from_millis(300))
+        .retry_interval(Duration::from_secs(600));
+    let m = env.manager(cfg).await;
+    // The only permit, written as a holder that then crashed would have: never refreshed.
+    env.kv()
+        .await
+        .create("_nlock.s.pool.0", "crashed holder".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        m.semaphore("pool", 1)
+            .try_acquire()
+            .await
+            .unwrap_err()
+            .kind(),
+        AcquireErrorKind::Busy
+    );
+    let permit = m
+        .semaphore("pool", 1)
+        .timeout(PATIENCE)
+        .acquire()
+        .await
+        .expect("the permit, once the crashed holder's lease is over");
+    assert_eq!(permit.key(), "_nlock.s.pool.0");
+}
