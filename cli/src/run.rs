@@ -7,7 +7,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use clap::Args;
-use nlock::{LeaseEnd, LockError, LockHandle, LockManager, LockOptions, LossReason};
+use std::future::Future;
+use std::pin::Pin;
+
+use nlock::{
+    AcquireError, LeaseEnd, LockError, LockHandle, LockManager, LockOptions, LossReason,
+    SemaphoreRequest,
+};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::spinner::Waiting;
@@ -32,6 +38,10 @@ pub struct RunArgs {
     /// This lock's TTL (at most the bucket's --ttl; nats-server 2.11+).
     #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION", long_help = crate::lock_ttl::HELP)]
     pub lock_ttl: Option<Duration>,
+    /// Make KEY a semaphore with this many permits: at most N commands run at once under it,
+    /// in every process (each run holds one permit; every run must give the same N).
+    #[arg(long, value_name = "N")]
+    permits: Option<u32>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -110,11 +120,16 @@ pub async fn run(
         options = options.ttl(ttl);
     }
     let lock = if args.no_wait {
-        manager
-            .lock(&args.key)
-            .options(options)
-            .try_acquire()
-            .await?
+        match args.permits {
+            Some(n) => semaphore(manager, &args, n).try_acquire().await?,
+            None => {
+                manager
+                    .lock(&args.key)
+                    .options(options)
+                    .try_acquire()
+                    .await?
+            }
+        }
     } else {
         let Some(lock) = wait(ctx, manager, &args, options, &mut signals).await? else {
             ctx.say(format!("interrupted while waiting for {}", args.key));
@@ -126,6 +141,20 @@ pub async fn run(
     supervise(ctx, bucket, &args, lock, &mut signals).await
 }
 
+/// The semaphore request of a run with `--permits`.
+fn semaphore<'a>(manager: &'a LockManager, args: &RunArgs, permits: u32) -> SemaphoreRequest<'a> {
+    let mut request = manager
+        .semaphore(&args.key, permits)
+        .timeout_opt(args.timeout);
+    if let Some(d) = &args.description {
+        request = request.description(d.clone());
+    }
+    if let Some(ttl) = args.lock_ttl {
+        request = request.ttl(ttl);
+    }
+    request
+}
+
 /// Waits for the lock with the waiting display; `None` if interrupted.
 async fn wait(
     ctx: &Ctx,
@@ -134,12 +163,17 @@ async fn wait(
     options: LockOptions,
     signals: &mut Signals,
 ) -> Result<Option<LockHandle>, LockError> {
-    let acquire = manager
-        .lock(&args.key)
-        .options(options)
-        .timeout_opt(args.timeout)
-        .acquire();
-    tokio::pin!(acquire);
+    let mut acquire: Pin<Box<dyn Future<Output = Result<LockHandle, AcquireError>> + '_>> =
+        match args.permits {
+            Some(n) => Box::pin(semaphore(manager, args, n).acquire()),
+            None => Box::pin(
+                manager
+                    .lock(&args.key)
+                    .options(options)
+                    .timeout_opt(args.timeout)
+                    .acquire(),
+            ),
+        };
     let mut display = Waiting::new(&args.key, std::io::stderr().is_terminal(), ctx.quiet);
     let mut frames = tokio::time::interval(FRAME);
     // The first read after one poll interval: a free lock is taken before anything shows.
@@ -150,7 +184,8 @@ async fn wait(
             biased;
             result = &mut acquire => break result.map(Some),
             _ = signals.recv() => break Ok(None),
-            _ = polls.tick() => {
+            // A semaphore's permits are many keys: the display shows only the wait.
+            _ = polls.tick(), if args.permits.is_none() => {
                 // A failed read only leaves the display as it was; the acquire decides.
                 if let Ok(held) = manager.holder(&args.key).await {
                     display.holder(held.as_ref());

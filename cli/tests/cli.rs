@@ -822,3 +822,74 @@ fn watch_says_when_the_connection_drops_and_what_changed_meanwhile() {
     );
     drop(holder.stdin.take());
 }
+
+#[test]
+fn run_with_permits_lets_that_many_commands_run_at_once() {
+    let server = Server::start();
+    let scene = Scene::new();
+    let (first, t1) = hold(&scene, &server, "pool", &["--permits", "2"]);
+    // A second holder of the same semaphore runs while the first still does.
+    let marker = "second-token";
+    let second = scene
+        .nlock(&server)
+        .args(["run", "--permits", "2", "pool", "--", "sh", "-c"])
+        .arg(format!("echo $NLOCK_TOKEN > {marker}; read line || true"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t2: u64 = scene.wait_file(marker).trim().parse().unwrap();
+    assert_ne!(t1, t2);
+    let ls = output(scene.nlock(&server).args(["ls"]));
+    assert_eq!(ls.code, Some(0), "{}", ls.stderr);
+    assert_eq!(
+        ls.stdout.matches("_nlock.s.pool.").count(),
+        2,
+        "{}",
+        ls.stdout
+    );
+
+    let busy = output(scene.nlock(&server).args([
+        "run",
+        "--no-wait",
+        "--permits",
+        "2",
+        "pool",
+        "--",
+        "touch",
+        "ran",
+    ]));
+    assert_eq!(busy.code, Some(3), "{}", busy.stderr);
+    let other_count = output(scene.nlock(&server).args([
+        "run",
+        "--no-wait",
+        "--permits",
+        "3",
+        "pool",
+        "--",
+        "touch",
+        "ran",
+    ]));
+    assert_ne!(other_count.code, Some(0), "{}", other_count.stderr);
+    assert!(
+        other_count.stderr.contains("permits"),
+        "{}",
+        other_count.stderr
+    );
+    assert!(!scene.path("ran").exists());
+
+    assert_eq!(let_go(first), Some(0));
+    let free = output(scene.nlock(&server).args([
+        "run",
+        "--no-wait",
+        "--permits",
+        "2",
+        "pool",
+        "--",
+        "touch",
+        "ran",
+    ]));
+    assert_eq!(free.code, Some(0), "{}", free.stderr);
+    assert!(scene.path("ran").exists());
+    assert_eq!(let_go(second), Some(0));
+}

@@ -95,6 +95,18 @@ impl SemaphoreRequest<'_> {
         self
     }
 
+    /// [`timeout`](SemaphoreRequest::timeout), or none with `None`.
+    ///
+    /// ```no_run
+    /// # async fn f(m: nlock::LockManager) -> Result<(), nlock::LockError> {
+    /// let permit = m.semaphore("pool", 3).timeout_opt(None).acquire().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout_opt(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// A TTL for this permit instead of the bucket's, as [`LockRequest::ttl`](crate::LockRequest::ttl).
     ///
     /// ```no_run
