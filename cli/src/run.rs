@@ -212,7 +212,7 @@ async fn supervise(
     };
     let spawned = tokio::process::Command::new(program)
         .args(rest)
-        .env("NLOCK_KEY", &args.key)
+        .env("NLOCK_KEY", lock.key())
         .env("NLOCK_TOKEN", lock.token().to_string())
         .env("NLOCK_BUCKET", bucket)
         .spawn();

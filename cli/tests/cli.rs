@@ -833,12 +833,16 @@ fn run_with_permits_lets_that_many_commands_run_at_once() {
     let second = scene
         .nlock(&server)
         .args(["run", "--permits", "2", "pool", "--", "sh", "-c"])
-        .arg(format!("echo $NLOCK_TOKEN > {marker}; read line || true"))
+        .arg(format!(
+            "echo $NLOCK_KEY > second-key; echo $NLOCK_TOKEN > {marker}; read line || true"
+        ))
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let t2: u64 = scene.wait_file(marker).trim().parse().unwrap();
+    // The command is told which permit it holds.
+    assert!(scene.wait_file("second-key").starts_with("_nlock.s.pool."));
     assert_ne!(t1, t2);
     let ls = output(scene.nlock(&server).args(["ls"]));
     assert_eq!(ls.code, Some(0), "{}", ls.stderr);
