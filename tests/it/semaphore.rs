@@ -166,3 +166,56 @@ async fn a_crashed_holders_permit_comes_back_after_its_lease() {
         .expect("the permit, once the crashed holder's lease is over");
     assert_eq!(permit.key(), "_nlock.s.pool.0");
 }
+
+/// A permit holder cut off from the server (its connection blackholed) keeps counting its
+/// lease; its permit goes to a waiter only after its `is_held()` turned false, so the two
+/// holders' leases and the waiter's never make three at once.
+#[actix::test]
+async fn a_cut_off_holders_permit_is_granted_only_after_it_stopped_holding() {
+    use crate::harness::proxy::{ProxyMode, TcpProxy};
+
+    let env = Env::start().await;
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    let cut = nlock::LockManager::connect(&proxy.url(), env.config().build().unwrap())
+        .await
+        .unwrap();
+    let steady = env.manager(env.config()).await;
+    let waiter = env
+        .manager(env.config().retry_interval(Duration::from_secs(600)))
+        .await;
+    let cut_permit = cut.semaphore("pool", 2).try_acquire().await.unwrap();
+    let steady_permit = steady.semaphore("pool", 2).try_acquire().await.unwrap();
+    let lease = cut_permit.lease().clone();
+    // The cut-off holder's own view, every millisecond: the last moment it said "held".
+    let watch = {
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            let mut last_held = tokio::time::Instant::now();
+            while lease.is_held() {
+                last_held = tokio::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            last_held
+        })
+    };
+    let pending = {
+        let waiter = waiter.clone();
+        actix::spawn(async move {
+            waiter
+                .semaphore("pool", 2)
+                .timeout(PATIENCE * 2)
+                .acquire()
+                .await
+        })
+    };
+    proxy.set_mode(ProxyMode::Blackhole);
+    let got = pending.await.unwrap().expect("the cut-off holder's permit");
+    let granted = tokio::time::Instant::now();
+    assert!(watch.await.unwrap() < granted, "three holders at once");
+    assert_eq!(got.key(), cut_permit.key());
+    assert!(
+        steady_permit.is_held(),
+        "the other permit was never in question"
+    );
+    drop(cut_permit);
+}
