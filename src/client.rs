@@ -445,7 +445,7 @@ impl LockManager {
     /// # Ok(()) }
     /// ```
     pub async fn holder(&self, key: &str) -> Result<Option<KeyHolder>, ObserveError> {
-        crate::key::validate_key(key)?;
+        crate::key::validate_held_key(key)?;
         let changes = self.store.snapshot(key).await?;
         Ok(changes.into_iter().find_map(key_holder))
     }

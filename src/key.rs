@@ -54,6 +54,29 @@ pub(crate) fn is_internal(key: &str) -> bool {
     key == "_nlock" || key.starts_with("_nlock.")
 }
 
+/// Checks a key that can be held: a lock key ([`validate_key`]), or the key of a semaphore's
+/// permit (`_nlock.s.<name>.<index>`, as [`LockHandle::key`](crate::LockHandle::key) names
+/// it), which observers and operators may name but no lock request may.
+///
+/// ```
+/// assert!(nlock::validate_held_key("jobs.nightly").is_ok());
+/// assert!(nlock::validate_held_key("_nlock.s.pool.0").is_ok());
+/// assert!(nlock::validate_held_key("_nlock.q.jobs.1").is_err());
+/// assert!(nlock::validate_key("_nlock.s.pool.0").is_err());
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey), as [`validate_key`].
+pub fn validate_held_key(key: &str) -> Result<(), LockError> {
+    match parse_permit_key(key) {
+        Some((name, _)) => validate_key(name).map_err(|_| LockError::InvalidKey {
+            key: key.to_owned(),
+            rule: KeyRule::Reserved,
+        }),
+        None => validate_key(key),
+    }
+}
+
 /// Where the permits of semaphores live: `_nlock.s.<name>.<index>`, one lock key per permit.
 pub(crate) const PERMIT_PREFIX: &str = "_nlock.s.";
 

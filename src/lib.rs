@@ -61,7 +61,7 @@ pub use error::{
 };
 pub use handle::LockHandle;
 pub use holder::Holder;
-pub use key::validate_key;
+pub use key::{validate_held_key, validate_key};
 pub use leader::{
     Elector, ElectorOptions, ElectorRequest, ElectorStatus, Leader, LeaderChange, LeaderChangeKind,
     LeaderChanges, LeaderSubscription, Term,

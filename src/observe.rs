@@ -302,12 +302,20 @@ impl Stream for LockEvents {
 /// assert!(nlock::validate_filter("jobs.>").is_ok());
 /// assert!(nlock::validate_filter("*.nightly").is_ok());
 /// assert!(nlock::validate_filter("jobs.>.x").is_err());
+/// assert!(nlock::validate_filter("_nlock.s.pool.>").is_ok());
 /// ```
 ///
 /// # Errors
 /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey): a
 /// [`LockError::InvalidKey`](crate::LockError::InvalidKey) naming the filter.
 pub fn validate_filter(filter: &str) -> Result<(), crate::LockError> {
+    // The permits of semaphores may be watched: `_nlock.s.<name>.>` and the like.
+    if let Some(rest) = filter.strip_prefix(crate::key::PERMIT_PREFIX) {
+        return validate_filter(rest).map_err(|_| crate::LockError::InvalidKey {
+            key: filter.to_owned(),
+            rule: crate::KeyRule::Reserved,
+        });
+    }
     let tokens: Vec<&str> = filter.split('.').collect();
     let wildcard = |t: &str| t == "*" || t == ">";
     if !tokens.iter().any(|t| wildcard(t)) {

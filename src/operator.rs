@@ -51,7 +51,7 @@ impl LockManager {
         key: &str,
         token: Option<u64>,
     ) -> Result<KeyHolder, LockError> {
-        crate::key::validate_key(key)?;
+        crate::key::validate_held_key(key)?;
         // The tenure to break: the one asked for, or else the first one read.
         let mut want = token;
         let mut attempt = 0;

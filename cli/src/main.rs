@@ -460,9 +460,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::Run(args) => nlock::validate_key(&args.key)?,
         Command::Elect(args) => nlock::validate_key(&args.key)?,
-        Command::Who { key } | Command::Release { key, .. } | Command::Leader { key, .. } => {
-            nlock::validate_key(key)?
-        }
+        Command::Who { key } | Command::Release { key, .. } => nlock::validate_held_key(key)?,
+        Command::Leader { key, .. } => nlock::validate_key(key)?,
         Command::Watch {
             filter: Some(filter),
             ..

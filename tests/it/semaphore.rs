@@ -219,3 +219,32 @@ async fn a_cut_off_holders_permit_is_granted_only_after_it_stopped_holding() {
     );
     drop(cut_permit);
 }
+
+#[actix::test]
+async fn observers_see_permits_and_an_operator_can_break_one() {
+    use futures::StreamExt;
+
+    let env = Env::start().await;
+    let holder = env.manager(env.config()).await;
+    let operator = env.manager(env.config()).await;
+    let mut events = operator.events("_nlock.s.pool.>").await.unwrap();
+    let permit = holder.semaphore("pool", 2).try_acquire().await.unwrap();
+    let seen = operator.holder(permit.key()).await.unwrap().expect("held");
+    assert_eq!(seen.token, permit.token());
+    assert_eq!(seen.holder.permits, Some(2));
+    let first = tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.key, permit.key());
+    operator
+        .force_release(permit.key(), Some(permit.token()))
+        .await
+        .unwrap();
+    let lost = tokio::time::timeout(PATIENCE, permit.lost()).await.unwrap();
+    assert_eq!(lost.reason, nlock::LossReason::Deleted);
+    assert_eq!(
+        operator.holder("_nlock.q.pool.1").await.unwrap_err().kind(),
+        nlock::ObserveErrorKind::InvalidKey
+    );
+}
