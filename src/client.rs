@@ -5,6 +5,8 @@
 mod request;
 /// `run_if_free` (Go nlock's `Do`), `DoOutcome` and `OnLoss`.
 mod run;
+/// `RwLockRequest`: many readers or one writer.
+mod rw;
 /// `SemaphoreRequest`: at most N holders of a name.
 mod semaphore;
 /// `ConnectSettings::connect`.
@@ -12,6 +14,7 @@ mod settings;
 
 pub use request::LockRequest;
 pub use run::{DoOutcome, OnLoss};
+pub use rw::RwLockRequest;
 pub use semaphore::SemaphoreRequest;
 
 use std::sync::Arc;
@@ -75,6 +78,9 @@ pub struct LockManager {
     pub(crate) store: Arc<Store>,
     /// Whether the connection is up; `None` on a client nlock did not connect.
     pub(crate) connection: Option<tokio::sync::watch::Receiver<ConnectionState>>,
+    /// How long after seeing a holder's last write its lease is surely over
+    /// (`Config::takeover_after`), for read-write locks' waits; `None` with the takeover off.
+    pub(crate) takeover_after: Option<Duration>,
 }
 
 impl LockManager {
@@ -240,6 +246,7 @@ impl LockManager {
             _ => Vec::new(),
         };
         let losses = Arc::new(Subscribers::default());
+        let takeover_after = config.takeover_after(store.max_age());
         let actor = {
             let (owner, losses, store) = (owner.to_string(), losses.clone(), store.clone());
             move |_: &mut actix::Context<LockManagerActor>| {
@@ -255,6 +262,7 @@ impl LockManager {
             dependents: Arc::default(),
             store,
             connection,
+            takeover_after,
         })
     }
 

@@ -54,13 +54,15 @@ pub(crate) fn is_internal(key: &str) -> bool {
     key == "_nlock" || key.starts_with("_nlock.")
 }
 
-/// Checks a key that can be held: a lock key ([`validate_key`]), or the key of a semaphore's
-/// permit (`_nlock.s.<name>.<index>`, as [`LockHandle::key`](crate::LockHandle::key) names
-/// it), which observers and operators may name but no lock request may.
+/// Checks a key that can be held: a lock key ([`validate_key`]), the key of a semaphore's
+/// permit (`_nlock.s.<name>.<index>`) or of a read-write lock's reader or writer
+/// (`_nlock.rw.<name>.<r|w>.<id>`), as [`LockHandle::key`](crate::LockHandle::key) names
+/// them: observers and operators may name those, no lock request may.
 ///
 /// ```
 /// assert!(nlock::validate_held_key("jobs.nightly").is_ok());
 /// assert!(nlock::validate_held_key("_nlock.s.pool.0").is_ok());
+/// assert!(nlock::validate_held_key("_nlock.rw.schema.w.3f2a").is_ok());
 /// assert!(nlock::validate_held_key("_nlock.q.jobs.1").is_err());
 /// assert!(nlock::validate_key("_nlock.s.pool.0").is_err());
 /// ```
@@ -68,8 +70,11 @@ pub(crate) fn is_internal(key: &str) -> bool {
 /// # Errors
 /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey), as [`validate_key`].
 pub fn validate_held_key(key: &str) -> Result<(), LockError> {
-    match parse_permit_key(key) {
-        Some((name, _)) => validate_key(name).map_err(|_| LockError::InvalidKey {
+    let name = parse_permit_key(key)
+        .map(|(name, _)| name)
+        .or_else(|| parse_rw_key(key).map(|(name, _)| name));
+    match name {
+        Some(name) => validate_key(name).map_err(|_| LockError::InvalidKey {
             key: key.to_owned(),
             rule: KeyRule::Reserved,
         }),
@@ -83,6 +88,28 @@ pub(crate) const PERMIT_PREFIX: &str = "_nlock.s.";
 /// The key of permit `index` of semaphore `name`.
 pub(crate) fn permit_key(name: &str, index: u32) -> String {
     format!("{PERMIT_PREFIX}{name}.{index}")
+}
+
+/// Where the members of read-write locks live: `_nlock.rw.<name>.<r|w>.<id>`, one lock key
+/// per request, kept from the request until its release.
+pub(crate) const RW_PREFIX: &str = "_nlock.rw.";
+
+/// The key of request `id` (a reader's or a writer's) of read-write lock `name`.
+pub(crate) fn rw_key(name: &str, writer: bool, id: &str) -> String {
+    let mode = if writer { "w" } else { "r" };
+    format!("{RW_PREFIX}{name}.{mode}.{id}")
+}
+
+/// The name of a read-write lock and whether the member is a writer, from a member's key.
+pub(crate) fn parse_rw_key(key: &str) -> Option<(&str, bool)> {
+    let rest = key.strip_prefix(RW_PREFIX)?;
+    let (head, _id) = rest.rsplit_once('.')?;
+    let (name, mode) = head.rsplit_once('.')?;
+    match mode {
+        "w" => Some((name, true)),
+        "r" => Some((name, false)),
+        _ => None,
+    }
 }
 
 /// The semaphore name and permit index of a permit key; `None` for any other key.

@@ -51,7 +51,7 @@ pub mod web;
 /// [`LockManager::start`]: use it rather than your own dependency, so that the versions match.
 pub use async_nats;
 
-pub use client::{DoOutcome, LockManager, LockRequest, OnLoss, SemaphoreRequest};
+pub use client::{DoOutcome, LockManager, LockRequest, OnLoss, RwLockRequest, SemaphoreRequest};
 pub use connect::ConnectSettings;
 pub use connection::ConnectionState;
 pub use error::{

@@ -74,6 +74,7 @@ impl LockManager {
             timeout: None,
             options: LockOptions {
                 permits: Some(permits),
+                internal_key: true,
                 ..LockOptions::default()
             },
         }

@@ -155,13 +155,11 @@ impl LockManagerActor {
 
     /// Checks a request before anything is sent: key, TTL, description, server support.
     fn validate(&self, key: &str, options: &LockOptions) -> Result<(), LockError> {
-        match options.permits {
-            // A permit's key is nlock's own; its semaphore's name is the caller's.
-            Some(_) => match crate::key::parse_permit_key(key) {
-                Some((name, _)) => validate_key(name)?,
-                None => validate_key(key)?,
-            },
-            None => validate_key(key)?,
+        // A permit's or a read-write lock member's key is nlock's own; the name in it is the
+        // caller's.
+        match options.internal_key {
+            true => crate::key::validate_held_key(key)?,
+            false => validate_key(key)?,
         }
         if let Some(ttl) = options.ttl {
             validate_ttl(ttl)?;

@@ -54,6 +54,8 @@ pub struct LockOptions {
     /// Set for a permit of a semaphore: its permit count, stored in the lock value so that
     /// every process can check it agrees (`LockManager::semaphore`).
     pub(crate) permits: Option<u32>,
+    /// The key is one nlock makes for a semaphore's permit or a read-write lock's member.
+    pub(crate) internal_key: bool,
 }
 
 impl LockOptions {

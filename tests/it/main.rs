@@ -27,6 +27,7 @@ mod permissions;
 mod reports;
 mod restart;
 mod runtimes;
+mod rw;
 mod semaphore;
 mod takeover;
 mod waiting;
