@@ -8,9 +8,10 @@
 //! points it at the pinned nats-server. `--quick` writes to target/bench-quick/ unless
 //! `--out` says otherwise, so a smoke run never replaces the committed numbers.
 //!
-//! Layout: `servers.rs` (child server processes), `contenders.rs` (nlock, raw async-nats
+//! Layout: `servers.rs` (child server processes), `contenders/` (nlock, raw async-nats
 //! floors, the Go algorithm), `peers.rs` (etcd, Redis), `w1.rs`..`w5.rs` (workloads),
-//! `stats.rs`, `alloc.rs` (counting allocator), `svg.rs` (plots), `report.rs` (markdown).
+//! `stats.rs`, `alloc.rs` (counting allocator), `svg.rs` (plots), `tap.rs` (writes seen on
+//! the wire), `report/` (markdown).
 //!
 //! Two internal subcommands are child processes of a run: `hold` (workload 5) and
 //! `takeover-holder` (workload 3).
@@ -28,6 +29,7 @@ mod results;
 mod servers;
 mod stats;
 mod svg;
+mod tap;
 mod w1;
 mod w2;
 mod w3;

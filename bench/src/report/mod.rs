@@ -13,6 +13,7 @@ pub use crate::results::Results;
 
 mod front;
 mod peers;
+mod plots;
 mod w1;
 mod w2;
 mod w3;
@@ -63,7 +64,7 @@ pub fn write(out: &Path, r: &Results) -> Result<()> {
 
     w1::write(&mut body, &mut summary, r)?;
     w2::write(&mut body, &mut summary, &plots, r)?;
-    w3::write(&mut body, &mut summary, r)?;
+    w3::write(&mut body, &mut summary, &plots, r)?;
     w4::write(&mut body, &mut summary, r)?;
     if let Some(reports) = &r.w5 {
         w5::write_w5(&mut body, &mut summary, reports, &plots)?;
