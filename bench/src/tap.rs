@@ -54,10 +54,11 @@ impl WriteTap {
 
     /// Counts every write the server had routed before this call: a flush (PING, PONG)
     /// returns after the client has taken in every message the server sent before its PONG,
-    /// and those are then read from the subscription without waiting.
+    /// and those are then read from the subscription without waiting. Unconstrained: tokio's
+    /// cooperative budget would otherwise make the channel look empty after 128 messages.
     pub async fn seen(&mut self, subject: &str) -> Result<Seen> {
         self.client.flush().await?;
-        while let Some(Some(msg)) = self.sub.next().now_or_never() {
+        while let Some(Some(msg)) = tokio::task::unconstrained(self.sub.next()).now_or_never() {
             *self
                 .by_subject
                 .entry(msg.subject.as_str().to_owned())
