@@ -8,6 +8,7 @@
 //! Batches of rounds alternate between contenders, each batch on a fresh key with fresh
 //! waiters, so that no contender's idle waiters load the server while another is measured.
 
+pub mod analysis;
 mod batch;
 
 use std::collections::HashMap;
