@@ -13,9 +13,12 @@ use futures::StreamExt;
 
 use super::{poll_delay, Contender, LocalFut, RawKv};
 
+/// A party waiting for a key.
+type Waiter = (usize, Rc<str>);
+
 /// The (party, key) pairs whose acquire has had its first answer and waits.
 #[derive(Clone, Default)]
-pub struct WaitSet(Rc<RefCell<HashSet<(usize, Rc<str>)>>>);
+pub struct WaitSet(Rc<RefCell<HashSet<Waiter>>>);
 
 impl WaitSet {
     pub fn enter(&self, party: usize, key: &Rc<str>) {

@@ -116,9 +116,12 @@ fn cell(m: &Measured, trials: usize) -> String {
     )
 }
 
+/// A goal: (the measurement's name, the goal's words, the statistic, its limit in ms).
+type Goal = (&'static str, &'static str, fn(&Measured) -> f64, f64);
+
 /// The summary's rows: one per goal, measured on every server.
 fn goals(summary: &mut Summary, servers: &[Server]) {
-    let goals: [(&str, &str, fn(&Measured) -> f64, f64); 3] = [
+    let goals: [Goal; 3] = [
         (ROWS[0].0, "resign: p50 under 10 ms", |m| m.p50_ms, 10.0),
         (
             ROWS[1].0,
