@@ -79,6 +79,12 @@ pub(super) fn write(md: &mut String, summary: &mut Summary, servers: &[Server]) 
             names.push(&m.what);
         }
     }
+    // In the order of ROWS; any other measurement after them.
+    names.sort_by_key(|w| {
+        ROWS.iter()
+            .position(|(r, _, _)| w.starts_with(r))
+            .unwrap_or(usize::MAX)
+    });
     for what in &names {
         let (how, goal) = ROWS
             .iter()
@@ -141,11 +147,14 @@ fn goals(summary: &mut Summary, servers: &[Server]) {
             .iter()
             .filter_map(|s| find(s, what).map(|m| (s.version.clone(), stat(m))))
             .collect();
-        let measured = got
+        let mut measured = got
             .iter()
             .map(|(v, x)| format!("{x:.1} ms on {v}"))
             .collect::<Vec<_>>()
             .join(", ");
+        if measured.is_empty() {
+            measured = "no such measurement in this run".into();
+        }
         let ok = (!got.is_empty()).then(|| got.iter().all(|(_, x)| *x < limit));
         summary.push(("L".into(), goal.into(), measured, verdict(ok)));
     }

@@ -52,9 +52,10 @@ pub(super) fn write(
              moment the next waiter has the key. After each handoff the old holder waits again \
              (so N wait in every round). The next round starts after a settle of 5 ms + 0.25 ms \
              per waiter + a random 0 to 100 ms (0 to 300 ms for pollers), so that rounds never \
-             fall into step with a poller's period or a server's internal loop; the first \
-             waiters of a batch arrive at random moments over that span too. Event-driven contenders: {} batches of {} rounds per waiter \
-             count; polling ones: {} batches of {} rounds; batches of different contenders \
+             fall into step with a poller's period or a server's internal loop. The first \
+             waiters of a batch arrive one at a time, 3 ms + a random 0 to 100 ms / N (0 to \
+             300 ms / N for pollers) apart, each once the one before is known to wait (below). \
+             Event-driven contenders: {} batches of {} rounds per waiter count; polling ones: {} batches of {} rounds; batches of different contenders \
              alternate, each on a fresh key with fresh waiters.\n",
             plan.batches, plan.rounds, plan.poll_batches, plan.poll_rounds
         );
