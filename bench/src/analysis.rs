@@ -90,27 +90,7 @@ pub fn write(out: &mut String, r: &Results) {
     }
 
     if let Some((plan, rows)) = &r.w2 {
-        let big = plan.waiters.iter().copied().max().unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "**Workload 2.** nlock follows the raw watch floor at every waiter count: both \
-             wake every waiter on the delete marker, and every waiter sends its \
-             compare-and-set, so at {big} waiters the winner's answer queues behind the \
-             others' (and here all waiters share the benchmark's one client thread, which \
-             reads {big} watch events and sends {big} writes per handoff). etcd's server \
-             queues waiters and wakes only the next, which is why it overtakes both at high \
-             counts; nlock cannot queue across processes with KV operations alone. Polling \
-             improves with the waiter count because N pollers at random phases poll N times \
-             as often: the expected wait is about one poll period (250 ms + jitter) / (N + 1), \
-             so the goal of 100x over polling holds only while N is small.{}\n",
-            if rows.iter().any(|r| r.name == crate::w2::ETCD) {
-                " etcd's first waiter after a quiet spell can wait up to 100 ms: a new watcher \
-                 starts unsynced and etcd catches unsynced watchers up every 100 ms, which is \
-                 its p99 and, at 1 waiter, its p50."
-            } else {
-                ""
-            }
-        );
+        crate::w2::analysis::write(out, plan, rows);
     }
 
     if let Some(o) = &r.w3 {

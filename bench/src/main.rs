@@ -2,15 +2,18 @@
 //! BENCHMARKS.md interleaved with their baselines, and writes BENCHMARKS.md and its plots.
 //!
 //! ```text
-//! nlock-bench [--quick] [--out FILE] [--only 1,2,3,4,5]
+//! nlock-bench [--quick] [--out FILE] [--only 1,2,3,4,5] [--leadership DIR]
 //! ```
 //! Run it through `scripts/bench`, which builds it (with etcd when `protoc` is installed) and
 //! points it at the pinned nats-server. `--quick` writes to target/bench-quick/ unless
 //! `--out` says otherwise, so a smoke run never replaces the committed numbers.
+//! `--leadership DIR`: the leadership measurements scripts/bench made (`leadership.rs`);
+//! without it the report keeps the previous "## Leadership" section verbatim.
 //!
-//! Layout: `servers.rs` (child server processes), `contenders.rs` (nlock, raw async-nats
+//! Layout: `servers.rs` (child server processes), `contenders/` (nlock, raw async-nats
 //! floors, the Go algorithm), `peers.rs` (etcd, Redis), `w1.rs`..`w5.rs` (workloads),
-//! `stats.rs`, `alloc.rs` (counting allocator), `svg.rs` (plots), `report.rs` (markdown).
+//! `stats.rs`, `alloc.rs` (counting allocator), `svg.rs` (plots), `tap.rs` (writes seen on
+//! the wire), `report/` (markdown).
 //!
 //! Two internal subcommands are child processes of a run: `hold` (workload 5) and
 //! `takeover-holder` (workload 3).
@@ -21,13 +24,16 @@
 
 mod alloc;
 mod analysis;
+mod cli;
 mod contenders;
+mod leadership;
 mod peers;
 mod report;
 mod results;
 mod servers;
 mod stats;
 mod svg;
+mod tap;
 mod w1;
 mod w2;
 mod w3;
@@ -37,7 +43,7 @@ mod w5;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 
 use crate::contenders::RawKv;
@@ -81,56 +87,6 @@ impl Env {
     }
 }
 
-pub struct Options {
-    pub quick: bool,
-    pub out: PathBuf,
-    pub only: Vec<u8>,
-}
-
-fn parse_args(args: &[String]) -> Result<Options> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or_else(|| anyhow!("no repository root"))?
-        .to_path_buf();
-    let mut quick = false;
-    let mut out = None;
-    let mut only = vec![1, 2, 3, 4, 5];
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--out" => {
-                out = Some(PathBuf::from(
-                    it.next().ok_or_else(|| anyhow!("--out FILE"))?,
-                ))
-            }
-            "--only" => {
-                let list = it.next().ok_or_else(|| anyhow!("--only 1,2,..."))?;
-                only = list
-                    .split(',')
-                    .map(|w| w.trim().parse::<u8>())
-                    .collect::<Result<_, _>>()
-                    .context("--only takes workload numbers, e.g. 1,4")?;
-            }
-            "-h" | "--help" => {
-                println!("nlock-bench [--quick] [--out FILE] [--only 1,2,3,4,5]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other}; see --help"),
-        }
-    }
-    let out = out.unwrap_or_else(|| {
-        if quick {
-            root.join("target")
-                .join("bench-quick")
-                .join("BENCHMARKS.md")
-        } else {
-            root.join("BENCHMARKS.md")
-        }
-    });
-    Ok(Options { quick, out, only })
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -164,7 +120,7 @@ fn main() -> Result<()> {
             actix::System::new().block_on(w3::holder(url, key))
         }
         _ => {
-            let opts = parse_args(&args)?;
+            let opts = cli::parse_args(&args)?;
             actix::System::new().block_on(run(opts))
         }
     }
@@ -218,7 +174,7 @@ fn peer_bin(
     bin
 }
 
-async fn run(opts: Options) -> Result<()> {
+async fn run(opts: cli::Options) -> Result<()> {
     let started = Instant::now();
     let started_at = report::now_utc();
     let mut skipped = Vec::new();
@@ -284,6 +240,11 @@ async fn run(opts: Options) -> Result<()> {
             .map(|s| (s.name.to_owned(), s.version.clone(), s.flags.join(" ")))
             .collect(),
         skipped,
+        leadership: opts
+            .leadership
+            .as_deref()
+            .map(leadership::read)
+            .transpose()?,
         ..Default::default()
     };
     if opts.only.contains(&1) {

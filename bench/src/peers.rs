@@ -1,12 +1,13 @@
 //! The peers: Redis 7 (`SET key token NX PX ttl`, released by a compare-and-delete script)
 //! and etcd 3.4 (the v3 lock API with a lease), as [`Contender`]s.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use anyhow::{bail, Result};
 use redis::aio::MultiplexedConnection;
 
-use crate::contenders::{poll_delay, Contender, LocalFut};
+use crate::contenders::{poll_delay, Contender, LocalFut, WaitSet};
 
 /// The lock TTL the peers use, the same as nlock's bucket TTL in these workloads.
 pub const LOCK_TTL_SECS: u64 = 30;
@@ -23,6 +24,9 @@ end"#;
 pub struct Redis {
     pub parties: Vec<MultiplexedConnection>,
     script: Rc<redis::Script>,
+    waiting: WaitSet,
+    /// Write commands sent: every `SET NX` and every compare-and-delete.
+    writes: Rc<Cell<u64>>,
 }
 
 impl Redis {
@@ -35,6 +39,8 @@ impl Redis {
         Ok(Redis {
             parties: conns,
             script: Rc::new(redis::Script::new(COMPARE_AND_DELETE)),
+            waiting: WaitSet::default(),
+            writes: Rc::default(),
         })
     }
 }
@@ -45,9 +51,11 @@ impl Contender for Redis {
 
     fn acquire(&self, party: usize, key: Rc<str>) -> LocalFut<String> {
         let mut con = self.parties[party].clone();
+        let (waiting, writes) = (self.waiting.clone(), self.writes.clone());
         Box::pin(async move {
             let token = format!("{:032x}", rand::random::<u128>());
             loop {
+                writes.set(writes.get() + 1);
                 let set: Option<String> = redis::cmd("SET")
                     .arg(&*key)
                     .arg(&token)
@@ -57,8 +65,11 @@ impl Contender for Redis {
                     .query_async(&mut con)
                     .await?;
                 if set.is_some() {
+                    waiting.leave(party, &key);
                     return Ok(token);
                 }
+                // Refused once: it polls from here on.
+                waiting.enter(party, &key);
                 tokio::time::sleep(poll_delay()).await;
             }
         })
@@ -67,6 +78,7 @@ impl Contender for Redis {
     fn release(&self, party: usize, key: Rc<str>, token: String) -> LocalFut<()> {
         let mut con = self.parties[party].clone();
         let script = self.script.clone();
+        self.writes.set(self.writes.get() + 1);
         Box::pin(async move {
             let deleted: i64 = script.key(&*key).arg(&token).invoke_async(&mut con).await?;
             if deleted != 1 {
@@ -75,6 +87,14 @@ impl Contender for Redis {
             Ok(())
         })
     }
+
+    fn is_waiting(&self, party: usize, key: Rc<str>) -> LocalFut<bool> {
+        self.waiting.answer(party, key)
+    }
+
+    fn writes_sent(&self) -> Option<u64> {
+        Some(self.writes.get())
+    }
 }
 
 #[cfg(feature = "etcd")]
@@ -82,7 +102,7 @@ pub use etcd::Etcd;
 
 #[cfg(feature = "etcd")]
 mod etcd {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
     use anyhow::Result;
@@ -99,6 +119,8 @@ mod etcd {
     pub struct Etcd {
         clients: Vec<Client>,
         leases: RefCell<Vec<i64>>,
+        /// Write requests sent: every `lock` (which puts the waiter's key) and `unlock`.
+        writes: Rc<Cell<u64>>,
     }
 
     impl Etcd {
@@ -113,6 +135,7 @@ mod etcd {
             Ok(Etcd {
                 clients,
                 leases: RefCell::new(leases),
+                writes: Rc::default(),
             })
         }
 
@@ -162,6 +185,7 @@ mod etcd {
         fn acquire(&self, party: usize, key: Rc<str>) -> LocalFut<Vec<u8>> {
             let mut c = self.clients[party].clone();
             let lease = self.leases.borrow()[party];
+            self.writes.set(self.writes.get() + 1);
             Box::pin(async move {
                 let opts = LockOptions::new().with_lease(lease);
                 Ok(c.lock(key.as_bytes(), Some(opts)).await?.key().to_vec())
@@ -170,10 +194,27 @@ mod etcd {
 
         fn release(&self, party: usize, _: Rc<str>, lock_key: Vec<u8>) -> LocalFut<()> {
             let mut c = self.clients[party].clone();
+            self.writes.set(self.writes.get() + 1);
             Box::pin(async move {
                 c.unlock(lock_key).await?;
                 Ok(())
             })
+        }
+
+        /// The server has put this party's key under the lock's prefix (`<name>/<lease>`,
+        /// as etcd's lock service names it): from then on it is queued by that key's revision.
+        fn is_waiting(&self, party: usize, key: Rc<str>) -> LocalFut<bool> {
+            let mut c = self.clients[party].clone();
+            let lease = self.leases.borrow()[party];
+            Box::pin(async move {
+                let opts = etcd_client::GetOptions::new().with_count_only();
+                let r = c.get(format!("{key}/{lease:x}"), Some(opts)).await?;
+                Ok(r.count() > 0)
+            })
+        }
+
+        fn writes_sent(&self) -> Option<u64> {
+            Some(self.writes.get())
         }
     }
 }

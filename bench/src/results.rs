@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{w1, w2, w3, w4, w5};
+use crate::{leadership, w1, w2, w3, w4, w5};
 
 #[derive(Default)]
 pub struct Results {
@@ -27,4 +27,6 @@ pub struct Results {
     /// (batches, operations per task, rows)
     pub w4: Option<(usize, usize, Vec<w4::Row>)>,
     pub w5: Option<Vec<w5::Report>>,
+    /// Leadership measurements per server, if `scripts/bench` made them (`--leadership`).
+    pub leadership: Option<Vec<leadership::Server>>,
 }

@@ -76,10 +76,7 @@ pub async fn run(
             "Go algorithm",
             "`kv.create` + `kv.delete_expect_revision`",
             cycle(
-                Rc::new(GoAlgorithm {
-                    parties: vec![env.raw().await?],
-                    value: env.value.clone(),
-                }),
+                Rc::new(GoAlgorithm::new(vec![env.raw().await?], env.value.clone())),
                 &format!("w1.{tag}.go"),
             ),
         ),

@@ -96,14 +96,11 @@ pub async fn run(env: &Env, trials: usize) -> Result<Outcome> {
         managers: vec![manager],
     });
     let raw_kv = RawKv::open(&env.nats_url, BUCKET).await?;
-    let raw = Rc::new(RawWatch {
-        parties: vec![raw_kv.clone()],
-        value: env.value.clone(),
-    });
-    let poll = Rc::new(GoAlgorithm {
-        parties: vec![RawKv::open(&env.nats_url, BUCKET).await?],
-        value: env.value.clone(),
-    });
+    let raw = Rc::new(RawWatch::new(vec![raw_kv.clone()], env.value.clone()));
+    let poll = Rc::new(GoAlgorithm::new(
+        vec![RawKv::open(&env.nats_url, BUCKET).await?],
+        env.value.clone(),
+    ));
     let exe = std::env::current_exe()?;
     let mut s: [Samples; 4] = Default::default();
     let mut early = 0;

@@ -2,8 +2,9 @@
 //! from that run's samples; the only fixed numbers are the goals of issue 4.
 //!
 //! One file per section: `front` (title, summary, machine, how it is measured), `w1` to `w5`
-//! (with `w5_follow`) and `peers`; the analysis that ends the page is `crate::analysis`,
-//! which reads the results and knows nothing of this module.
+//! (with `w5_follow`), `peers` and `leader`; `plots` draws the plots of workloads 2 and 3.
+//! The analysis after the workloads is `crate::analysis`, which reads the results and knows
+//! nothing of this module; the leadership section ends the page.
 
 use std::path::Path;
 
@@ -12,7 +13,9 @@ use anyhow::{Context as _, Result};
 pub use crate::results::Results;
 
 mod front;
+mod leader;
 mod peers;
+mod plots;
 mod w1;
 mod w2;
 mod w3;
@@ -63,15 +66,21 @@ pub fn write(out: &Path, r: &Results) -> Result<()> {
 
     w1::write(&mut body, &mut summary, r)?;
     w2::write(&mut body, &mut summary, &plots, r)?;
-    w3::write(&mut body, &mut summary, r)?;
+    w3::write(&mut body, &mut summary, &plots, r)?;
     w4::write(&mut body, &mut summary, r)?;
     if let Some(reports) = &r.w5 {
         w5::write_w5(&mut body, &mut summary, reports, &plots)?;
     }
     peers::write(&mut body, &mut summary, r)?;
+    let mut tail = String::new();
+    match &r.leadership {
+        Some(servers) => leader::write(&mut tail, &mut summary, servers),
+        None => tail.push_str(&leader::kept(out).unwrap_or_default()),
+    }
     front::write(&mut md, &summary, r);
     md.push_str(&body);
     crate::analysis::write(&mut md, r);
+    md.push_str(&tail);
     std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

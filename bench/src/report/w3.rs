@@ -1,6 +1,7 @@
 //! Section 3 of BENCHMARKS.md: takeover after the holder is killed.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,7 +11,12 @@ use crate::stats::{fmt_dur, fmt_ratio, ratio};
 use crate::w3;
 
 /// Workload 3, if it ran.
-pub(super) fn write(body: &mut String, summary: &mut Summary, r: &Results) -> Result<()> {
+pub(super) fn write(
+    body: &mut String,
+    summary: &mut Summary,
+    plots: &Path,
+    r: &Results,
+) -> Result<()> {
     // ---- Workload 3
     if let Some(o) = &r.w3 {
         let _ = writeln!(body, "## 3. Takeover after the holder is killed\n");
@@ -60,6 +66,11 @@ pub(super) fn write(body: &mut String, summary: &mut Summary, r: &Results) -> Re
             fmt_dur(nl.p50),
             fmt_ratio(ratio(poll.p50, nl.p50))
         );
+        let _ = writeln!(
+            body,
+            "![takeover latencies, cumulative](bench/plots/takeover.svg)\n"
+        );
+        super::plots::takeover(plots, o)?;
         summary.push((
             "3".into(),
             "takeover p50 under 20 ms with limit markers".into(),

@@ -2,19 +2,23 @@
 //! async-nats floors, and the Go algorithm. The peers (etcd, Redis) are in `peers.rs`.
 //!
 //! A contender has one or more *parties* (a party is one client on its own connection);
-//! `acquire` waits the way that algorithm waits when the key is held.
+//! `acquire` waits the way that algorithm waits when the key is held. The contenders that
+//! wait on NATS (the raw watch floor and the Go algorithm) are in `waiting.rs`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use futures::StreamExt;
 use rand::Rng;
+
+mod waiting;
+
+pub use waiting::{GoAlgorithm, RawWatch, WaitSet};
 
 pub type LocalFut<T> = LocalBoxFuture<'static, Result<T>>;
 
@@ -24,6 +28,18 @@ pub trait Contender: 'static {
     fn acquire(&self, party: usize, key: Rc<str>) -> LocalFut<Self::Held>;
     /// Gives `key` up.
     fn release(&self, party: usize, key: Rc<str>, held: Self::Held) -> LocalFut<()>;
+    /// Whether `party`'s acquire of `key`, called earlier and not yet granted, is known to
+    /// wait: it has had its first answer (the key is held) and now waits as this algorithm
+    /// waits. Workload 2 calls the next waiter only after this, so arrival order is defined.
+    /// Contenders that never wait say yes at once.
+    fn is_waiting(&self, _party: usize, _key: Rc<str>) -> LocalFut<bool> {
+        Box::pin(async { Ok(true) })
+    }
+    /// Write requests sent so far, for contenders that count their own (the peers). `None`:
+    /// counted on the wire instead (the NATS contenders; see `tap.rs`).
+    fn writes_sent(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Go nlock's poll: 250 ms (its `DefaultRetryInterval`) plus a small random jitter, here up to
@@ -53,6 +69,17 @@ impl Contender for Nlock {
 
     fn release(&self, _: usize, _: Rc<str>, held: nlock::LockHandle) -> LocalFut<()> {
         Box::pin(async move { Ok(held.release().await?) })
+    }
+
+    /// Its manager lists the request among those waiting for `key` (`LockManager::locks`).
+    /// That says the request is queued in its process, not that its first write has been
+    /// answered: workload 2's settle after each arrival covers that.
+    fn is_waiting(&self, party: usize, key: Rc<str>) -> LocalFut<bool> {
+        let m = self.managers[party].clone();
+        Box::pin(async move {
+            let report = m.locks().await?;
+            Ok(report.waiting.iter().any(|(k, n)| **k == *key && *n > 0))
+        })
     }
 }
 
@@ -207,85 +234,6 @@ impl Contender for RawDirect {
         Box::pin(async move {
             let marker = raw.delete_marker(&key, rev).await?;
             markers.borrow_mut().insert(key, marker);
-            Ok(())
-        })
-    }
-}
-
-/// The raw floor of a waiting acquire: one compare-and-set, then a watch on the key, and a
-/// compare-and-set on the revision of each delete or purge marker it shows.
-pub struct RawWatch {
-    pub parties: Vec<RawKv>,
-    pub value: Bytes,
-}
-
-impl Contender for RawWatch {
-    type Held = u64;
-
-    fn acquire(&self, party: usize, key: Rc<str>) -> LocalFut<u64> {
-        let raw = self.parties[party].clone();
-        let value = self.value.clone();
-        Box::pin(async move {
-            match raw.kv.update(&*key, value.clone(), 0).await {
-                Ok(rev) => return Ok(rev),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
-                Err(e) => return Err(e.into()),
-            }
-            let mut watch = raw.kv.watch(&*key).await?;
-            while let Some(entry) = watch.next().await {
-                let entry = entry?;
-                if entry.operation == kv::Operation::Put {
-                    continue;
-                }
-                match raw.kv.update(&*key, value.clone(), entry.revision).await {
-                    Ok(rev) => return Ok(rev),
-                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            bail!("watch on {key} ended")
-        })
-    }
-
-    fn release(&self, party: usize, key: Rc<str>, rev: u64) -> LocalFut<()> {
-        let raw = self.parties[party].clone();
-        Box::pin(async move {
-            raw.delete_marker(&key, rev).await?;
-            Ok(())
-        })
-    }
-}
-
-/// Go nlock's algorithm: `kv.create` (an update expecting 0; on conflict a read and an
-/// update on the marker), retried after `poll_delay()` while the key is held;
-/// `kv.delete_expect_revision` to release.
-pub struct GoAlgorithm {
-    pub parties: Vec<RawKv>,
-    pub value: Bytes,
-}
-
-impl Contender for GoAlgorithm {
-    type Held = u64;
-
-    fn acquire(&self, party: usize, key: Rc<str>) -> LocalFut<u64> {
-        let raw = self.parties[party].clone();
-        let value = self.value.clone();
-        Box::pin(async move {
-            loop {
-                match raw.kv.create(&*key, value.clone()).await {
-                    Ok(rev) => return Ok(rev),
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e).context("kv.create"),
-                }
-                tokio::time::sleep(poll_delay()).await;
-            }
-        })
-    }
-
-    fn release(&self, party: usize, key: Rc<str>, rev: u64) -> LocalFut<()> {
-        let raw = self.parties[party].clone();
-        Box::pin(async move {
-            raw.kv.delete_expect_revision(&*key, Some(rev)).await?;
             Ok(())
         })
     }
