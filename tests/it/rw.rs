@@ -206,3 +206,43 @@ async fn a_timed_out_or_refused_request_leaves_no_key() {
     })
     .await;
 }
+
+/// A reader cut off from the server (its connection blackholed) keeps counting its lease; the
+/// waiting writer is granted only after that reader's `is_held()` turned false.
+#[actix::test]
+async fn a_cut_off_reader_holds_a_writer_off_until_its_lease_ended() {
+    use crate::harness::proxy::{ProxyMode, TcpProxy};
+
+    let env = Env::start().await;
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    let cut = nlock::LockManager::connect(&proxy.url(), env.config().build().unwrap())
+        .await
+        .unwrap();
+    let writer = env.manager(env.config()).await;
+    let reading = cut.rw_lock("cache").try_read().await.unwrap();
+    let lease = reading.lease().clone();
+    let watch = {
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            let mut last_held = tokio::time::Instant::now();
+            while lease.is_held() {
+                last_held = tokio::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            last_held
+        })
+    };
+    let pending = {
+        let writer = writer.clone();
+        actix::spawn(async move { writer.rw_lock("cache").timeout(PATIENCE * 2).write().await })
+    };
+    proxy.set_mode(ProxyMode::Blackhole);
+    let w = pending
+        .await
+        .unwrap()
+        .expect("the writer, after the reader's lease");
+    let granted = tokio::time::Instant::now();
+    assert!(watch.await.unwrap() < granted, "a writer with a reader");
+    assert!(w.token() > lease.token());
+    drop(reading);
+}
