@@ -248,3 +248,66 @@ async fn observers_see_permits_and_an_operator_can_break_one() {
         nlock::ObserveErrorKind::InvalidKey
     );
 }
+
+/// The entry keys in the lines of the permits of `name`, read behind nlock's back.
+async fn permit_line_entries(env: &Env, name: &str) -> usize {
+    use futures::StreamExt;
+    let prefix = format!("_nlock.q._nlock.s.{name}.");
+    let kv = env.kv().await;
+    let mut keys = kv.keys().await.unwrap();
+    let mut n = 0;
+    while let Some(k) = keys.next().await {
+        if k.unwrap().starts_with(&prefix) {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[actix::test]
+async fn waiters_get_released_permits_in_the_order_they_began_to_wait() {
+    let env = Env::start().await;
+    let cfg = || env.config().retry_interval(Duration::from_secs(600));
+    let holders = [env.manager(cfg()).await, env.manager(cfg()).await];
+    let mut held = Vec::new();
+    for m in &holders {
+        held.push(m.semaphore("pool", 2).try_acquire().await.unwrap());
+    }
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for name in ["w1", "w2", "w3"] {
+        let m = env.manager(cfg()).await;
+        let before = permit_line_entries(&env, "pool").await;
+        let order = order.clone();
+        tasks.push(actix::spawn(async move {
+            let permit = m
+                .semaphore("pool", 2)
+                .timeout(PATIENCE * 3)
+                .acquire()
+                .await
+                .expect("a permit");
+            order.lock().unwrap().push(name);
+            // Held until the test lets go: each release below frees one permit.
+            permit
+        }));
+        // In both permits' lines before the next one asks.
+        crate::harness::must_eventually(PATIENCE, "the waiter is in both lines", || async {
+            permit_line_entries(&env, "pool").await == before + 2
+        })
+        .await;
+    }
+    // One permit at a time: each release goes to the waiter that asked first.
+    let mut granted = Vec::new();
+    for (i, permit) in held.into_iter().enumerate() {
+        permit.release().await.unwrap();
+        crate::harness::must_eventually(PATIENCE, "the next waiter is granted", || async {
+            order.lock().unwrap().len() == i + 1
+        })
+        .await;
+    }
+    assert_eq!(*order.lock().unwrap(), ["w1", "w2"]);
+    let first = tasks.remove(0).await.unwrap();
+    first.release().await.unwrap();
+    granted.push(tasks.remove(1).await.unwrap());
+    assert_eq!(*order.lock().unwrap(), ["w1", "w2", "w3"]);
+}
