@@ -108,7 +108,7 @@ fn main() -> Result<()> {
         Some("profile") => {
             // One contender of workload 1 in a loop, for `perf record`: see BENCHMARKS.md.
             let [_, which, iters] = args.as_slice() else {
-                bail!("profile nlock|raw|rawttl ITERATIONS");
+                bail!("profile nlock|nlock-nofollow|raw|rawttl ITERATIONS");
             };
             let iters: usize = iters.parse()?;
             actix::System::new().block_on(profile(which.clone(), iters))

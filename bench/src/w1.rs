@@ -145,6 +145,22 @@ pub async fn profile(env: &Env, which: &str, iters: usize) -> Result<f64> {
             }),
             "p.nlock",
         ),
+        // nlock without its change stream: what following the bucket costs a cycle (the
+        // server delivers each write of the cycle to the manager's consumer).
+        "nlock-nofollow" => {
+            let config = nlock::Config::builder()
+                .bucket(crate::BUCKET)
+                .restart_grace(false)
+                .follow_changes(false)
+                .build()?;
+            let manager = nlock::LockManager::connect(&env.nats_url, config).await?;
+            cycle(
+                Rc::new(Nlock {
+                    managers: vec![manager],
+                }),
+                "p.nlock",
+            )
+        }
         "raw" => cycle(
             Rc::new(RawDirect::new(vec![env.raw().await?], env.value.clone())),
             "p.raw",

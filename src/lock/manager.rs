@@ -80,6 +80,8 @@ pub struct LockManagerActor {
     /// Unique per manager: tells this process's locks from others' in the lock values.
     owner: String,
     host: String,
+    /// This process's id, read once: `getpid` is a system call on every acquire otherwise.
+    pid: u32,
     queues: HashMap<String, Queue>,
     /// Revisions of delete markers this process wrote; a re-acquire expects them.
     markers: HashMap<String, u64>,
@@ -139,6 +141,7 @@ impl LockManagerActor {
             own_value_prefix: crate::holder::value_prefix(&owner),
             owner,
             host: crate::holder::hostname(),
+            pid: std::process::id(),
             queues: HashMap::new(),
             markers: HashMap::new(),
             loss_subscribers,

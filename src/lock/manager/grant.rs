@@ -31,7 +31,7 @@ impl LockManagerActor {
         let holder = Holder {
             owner: self.owner.clone(),
             host: self.host.clone(),
-            pid: std::process::id(),
+            pid: self.pid,
             acquired_at_ms: unix_ms(SystemTime::now()),
             description: waiter.options.description.clone(),
             tenure: tenure_id.clone(),
