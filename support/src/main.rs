@@ -6,6 +6,8 @@
 //! Reads one command per line on stdin and answers with one JSON object per line on stdout:
 //! - `acquire <key> <timeout-ms>` / `try <key>`: `{"ev":"acquired","key","token"}` or
 //!   `{"ev":"error","key","kind","error"}`; a later loss prints `{"ev":"lost","key","token","reason"}`.
+//! - `sem <name> <permits> <timeout-ms>`: a permit of the semaphore `name`, kept (and
+//!   released, watched, ...) under `name`; `acquired` names the semaphore as its key.
 //! - `release <key>`: `{"ev":"released","key"}` or an error.
 //! - `held <key>`: `{"ev":"held","key","held":bool}`.
 //! - `watch-held <key>`: watches the held lock's `is_held()` every millisecond; when it turns
@@ -97,6 +99,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     key,
                     manager
                         .acquire(key, Some(timeout))
+                        .await
+                        .map_err(LockError::from),
+                );
+            }
+            ["sem", name, permits, ms] => {
+                let timeout = Duration::from_millis(ms.parse()?);
+                got(
+                    &mut locks,
+                    &printer,
+                    name,
+                    manager
+                        .semaphore(name, permits.parse()?)
+                        .timeout(timeout)
+                        .acquire()
                         .await
                         .map_err(LockError::from),
                 );
@@ -224,7 +240,9 @@ fn got(
     match result {
         Ok(lock) => {
             lock.subscribe(printer.clone().recipient()).detach();
-            emit(json!({"ev": "acquired", "key": key, "token": lock.token(), "t_us": now_us()}));
+            emit(
+                json!({"ev": "acquired", "key": key, "lock_key": lock.key(), "token": lock.token(), "t_us": now_us()}),
+            );
             locks.insert(key.to_owned(), lock);
         }
         Err(e) => emit_error(key, &e),

@@ -311,3 +311,44 @@ async fn waiters_get_released_permits_in_the_order_they_began_to_wait() {
     granted.push(tasks.remove(1).await.unwrap());
     assert_eq!(*order.lock().unwrap(), ["w1", "w2", "w3"]);
 }
+
+/// A permit holder killed with SIGKILL (a real process): its permit goes to a waiter once its
+/// lease is over, the other holder keeps its own, and the waiter's token is above the dead
+/// holder's.
+#[actix::test]
+async fn a_killed_holders_permit_goes_to_a_waiter_and_the_other_holder_keeps_its_own() {
+    use crate::harness::child::ChildClient;
+
+    let env = Env::start().await;
+    let url = env.server.url();
+    let mut doomed = ChildClient::start(&url, &env.bucket, 3, 100).await;
+    let mut steady = ChildClient::start(&url, &env.bucket, 3, 100).await;
+    let dead = doomed.call("sem pool 2 5000").await;
+    let kept = steady.call("sem pool 2 5000").await;
+    assert_eq!(dead["ev"], "acquired", "{dead}");
+    assert_eq!(kept["ev"], "acquired", "{kept}");
+    assert_ne!(dead["lock_key"], kept["lock_key"]);
+    let waiter = env
+        .manager(env.config().retry_interval(Duration::from_secs(600)))
+        .await;
+    assert_eq!(
+        waiter
+            .semaphore("pool", 2)
+            .try_acquire()
+            .await
+            .unwrap_err()
+            .kind(),
+        AcquireErrorKind::Busy
+    );
+    doomed.kill().await;
+    let got = waiter
+        .semaphore("pool", 2)
+        .timeout(PATIENCE * 2)
+        .acquire()
+        .await
+        .expect("the killed holder's permit");
+    assert_eq!(got.key(), dead["lock_key"].as_str().unwrap());
+    assert!(got.token() > dead["token"].as_u64().unwrap());
+    let still = steady.call("held pool").await;
+    assert_eq!(still["held"], true, "{still}");
+}
