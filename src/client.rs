@@ -525,6 +525,11 @@ impl LockManager {
         &self.owner
     }
 
+    /// The bucket's name: the `bucket` label of nlock's metrics.
+    pub(crate) fn bucket(&self) -> &str {
+        self.store.bucket()
+    }
+
     /// The manager actor's address.
     ///
     /// ```no_run

@@ -36,6 +36,7 @@ impl std::fmt::Debug for ConsumerGuard {
 impl ConsumerGuard {
     /// A guard for the consumer `name` on `stream`, to be created right after this.
     pub(crate) fn new(js: jetstream::Context, stream: String) -> Self {
+        crate::telemetry::consumers(bucket_of(&stream), 1.0);
         ConsumerGuard {
             js,
             stream,
@@ -54,6 +55,7 @@ impl ConsumerGuard {
     /// a shutdown, the end of a snapshot), so that a process exiting next leaves nothing.
     pub(crate) async fn delete_now(mut self) {
         let name = std::mem::take(&mut self.name);
+        crate::telemetry::consumers(bucket_of(&self.stream), -1.0);
         delete(&self.js, &self.stream, &name).await;
     }
 }
@@ -63,6 +65,7 @@ impl Drop for ConsumerGuard {
         if self.name.is_empty() {
             return; // deleted already
         }
+        crate::telemetry::consumers(bucket_of(&self.stream), -1.0);
         let (js, stream) = (self.js.clone(), std::mem::take(&mut self.stream));
         let name = std::mem::take(&mut self.name);
         let delete = async move { delete(&js, &stream, &name).await };
@@ -76,6 +79,11 @@ impl Drop for ConsumerGuard {
             None => tracing::debug!("no runtime to delete a consumer on; it times out instead"),
         }
     }
+}
+
+/// The bucket of a KV stream's name (`KV_<bucket>`): the `bucket` label of its metrics.
+fn bucket_of(stream: &str) -> &str {
+    stream.strip_prefix("KV_").unwrap_or(stream)
 }
 
 /// Deletes the consumer `name` of `stream`, or its latest re-creation. Failures are only

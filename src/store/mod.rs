@@ -192,6 +192,11 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
 }
 
 impl Store {
+    /// The bucket's name (the `bucket` label of nlock's metrics).
+    pub(crate) fn bucket(&self) -> &str {
+        &self.kv.name
+    }
+
     /// What the server and bucket support.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.caps
@@ -231,7 +236,7 @@ impl Store {
                 format!("{}s", ttl.as_secs()).as_str(),
             );
         }
-        self.publish(key, headers, value).await
+        self.publish(key, headers, value, "write").await
     }
 
     /// Writes a delete marker on `key` if its last revision is `expected`. Returns the
@@ -259,7 +264,7 @@ impl Store {
             async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
             expected.to_string().as_str(),
         );
-        self.publish(key, headers, payload).await
+        self.publish(key, headers, payload, "delete").await
     }
 
     async fn publish(
@@ -267,6 +272,7 @@ impl Store {
         key: &str,
         headers: async_nats::HeaderMap,
         payload: Bytes,
+        op: &'static str,
     ) -> Result<u64, WriteError> {
         let subject = format!("{}{}", self.subject_prefix, key);
         let send = async {
@@ -284,7 +290,11 @@ impl Store {
             .refused(|s| s == subject, send)
             .await
             .map_err(|subject| WriteError::Denied { subject })?;
-        let revision = ack.map(|a| a.sequence).map_err(classify_publish)?;
+        let revision = ack.map(|a| a.sequence).map_err(classify_publish);
+        if let Err(WriteError::Unknown(_)) = &revision {
+            crate::telemetry::unknown_outcome(self.bucket(), op);
+        }
+        let revision = revision?;
         self.saw_revision(revision);
         Ok(revision)
     }
