@@ -22,6 +22,7 @@
 mod alloc;
 mod analysis;
 mod contenders;
+mod metrics_switch;
 mod peers;
 mod report;
 mod results;

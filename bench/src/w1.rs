@@ -32,6 +32,24 @@ fn cycle<C: Contender>(c: Rc<C>, key: &str) -> Cycle {
     })
 }
 
+/// `cycle`, recording nlock's metrics into a Prometheus recorder while it runs; other
+/// cycles run with the recorder switched off, as with none installed.
+fn with_metrics(cycle: Cycle) -> Cycle {
+    let switch = crate::metrics_switch::Switch::get();
+    Box::new(move || {
+        let run = cycle();
+        Box::pin(async move {
+            switch.set(true);
+            let result = run.await;
+            switch.set(false);
+            result
+        })
+    })
+}
+
+/// The name of the row of nlock with metrics recorded (Prometheus).
+pub const WITH_METRICS: &str = "nlock + Prometheus";
+
 /// `idle`: a pause before every cycle (None: cycles back to back).
 pub async fn run(
     env: &Env,
@@ -51,6 +69,17 @@ pub async fn run(
                 }),
                 &format!("w1.{tag}.nlock"),
             ),
+        ),
+        (
+            WITH_METRICS,
+            "nlock's cycle with its metrics recorded (metrics-exporter-prometheus's recorder; \
+             the other rows run with it switched off, as with no recorder)",
+            with_metrics(cycle(
+                Rc::new(Nlock {
+                    managers: vec![env.manager().await?],
+                }),
+                &format!("w1.{tag}.nlockm"),
+            )),
         ),
         (
             "raw floor",
@@ -128,6 +157,12 @@ pub async fn run(
             }
         }
     }
+    // The "on" row recorded for real: its grants are in what a scrape would show.
+    let scrape = crate::metrics_switch::Switch::get().handle().render();
+    anyhow::ensure!(
+        scrape.contains("nlock_grants_total"),
+        "the {WITH_METRICS} row recorded no metrics"
+    );
     Ok(list
         .into_iter()
         .zip(samples)

@@ -4,7 +4,9 @@
 //!   that timed out and one whose lock an operator broke;
 //! - an app of the test's own serving `/metrics` from a recorder installed in this process,
 //!   with managers on the test's bucket: grants, a busy try, handoffs (from another process's
-//!   tenure, and from one of this process), a timeout, a loss, a refresh, consumers.
+//!   tenure, and from one of this process), a timeout, a loss, a refresh, consumers; and
+//!   behind the fault proxy, refreshes without replies (failures, unknown outcomes, an
+//!   expiry).
 //!
 //! Every metric carries the bucket's name as a label, so the counts of each test are its own
 //! although the recorder is shared by the whole test process.
@@ -19,7 +21,7 @@ use nlock::{AcquireErrorKind, Config, LockManager, LossReason};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::fixture::{Env, PATIENCE};
-use crate::harness::must_eventually;
+use crate::harness::{must_eventually, ProxyMode, TcpProxy};
 
 /// The sum of the samples of `name` whose labels include every pair of `labels`; `None`
 /// when no series matches. Parses the Prometheus text format: `name{k="v",...} value`.
@@ -352,4 +354,43 @@ async fn metrics_count_grants_busy_tries_handoffs_timeouts_losses_and_refreshes(
     a.shutdown().await;
     b.shutdown().await;
     assert_eq!(m.get("nlock_consumers_open", &[]).await, 0.0);
+}
+
+/// Refreshes whose replies never come: each attempt is a refresh failure and an unknown
+/// outcome, and the lease runs out (`expired`); a try whose reply never comes is an error.
+#[actix_web::test]
+async fn metrics_count_unanswered_refreshes_unknown_outcomes_and_an_expiry() {
+    let env = Env::start().await;
+    let m = Scraper {
+        url: serve_metrics(),
+        bucket: env.bucket.clone(),
+    };
+    let proxy = TcpProxy::start(env.server.addr()).await;
+    let a = LockManager::connect(&proxy.url(), env.config().build().unwrap())
+        .await
+        .unwrap();
+    let held = a.lock("k").acquire().await.unwrap();
+    assert_eq!(m.get("nlock_refresh_failures_total", &[]).await, 0.0);
+    assert_eq!(m.get("nlock_unknown_outcomes_total", &[]).await, 0.0);
+
+    // The refreshes reach the server; their acknowledgements never come back.
+    proxy.set_mode(ProxyMode::DropReplies);
+    let lost = tokio::time::timeout(PATIENCE, held.lost()).await.unwrap();
+    assert_eq!(lost.reason, LossReason::Expired);
+    let err = a.lock("k2").try_acquire().await.unwrap_err();
+    assert_eq!(err.kind(), AcquireErrorKind::OutcomeUnknown, "{err}");
+
+    let expired = [("reason", "expired")];
+    assert_eq!(m.get("nlock_losses_total", &expired).await, 1.0);
+    assert_eq!(m.get("nlock_losses_total", &[]).await, 1.0);
+    // How many attempts fit before the deadline depends on the backoff: at least one.
+    assert!(m.get("nlock_refresh_failures_total", &[]).await >= 1.0);
+    let writes = [("op", "write")];
+    assert!(m.get("nlock_unknown_outcomes_total", &writes).await >= 2.0);
+    let error = [("mode", "try"), ("outcome", "error")];
+    assert_eq!(
+        m.get("nlock_acquire_duration_seconds_count", &error).await,
+        1.0
+    );
+    m.until("nlock_locks_held", &[], 0.0).await;
 }
