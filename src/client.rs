@@ -525,9 +525,9 @@ impl LockManager {
         &self.owner
     }
 
-    /// The bucket's name: the `bucket` label of nlock's metrics.
-    pub(crate) fn bucket(&self) -> &str {
-        self.store.bucket()
+    /// The bucket's metrics.
+    pub(crate) fn meter(&self) -> &crate::telemetry::Meter {
+        self.store.meter()
     }
 
     /// The manager actor's address.

@@ -1,8 +1,11 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`, on by
-//! default): every name, label and recording of nlock is here; the rest of the crate calls
-//! the one-line functions below. The application chooses the exporter (Prometheus, StatsD,
-//! ...) by installing a `metrics` recorder, before it starts a [`LockManager`]; with none
-//! installed a recording only finds that out. Without the feature every function is empty.
+//! default): every name, label and recording of nlock is here; the rest of the crate makes
+//! one-line calls on a bucket's `Meter`. The application chooses the exporter (Prometheus,
+//! StatsD, ...) by installing a `metrics` recorder, before it starts a [`LockManager`]: a
+//! manager registers its bucket's series with the recorder installed when it opens the
+//! bucket (so that a recording is one atomic operation on a handle, with no label built), and
+//! a recorder installed later sees nothing of it. With none installed the handles do nothing.
+//! Without the feature every method is empty.
 //!
 //! Every metric has the label `bucket` (the lock bucket's name); the names follow the
 //! Prometheus conventions (`_total` for counters, `_seconds` for durations). README.md,
@@ -19,7 +22,8 @@
 //!
 //! [`LockManager`]: crate::LockManager
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::{LockError, LossReason};
 
@@ -60,13 +64,7 @@ pub const LEADERSHIP_CHANGES: &str = "nlock_leadership_changes_total";
 
 /// The `reason` label of [`LOSSES`]: the variant's name in snake case.
 pub fn loss_reason(reason: &LossReason) -> &'static str {
-    match reason {
-        LossReason::Deleted => "deleted",
-        LossReason::Taken { .. } => "taken",
-        LossReason::Expired => "expired",
-        LossReason::Shutdown => "shutdown",
-        LossReason::ReleaseUnconfirmed => "release_unconfirmed",
-    }
+    LOSS_REASONS[loss_index(reason)]
 }
 
 /// Registers each metric's unit and description with the installed recorder (Prometheus's
@@ -104,79 +102,203 @@ pub fn describe() {
 /// Which verb an acquire was.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Verb {
-    Wait,
-    Try,
+    Wait = 0,
+    Try = 1,
 }
 
-/// An acquire or try began at `started` and ended with `result`.
-pub(crate) fn acquired<T>(
-    bucket: &str,
-    verb: Verb,
-    started: Instant,
-    result: &Result<T, LockError>,
-) {
-    let outcome = match result {
-        Ok(_) => "granted",
-        Err(LockError::Busy { .. } | LockError::RestartGrace { .. }) => {
-            count(BUSY, bucket, &[]);
-            "busy"
-        }
-        Err(LockError::AcquireTimedOut { .. }) => {
-            count(ACQUIRE_TIMEOUTS, bucket, &[]);
-            "timeout"
-        }
-        Err(_) => "error",
-    };
-    let mode = match verb {
-        Verb::Wait => "wait",
-        Verb::Try => "try",
-    };
-    let labels = [("mode", mode), ("outcome", outcome)];
-    observe(ACQUIRE_DURATION, bucket, &labels, started.elapsed());
-}
+/// How an acquire ended, as the `outcome` label of [`ACQUIRE_DURATION`].
+#[cfg(feature = "metrics")]
+const ACQUIRE_OUTCOMES: [&str; 4] = ["granted", "busy", "timeout", "error"];
+/// The `outcome` label of [`WAIT_DURATION`].
+#[cfg(feature = "metrics")]
+const WAIT_OUTCOMES: [&str; 3] = ["granted", "withdrawn", "error"];
+/// The `reason` label of [`LOSSES`], in [`loss_index`]'s order.
+const LOSS_REASONS: [&str; 5] = [
+    "deleted",
+    "taken",
+    "expired",
+    "shutdown",
+    "release_unconfirmed",
+];
 
-/// A tenure began here: a grant, and one more lock held.
-pub(crate) fn tenure_began(bucket: &str) {
-    count(GRANTS, bucket, &[]);
-    add(LOCKS_HELD, bucket, &[], 1.0);
-}
-
-/// A tenure's lock actor stopped: one lock fewer held.
-pub(crate) fn tenure_ended(bucket: &str) {
-    add(LOCKS_HELD, bucket, &[], -1.0);
-}
-
-/// A refresh was confirmed.
-pub(crate) fn refreshed(bucket: &str) {
-    count(REFRESHES, bucket, &[]);
-}
-
-/// A refresh attempt got no confirmation and is retried.
-pub(crate) fn refresh_failed(bucket: &str) {
-    count(REFRESH_FAILURES, bucket, &[]);
-}
-
-/// A tenure ended lost (told once per tenure).
-pub(crate) fn lost(bucket: &str, reason: &LossReason) {
-    count(LOSSES, bucket, &[("reason", loss_reason(reason))]);
-}
-
-/// A lock write (`"write"`, `"delete"`) got no answer: its outcome is unknown.
-pub(crate) fn unknown_outcome(bucket: &str, op: &'static str) {
-    count(UNKNOWN_OUTCOMES, bucket, &[("op", op)]);
-}
-
-/// A consumer on `bucket` was opened (+1) or deleted (-1).
-pub(crate) fn consumers(bucket: &str, delta: f64) {
-    add(CONSUMERS_OPEN, bucket, &[], delta);
-}
-
-/// An elector of `election` began a term (`began`), or started or stopped leading.
-pub(crate) fn leadership(bucket: &str, election: &str, began: bool) {
-    if began {
-        count(LEADER_TERMS, bucket, &[("election", election)]);
+fn loss_index(reason: &LossReason) -> usize {
+    match reason {
+        LossReason::Deleted => 0,
+        LossReason::Taken { .. } => 1,
+        LossReason::Expired => 2,
+        LossReason::Shutdown => 3,
+        LossReason::ReleaseUnconfirmed => 4,
     }
-    count(LEADERSHIP_CHANGES, bucket, &[("election", election)]);
+}
+
+/// One bucket's metrics, registered once with the recorder installed when the bucket is
+/// opened (so a recording is an atomic operation on a handle: no label is built, no series
+/// looked up; with no recorder the handles do nothing). Shared by the bucket's `Store`.
+pub(crate) struct Meter {
+    bucket: String,
+    #[cfg(feature = "metrics")]
+    h: Handles,
+}
+
+#[cfg(feature = "metrics")]
+struct Handles {
+    /// By verb, then outcome (`ACQUIRE_OUTCOMES`).
+    acquire: [[metrics::Histogram; 4]; 2],
+    wait: [metrics::Histogram; 3],
+    grants: metrics::Counter,
+    busy: metrics::Counter,
+    timeouts: metrics::Counter,
+    handoffs: metrics::Counter,
+    refreshes: metrics::Counter,
+    refresh_failures: metrics::Counter,
+    losses: [metrics::Counter; 5],
+    /// A put, a delete.
+    unknown: [metrics::Counter; 2],
+    held: metrics::Gauge,
+    waiters: metrics::Gauge,
+    consumers: metrics::Gauge,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("bucket", &self.bucket)
+            .finish()
+    }
+}
+
+impl Meter {
+    /// Registers `bucket`'s metrics with the recorder installed now.
+    pub(crate) fn new(bucket: &str) -> Self {
+        Meter {
+            bucket: bucket.to_owned(),
+            #[cfg(feature = "metrics")]
+            h: Handles::new(bucket),
+        }
+    }
+
+    /// An acquire or try began at `started` and ended with `result`.
+    pub(crate) fn acquired<T>(&self, verb: Verb, started: Instant, result: &Result<T, LockError>) {
+        let outcome = match result {
+            Ok(_) => 0,
+            Err(LockError::Busy { .. } | LockError::RestartGrace { .. }) => 1,
+            Err(LockError::AcquireTimedOut { .. }) => 2,
+            Err(_) => 3,
+        };
+        #[cfg(feature = "metrics")]
+        {
+            match outcome {
+                1 => self.h.busy.increment(1),
+                2 => self.h.timeouts.increment(1),
+                _ => {}
+            }
+            self.h.acquire[verb as usize][outcome].record(started.elapsed());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (verb, started, outcome);
+    }
+
+    /// A tenure began here: a grant, and one more lock held.
+    pub(crate) fn tenure_began(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            self.h.grants.increment(1);
+            self.h.held.increment(1.0);
+        }
+    }
+
+    /// A tenure's lock actor stopped: one lock fewer held.
+    pub(crate) fn tenure_ended(&self) {
+        #[cfg(feature = "metrics")]
+        self.h.held.decrement(1.0);
+    }
+
+    /// A refresh was confirmed.
+    pub(crate) fn refreshed(&self) {
+        #[cfg(feature = "metrics")]
+        self.h.refreshes.increment(1);
+    }
+
+    /// A refresh attempt got no confirmation and is retried.
+    pub(crate) fn refresh_failed(&self) {
+        #[cfg(feature = "metrics")]
+        self.h.refresh_failures.increment(1);
+    }
+
+    /// A tenure ended lost (told once per tenure).
+    pub(crate) fn lost(&self, reason: &LossReason) {
+        #[cfg(feature = "metrics")]
+        self.h.losses[loss_index(reason)].increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = loss_index(reason);
+    }
+
+    /// A lock write (a put, or a `delete`) got no answer: its outcome is unknown.
+    pub(crate) fn unknown_outcome(&self, delete: bool) {
+        #[cfg(feature = "metrics")]
+        self.h.unknown[usize::from(delete)].increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = delete;
+    }
+
+    /// A consumer on the bucket was opened (`true`) or deleted.
+    pub(crate) fn consumer(&self, opened: bool) {
+        #[cfg(feature = "metrics")]
+        match opened {
+            true => self.h.consumers.increment(1.0),
+            false => self.h.consumers.decrement(1.0),
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = opened;
+    }
+
+    /// An elector of `election` started (`true`: a term began) or stopped leading. Rare, and
+    /// labelled by election: registered at each call.
+    pub(crate) fn leadership(&self, election: &str, leads: bool) {
+        #[cfg(feature = "metrics")]
+        {
+            let labels = labels(&self.bucket, &[("election", election)]);
+            if leads {
+                metrics::counter!(LEADER_TERMS, labels.clone()).increment(1);
+            }
+            metrics::counter!(LEADERSHIP_CHANGES, labels).increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (election, leads);
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Handles {
+    fn new(bucket: &str) -> Self {
+        use metrics::{counter, gauge, histogram};
+        let c = |name: &'static str| counter!(name, labels(bucket, &[]));
+        let acquire = |verb: &'static str| {
+            ACQUIRE_OUTCOMES.map(|o| {
+                histogram!(
+                    ACQUIRE_DURATION,
+                    labels(bucket, &[("mode", verb), ("outcome", o)])
+                )
+            })
+        };
+        Handles {
+            acquire: [acquire("wait"), acquire("try")],
+            wait: WAIT_OUTCOMES
+                .map(|o| histogram!(WAIT_DURATION, labels(bucket, &[("outcome", o)]))),
+            grants: c(GRANTS),
+            busy: c(BUSY),
+            timeouts: c(ACQUIRE_TIMEOUTS),
+            handoffs: c(HANDOFFS),
+            refreshes: c(REFRESHES),
+            refresh_failures: c(REFRESH_FAILURES),
+            losses: LOSS_REASONS.map(|r| counter!(LOSSES, labels(bucket, &[("reason", r)]))),
+            unknown: ["write", "delete"]
+                .map(|op| counter!(UNKNOWN_OUTCOMES, labels(bucket, &[("op", op)]))),
+            held: gauge!(LOCKS_HELD, labels(bucket, &[])),
+            waiters: gauge!(WAITERS, labels(bucket, &[])),
+            consumers: gauge!(CONSUMERS_OPEN, labels(bucket, &[])),
+        }
+    }
 }
 
 /// How a waiting request ended, as its manager saw it.
@@ -196,8 +318,8 @@ pub(crate) enum WaitEnd {
 /// withdrawn.
 #[derive(Debug)]
 pub(crate) struct Waiting {
-    /// Empty for a `try_acquire()`, which never waits: nothing is recorded for it.
-    bucket: Option<String>,
+    /// `None` for a `try_acquire()`, which never waits: nothing is recorded for it.
+    meter: Option<Arc<Meter>>,
     since: Instant,
     /// Queued behind another request of this process when it arrived.
     behind: bool,
@@ -205,15 +327,16 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
-    /// A request for `bucket` arrived: `waits` is `None` for a `try_acquire()`, else whether
-    /// another request of this process was ahead of it.
-    pub(crate) fn new(bucket: &str, waits: Option<bool>) -> Self {
-        let bucket = waits.map(|_| bucket.to_owned());
-        if let Some(b) = &bucket {
-            add(WAITERS, b, &[], 1.0);
+    /// A request arrived: `waits` is `None` for a `try_acquire()`, else whether another
+    /// request of this process was ahead of it.
+    pub(crate) fn new(meter: &Arc<Meter>, waits: Option<bool>) -> Self {
+        let meter = waits.map(|_| meter.clone());
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &meter {
+            m.h.waiters.increment(1.0);
         }
         Waiting {
-            bucket,
+            meter,
             since: Instant::now(),
             behind: waits == Some(true),
             ended: false,
@@ -222,42 +345,47 @@ impl Waiting {
 
     /// The request ended as `end` says.
     pub(crate) fn end(&mut self, end: WaitEnd) {
-        let Some(bucket) = self.bucket.as_deref() else {
+        if self.meter.is_none() {
             return;
-        };
+        }
         self.ended = true;
         let outcome = match end {
-            WaitEnd::Granted { waited } if waited || self.behind => {
-                count(HANDOFFS, bucket, &[]);
-                "granted"
-            }
+            WaitEnd::Granted { waited } if waited || self.behind => 0,
             // Granted at once: no wait to record.
             WaitEnd::Granted { .. } => return,
-            WaitEnd::Withdrawn => "withdrawn",
-            WaitEnd::Failed => "error",
+            WaitEnd::Withdrawn => 1,
+            WaitEnd::Failed => 2,
         };
-        observe(
-            WAIT_DURATION,
-            bucket,
-            &[("outcome", outcome)],
-            self.since.elapsed(),
-        );
+        self.record(outcome);
+    }
+
+    /// Records the wait with `WAIT_OUTCOMES[outcome]` (a grant is a handoff too).
+    fn record(&self, outcome: usize) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.meter {
+            if outcome == 0 {
+                m.h.handoffs.increment(1);
+            }
+            m.h.wait[outcome].record(self.since.elapsed());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (outcome, self.since);
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Some(bucket) = self.bucket.take() {
-            add(WAITERS, &bucket, &[], -1.0);
-            if !self.ended && self.behind {
-                let labels = [("outcome", "withdrawn")];
-                observe(WAIT_DURATION, &bucket, &labels, self.since.elapsed());
-            }
+        if !self.ended && self.behind {
+            self.record(1);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.meter {
+            m.h.waiters.decrement(1.0);
         }
     }
 }
 
-/// The labels of one recording: `bucket` first, then `extra`.
+/// The labels of one series: `bucket` first, then `extra`.
 #[cfg(feature = "metrics")]
 fn labels(bucket: &str, extra: &[(&'static str, &str)]) -> Vec<metrics::Label> {
     let mut labels = Vec::with_capacity(1 + extra.len());
@@ -268,25 +396,4 @@ fn labels(bucket: &str, extra: &[(&'static str, &str)]) -> Vec<metrics::Label> {
             .map(|(k, v)| metrics::Label::new(*k, (*v).to_owned())),
     );
     labels
-}
-
-fn count(name: &'static str, bucket: &str, extra: &[(&'static str, &str)]) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!(name, labels(bucket, extra)).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = (name, bucket, extra);
-}
-
-fn add(name: &'static str, bucket: &str, extra: &[(&'static str, &str)], delta: f64) {
-    #[cfg(feature = "metrics")]
-    metrics::gauge!(name, labels(bucket, extra)).increment(delta);
-    #[cfg(not(feature = "metrics"))]
-    let _ = (name, bucket, extra, delta);
-}
-
-fn observe(name: &'static str, bucket: &str, extra: &[(&'static str, &str)], took: Duration) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!(name, labels(bucket, extra)).record(took.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (name, bucket, extra, took);
 }

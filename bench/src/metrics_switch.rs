@@ -1,8 +1,9 @@
-//! A metrics recorder that workload 1 turns on and off between cycles: on, it is
-//! metrics-exporter-prometheus's recorder (what an app serving `/metrics` installs); off, it
-//! hands out no-op handles, which is what the facade does with no recorder installed (plus
-//! one atomic load). One process, one global recorder: so the "nlock" and "nlock +
-//! Prometheus" rows run interleaved in the same iterations, on the same server and machine.
+//! A metrics recorder that workload 1 turns on for one manager: nlock registers a bucket's
+//! series when a manager opens it, so the manager opened while the switch is on gets
+//! metrics-exporter-prometheus's handles (what an app serving `/metrics` installs), and one
+//! opened while it is off gets no-op handles, exactly as with no recorder installed. One
+//! process, one global recorder: so the "nlock" and "nlock + Prometheus" rows run
+//! interleaved in the same iterations, on the same server and machine.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -40,7 +41,7 @@ impl Switch {
         })
     }
 
-    /// Records from now on (`true`) or not.
+    /// Hands out real handles from now on (`true`), or no-op ones.
     pub fn set(&self, on: bool) {
         self.on.store(on, Ordering::Relaxed);
     }

@@ -10,7 +10,7 @@ use crate::lock::granted::Pending;
 use crate::lock::lease::Lease;
 use crate::lock::requests::{Acquire, LockOptions, TryAcquire};
 use crate::pending::PendingLock;
-use crate::telemetry::{self, Verb};
+use crate::telemetry::Verb;
 
 /// A request for the lock on one key, made by [`LockManager::lock`]: set what differs from
 /// the defaults, then `acquire()` (wait), `try_acquire()` (one attempt), `run(work)` (wait,
@@ -180,7 +180,7 @@ impl<'a> LockRequest<'a> {
             options: self.options,
         };
         let result = granted(self.manager.actor().send(msg).await, self.timeout).await;
-        telemetry::acquired(self.manager.bucket(), Verb::Wait, started, &result);
+        self.manager.meter().acquired(Verb::Wait, started, &result);
         result.map_err(Into::into)
     }
 
@@ -211,7 +211,7 @@ impl<'a> LockRequest<'a> {
             options: self.options,
         };
         let result = granted(self.manager.actor().send(msg).await, None).await;
-        telemetry::acquired(self.manager.bucket(), Verb::Try, started, &result);
+        self.manager.meter().acquired(Verb::Try, started, &result);
         result.map_err(Into::into)
     }
 

@@ -119,7 +119,7 @@ impl Campaign {
             ElectorStatus::Leading { .. }
         );
         if leads != led {
-            crate::telemetry::leadership(self.manager.bucket(), &self.key, leads);
+            self.manager.meter().leadership(&self.key, leads);
         }
     }
 

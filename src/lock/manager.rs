@@ -236,7 +236,7 @@ impl LockManagerActor {
             options,
             mode,
             entry,
-            waiting: Waiting::new(self.store.bucket(), waits),
+            waiting: Waiting::new(self.store.meter(), waits),
         });
         let withdraw = self.on_withdrawal(&key, ctx);
         self.pump(&key, ctx);

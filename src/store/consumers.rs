@@ -8,8 +8,12 @@
 //! which `n` is current it does not say. So a [`ConsumerGuard`] deletes its name, and if
 //! that is not there any more, every consumer whose name starts with `<name>_`.
 
+use std::sync::Arc;
+
 use async_nats::jetstream;
 use futures::StreamExt;
+
+use crate::telemetry::Meter;
 
 /// Deletes one consumer (and the re-creations of it) when dropped, on a task of its own: a
 /// drop cannot wait for the server. The task runs on the current tokio runtime, or else on
@@ -22,6 +26,8 @@ pub(crate) struct ConsumerGuard {
     /// Where the guard was made: the runtime that runs the connection, used when the guard
     /// is dropped outside any runtime.
     runtime: Option<tokio::runtime::Handle>,
+    /// Counts the consumer in `nlock_consumers_open` while the guard has it.
+    meter: Arc<Meter>,
 }
 
 impl std::fmt::Debug for ConsumerGuard {
@@ -35,9 +41,10 @@ impl std::fmt::Debug for ConsumerGuard {
 
 impl ConsumerGuard {
     /// A guard for the consumer `name` on `stream`, to be created right after this.
-    pub(crate) fn new(js: jetstream::Context, stream: String) -> Self {
-        crate::telemetry::consumers(bucket_of(&stream), 1.0);
+    pub(crate) fn new(js: jetstream::Context, stream: String, meter: Arc<Meter>) -> Self {
+        meter.consumer(true);
         ConsumerGuard {
+            meter,
             js,
             stream,
             // 128 random bits: unique among every process's consumers on the stream.
@@ -55,7 +62,7 @@ impl ConsumerGuard {
     /// a shutdown, the end of a snapshot), so that a process exiting next leaves nothing.
     pub(crate) async fn delete_now(mut self) {
         let name = std::mem::take(&mut self.name);
-        crate::telemetry::consumers(bucket_of(&self.stream), -1.0);
+        self.meter.consumer(false);
         delete(&self.js, &self.stream, &name).await;
     }
 }
@@ -65,7 +72,7 @@ impl Drop for ConsumerGuard {
         if self.name.is_empty() {
             return; // deleted already
         }
-        crate::telemetry::consumers(bucket_of(&self.stream), -1.0);
+        self.meter.consumer(false);
         let (js, stream) = (self.js.clone(), std::mem::take(&mut self.stream));
         let name = std::mem::take(&mut self.name);
         let delete = async move { delete(&js, &stream, &name).await };
@@ -79,11 +86,6 @@ impl Drop for ConsumerGuard {
             None => tracing::debug!("no runtime to delete a consumer on; it times out instead"),
         }
     }
-}
-
-/// The bucket of a KV stream's name (`KV_<bucket>`): the `bucket` label of its metrics.
-fn bucket_of(stream: &str) -> &str {
-    stream.strip_prefix("KV_").unwrap_or(stream)
 }
 
 /// Deletes the consumer `name` of `stream`, or its latest re-creation. Failures are only

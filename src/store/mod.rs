@@ -31,6 +31,7 @@ use async_nats::jetstream::{self, context::PublishErrorKind, kv, ErrorCode};
 use bytes::Bytes;
 
 use crate::error::LockError;
+use crate::telemetry::Meter;
 
 const KV_OPERATION: &str = "KV-Operation";
 /// Says why nlock wrote a delete marker (see [`End`]); KV clients ignore it.
@@ -174,6 +175,8 @@ pub(crate) struct Store {
     denials: Denials,
     /// The JetStream API prefix (`$JS.API`, or a domain's or an import's).
     api_prefix: String,
+    /// The bucket's metrics, registered when it was opened.
+    meter: Arc<Meter>,
 }
 
 /// A boxed client error as the public error: a refused permission
@@ -192,9 +195,9 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
 }
 
 impl Store {
-    /// The bucket's name (the `bucket` label of nlock's metrics).
-    pub(crate) fn bucket(&self) -> &str {
-        &self.kv.name
+    /// The bucket's metrics (`crate::telemetry`).
+    pub(crate) fn meter(&self) -> &Arc<Meter> {
+        &self.meter
     }
 
     /// What the server and bucket support.
@@ -292,7 +295,7 @@ impl Store {
             .map_err(|subject| WriteError::Denied { subject })?;
         let revision = ack.map(|a| a.sequence).map_err(classify_publish);
         if let Err(WriteError::Unknown(_)) = &revision {
-            crate::telemetry::unknown_outcome(self.bucket(), op);
+            self.meter.unknown_outcome(op == "delete");
         }
         let revision = revision?;
         self.saw_revision(revision);

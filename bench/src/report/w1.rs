@@ -42,7 +42,7 @@ pub(super) fn write(body: &mut String, summary: &mut Summary, r: &Results) -> Re
             body,
             "Metrics: {} p50 / nlock p50 = **{}** (goal under 1.02x): nlock's metrics recorded \
              into metrics-exporter-prometheus's recorder, against the same cycle with the \
-             recorder switched off (no-op handles, as with no recorder installed).\n",
+             manager's handles no-ops (as with no recorder installed).\n",
             w1::WITH_METRICS,
             fmt_ratio(r3)
         );
