@@ -9,6 +9,7 @@
 //! curl -X POST localhost:8080/accounts/42/close     # meanwhile: waits up to 2 s, then 503
 //! open http://localhost:8080/admin/locks/            # the admin page
 //! curl -i localhost:8080/ready                       # 200 while this process leads, else 503
+//! curl localhost:8080/metrics                        # nlock's metrics, Prometheus text format
 //! ```
 //!
 //! Start a second one (`BIND=127.0.0.1:8081 NODE=node-b`): one of the two leads
@@ -20,11 +21,16 @@
 //! bucket, locks wait out one TTL first); `BIND` (default `127.0.0.1:8080`) the address. Ctrl-C (SIGINT) and `kill -TERM`
 //! both stop it gracefully: in-flight requests finish (up to 10 s), the leader's role stops,
 //! every lock is released, and it says which.
+//!
+//! Its own dependencies (dev-dependencies of nlock): `metrics-exporter-prometheus` (without
+//! default features: no HTTP listener of its own, `/metrics` is a route of this app),
+//! `serde_json`, `tokio`; and nlock with the features `actix-web` and `metrics`.
 
 use std::time::Duration;
 
 use actix::AsyncContext;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use nlock::web::{HeldLock, KeyFrom, WebLocks};
 use nlock::{ElectorOptions, LockOptions, Term};
 
@@ -65,8 +71,38 @@ impl actix::Actor for Leading {
     }
 }
 
+/// Installs the Prometheus recorder, before the manager starts: nlock's metrics go to it.
+/// Histograms get buckets (else the exporter renders summaries, which cannot be aggregated).
+fn install_prometheus() -> std::io::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ])
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(std::io::Error::other)?;
+    nlock::telemetry::describe();
+    // The exporter's upkeep (it drains histogram samples); its own HTTP listener would do it.
+    let upkeep = handle.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// `GET /metrics`: what the recorder holds, in the Prometheus text format.
+async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
+    let prometheus = web::Data::new(install_prometheus()?);
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     // Once, before HttpServer::new, in the main system: the lock actors run on this thread's
     // arbiter, which serves no requests, so a busy worker never delays a refresh.
@@ -101,6 +137,8 @@ async fn main() -> std::io::Result<()> {
             .wait(Duration::from_secs(2))
             .options(LockOptions::default().description("closing an account"));
         App::new()
+            .app_data(prometheus.clone())
+            .route("/metrics", web::get().to(metrics))
             // Operators only: it shows hosts and pids.
             .service(app_locks.admin("/admin/locks"))
             // For a load balancer that should send traffic to the leader only.

@@ -536,6 +536,11 @@ impl LockManager {
         &self.owner
     }
 
+    /// The bucket's metrics.
+    pub(crate) fn meter(&self) -> &crate::telemetry::Meter {
+        self.store.meter()
+    }
+
     /// The manager actor's address.
     ///
     /// ```no_run

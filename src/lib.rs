@@ -43,6 +43,7 @@ mod runtime;
 mod serde_util;
 mod settings;
 mod store;
+pub mod telemetry;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod web;

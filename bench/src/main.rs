@@ -27,6 +27,7 @@ mod analysis;
 mod cli;
 mod contenders;
 mod leadership;
+mod metrics_switch;
 mod peers;
 mod report;
 mod results;

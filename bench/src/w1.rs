@@ -32,6 +32,20 @@ fn cycle<C: Contender>(c: Rc<C>, key: &str) -> Cycle {
     })
 }
 
+/// A manager whose metrics go to a Prometheus recorder: it registers its bucket's series
+/// while the switch is on; every other manager registers them with it off (no-op handles,
+/// as with no recorder installed).
+async fn metered_manager(env: &Env) -> Result<nlock::LockManager> {
+    let switch = crate::metrics_switch::Switch::get();
+    switch.set(true);
+    let manager = env.manager().await;
+    switch.set(false);
+    manager
+}
+
+/// The name of the row of nlock with metrics recorded (Prometheus).
+pub const WITH_METRICS: &str = "nlock + Prometheus";
+
 /// `idle`: a pause before every cycle (None: cycles back to back).
 pub async fn run(
     env: &Env,
@@ -50,6 +64,17 @@ pub async fn run(
                     managers: vec![env.manager().await?],
                 }),
                 &format!("w1.{tag}.nlock"),
+            ),
+        ),
+        (
+            WITH_METRICS,
+            "nlock's cycle with its metrics recorded (metrics-exporter-prometheus's recorder; \
+             the other rows' managers have no-op handles, as with no recorder)",
+            cycle(
+                Rc::new(Nlock {
+                    managers: vec![metered_manager(env).await?],
+                }),
+                &format!("w1.{tag}.nlockm"),
             ),
         ),
         (
@@ -125,6 +150,12 @@ pub async fn run(
             }
         }
     }
+    // The "on" row recorded for real: its grants are in what a scrape would show.
+    let scrape = crate::metrics_switch::Switch::get().handle().render();
+    anyhow::ensure!(
+        scrape.contains("nlock_grants_total"),
+        "the {WITH_METRICS} row recorded no metrics"
+    );
     Ok(list
         .into_iter()
         .zip(samples)

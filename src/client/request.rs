@@ -10,6 +10,7 @@ use crate::lock::granted::Pending;
 use crate::lock::lease::Lease;
 use crate::lock::requests::{Acquire, LockOptions, TryAcquire};
 use crate::pending::PendingLock;
+use crate::telemetry::Verb;
 
 /// A request for the lock on one key, made by [`LockManager::lock`]: set what differs from
 /// the defaults, then `acquire()` (wait), `try_acquire()` (one attempt), `run(work)` (wait,
@@ -173,11 +174,14 @@ impl<'a> LockRequest<'a> {
     /// `OutcomeUnknown`, `Rejected`, `PermissionDenied` and `ManagerGone` from NATS or the
     /// manager.
     pub async fn acquire(self) -> Result<LockHandle, AcquireError> {
+        let started = std::time::Instant::now();
         let msg = Acquire {
             key: self.key,
             options: self.options,
         };
-        granted(self.manager.actor().send(msg).await, self.timeout).await
+        let result = granted(self.manager.actor().send(msg).await, self.timeout).await;
+        self.manager.meter().acquired(Verb::Wait, started, &result);
+        result.map_err(Into::into)
     }
 
     /// One attempt: the lock if it is free now, else
@@ -201,11 +205,14 @@ impl<'a> LockRequest<'a> {
     /// anything is written; `Unavailable`, `OutcomeUnknown`, `Rejected`, `PermissionDenied`
     /// and `ManagerGone` from NATS or the manager.
     pub async fn try_acquire(self) -> Result<LockHandle, AcquireError> {
+        let started = std::time::Instant::now();
         let msg = TryAcquire {
             key: self.key,
             options: self.options,
         };
-        granted(self.manager.actor().send(msg).await, None).await
+        let result = granted(self.manager.actor().send(msg).await, None).await;
+        self.manager.meter().acquired(Verb::Try, started, &result);
+        result.map_err(Into::into)
     }
 
     /// Waits for the lock as [`acquire`](LockRequest::acquire) does, then runs `work` holding
@@ -287,7 +294,7 @@ impl<'a> LockRequest<'a> {
 pub(super) async fn granted(
     answer: Result<Result<Pending, LockError>, actix::MailboxError>,
     timeout: Option<Duration>,
-) -> Result<LockHandle, AcquireError> {
+) -> Result<LockHandle, LockError> {
     let pending = answer.map_err(LockError::from)??;
-    Ok(PendingLock::new(pending, timeout).await?)
+    PendingLock::new(pending, timeout).await
 }

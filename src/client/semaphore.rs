@@ -185,8 +185,11 @@ impl SemaphoreRequest<'_> {
                     options: self.options.clone(),
                 };
                 let (actor, timeout) = (self.manager.actor(), self.timeout);
-                let wait: BoxFuture<'_, _> =
-                    Box::pin(async move { granted(actor.send(msg).await, timeout).await });
+                let wait: BoxFuture<'_, _> = Box::pin(async move {
+                    granted(actor.send(msg).await, timeout)
+                        .await
+                        .map_err(AcquireError::from)
+                });
                 wait
             })
             .collect();
@@ -204,8 +207,8 @@ impl SemaphoreRequest<'_> {
                 options: self.options.clone(),
             };
             match granted(self.manager.actor().send(msg).await, None).await {
-                Err(e) if e.kind() == crate::AcquireErrorKind::Busy => {}
-                done => return done,
+                Err(e) if e.kind() == crate::ErrorKind::Busy => {}
+                done => return done.map_err(Into::into),
             }
         }
         Err(LockError::Busy {

@@ -113,7 +113,14 @@ impl Campaign {
     }
 
     fn set_status(&self, status: ElectorStatus, lease: Option<Lease>) {
-        self.status.send_replace(Standing { status, lease });
+        let leads = matches!(status, ElectorStatus::Leading { .. });
+        let led = matches!(
+            self.status.send_replace(Standing { status, lease }).status,
+            ElectorStatus::Leading { .. }
+        );
+        if leads != led {
+            self.manager.meter().leadership(&self.key, leads);
+        }
     }
 
     /// `failures` doublings of the first backoff, capped, plus up to half again at random.

@@ -267,6 +267,7 @@ impl LockActor {
             reason,
         };
         if self.lease.end_lost(&lost) {
+            self.store.meter().lost(&lost.reason);
             let _e = self.span.clone().entered();
             tracing::warn!(reason = %lost.reason, "lock lost");
             self.manager_subscribers.tell(&lost);
@@ -318,6 +319,7 @@ impl Actor for LockActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.store.meter().tenure_began();
         let _e = self.span.clone().entered();
         tracing::debug!(revision = self.revision, "acquired");
         if self.keep_alive {
@@ -329,6 +331,7 @@ impl Actor for LockActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.store.meter().tenure_ended();
         if matches!(self.status, LockStatus::Held | LockStatus::Releasing) {
             // The actor system is going away under a held lock: no delete can be sent any
             // more; the key expires after its TTL. Tell whoever still listens.

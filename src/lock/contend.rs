@@ -52,6 +52,8 @@ pub(crate) struct Grant {
     /// Whether the previous tenure ended uncleanly (someone else's delete or purge, or not
     /// known); only found out for a waiter with a lock-delay, else false.
     pub previous_unclean: bool,
+    /// Whether the contender waited for another tenure's end before this grant (a handoff).
+    pub waited: bool,
 }
 
 /// How a contention ended.
@@ -129,6 +131,7 @@ impl Contender<'_> {
                 holder,
                 previous: Some(expected),
                 previous_unclean,
+                waited: false,
             }),
             Err(WriteError::Conflict) => Cas::Conflict,
             Err(WriteError::Rejected { code, description }) => Cas::Fatal(LockError::Rejected {

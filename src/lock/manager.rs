@@ -31,6 +31,7 @@ use crate::lock::requests::{
 use crate::lock::state::{GetState, LockState};
 use crate::settings::{validate_ttl, Config};
 use crate::store::{Change, Changes, ChangesCloser, Store};
+use crate::telemetry::Waiting;
 
 /// How many delete-marker revisions to remember for one-round-trip re-acquires. Past it the
 /// memory is dropped; a forgotten marker only costs one extra round-trip.
@@ -49,6 +50,8 @@ struct Waiter {
     /// Its place in the line across processes, taken when it arrived behind others here
     /// (dropping it leaves the line); else the contender takes one when it has to wait.
     entry: Option<Entry>,
+    /// The `nlock_waiters` gauge and the wait's duration (`crate::telemetry`).
+    waiting: Waiting,
 }
 
 impl Withdrawable for Waiter {
@@ -235,11 +238,13 @@ impl LockManagerActor {
             )),
             _ => None,
         };
+        let waits = (mode == Mode::Wait).then(|| queue.busy().is_some());
         queue.push(Waiter {
             tx,
             options,
             mode,
             entry,
+            waiting: Waiting::new(self.store.meter(), waits),
         });
         let withdraw = self.on_withdrawal(&key, ctx);
         self.pump(&key, ctx);

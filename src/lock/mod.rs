@@ -8,7 +8,8 @@
 //! refresh timer), `state.rs` (the lock actor's public messages, `LockState`, `LockLost`),
 //! `tenure.rs` (`Tenure`: writes, refreshes and releases of one tenure), `delay.rs` (the
 //! lock-delay after an unclean end of the previous tenure), `line.rs` (the line across
-//! processes: entries, the manager's view of them, a contender's seat).
+//! processes: entries, the manager's view of them, a contender's seat), `meter.rs` (outcomes
+//! in the metrics' terms, `crate::telemetry`).
 
 pub(crate) mod actor;
 pub(crate) mod contend;
@@ -18,6 +19,7 @@ pub(crate) mod lease;
 pub(crate) mod line;
 pub(crate) mod loss;
 pub(crate) mod manager;
+mod meter;
 pub(crate) mod queue;
 pub(crate) mod requests;
 pub(crate) mod state;

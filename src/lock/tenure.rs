@@ -168,10 +168,12 @@ pub(crate) async fn refresh(
                 return Err(LossReason::Deleted)
             }
             Ok(Err(e)) => {
+                store.meter().refresh_failed();
                 tracing::debug!(error = ?e, "refresh outcome unknown; retrying");
                 back_off(&mut backoff, deadline).await
             }
             Err(_) => {
+                store.meter().refresh_failed();
                 tracing::debug!("refresh timed out; retrying");
                 back_off(&mut backoff, deadline).await
             }

@@ -10,6 +10,7 @@ use super::layout::{bucket_stream_config, check_matches, first_sequence};
 use super::{unavailable, Capabilities, Denials, Store};
 use crate::error::{ConfigError, LockError};
 use crate::settings::{Config, JetStreamApi};
+use crate::telemetry::Meter;
 
 /// How long one answer of [`Store::bucket_missing`] is reused: short against a lease, long
 /// against a burst of refreshes that all met "no responders" at once.
@@ -153,6 +154,7 @@ impl Store {
             js,
             kv,
             subject_prefix: format!("$KV.{}.", config.bucket),
+            meter: Arc::new(Meter::new(&config.bucket)),
             caps,
             wanted,
             missing_check: Arc::default(),

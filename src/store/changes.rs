@@ -262,7 +262,11 @@ impl Store {
         async_nats::Error,
     > {
         // Made first: a create whose answer is lost may still have made the consumer.
-        let guard = ConsumerGuard::new(self.js.clone(), self.kv.stream_name.clone());
+        let guard = ConsumerGuard::new(
+            self.js.clone(),
+            self.kv.stream_name.clone(),
+            self.meter.clone(),
+        );
         let create = format!(
             "{}.CONSUMER.CREATE.{}.{}",
             self.api_prefix,

@@ -8,8 +8,12 @@
 //! which `n` is current it does not say. So a [`ConsumerGuard`] deletes its name, and if
 //! that is not there any more, every consumer whose name starts with `<name>_`.
 
+use std::sync::Arc;
+
 use async_nats::jetstream;
 use futures::StreamExt;
+
+use crate::telemetry::Meter;
 
 /// Deletes one consumer (and the re-creations of it) when dropped, on a task of its own: a
 /// drop cannot wait for the server. The task runs on the current tokio runtime, or else on
@@ -22,6 +26,8 @@ pub(crate) struct ConsumerGuard {
     /// Where the guard was made: the runtime that runs the connection, used when the guard
     /// is dropped outside any runtime.
     runtime: Option<tokio::runtime::Handle>,
+    /// Counts the consumer in `nlock_consumers_open` while the guard has it.
+    meter: Arc<Meter>,
 }
 
 impl std::fmt::Debug for ConsumerGuard {
@@ -35,8 +41,10 @@ impl std::fmt::Debug for ConsumerGuard {
 
 impl ConsumerGuard {
     /// A guard for the consumer `name` on `stream`, to be created right after this.
-    pub(crate) fn new(js: jetstream::Context, stream: String) -> Self {
+    pub(crate) fn new(js: jetstream::Context, stream: String, meter: Arc<Meter>) -> Self {
+        meter.consumer(true);
         ConsumerGuard {
+            meter,
             js,
             stream,
             // 128 random bits: unique among every process's consumers on the stream.
@@ -54,6 +62,7 @@ impl ConsumerGuard {
     /// a shutdown, the end of a snapshot), so that a process exiting next leaves nothing.
     pub(crate) async fn delete_now(mut self) {
         let name = std::mem::take(&mut self.name);
+        self.meter.consumer(false);
         delete(&self.js, &self.stream, &name).await;
     }
 }
@@ -63,6 +72,7 @@ impl Drop for ConsumerGuard {
         if self.name.is_empty() {
             return; // deleted already
         }
+        self.meter.consumer(false);
         let (js, stream) = (self.js.clone(), std::mem::take(&mut self.stream));
         let name = std::mem::take(&mut self.name);
         let delete = async move { delete(&js, &stream, &name).await };

@@ -31,6 +31,7 @@ use async_nats::jetstream::{self, context::PublishErrorKind, kv, ErrorCode};
 use bytes::Bytes;
 
 use crate::error::LockError;
+use crate::telemetry::Meter;
 
 const KV_OPERATION: &str = "KV-Operation";
 /// Says why nlock wrote a delete marker (see [`End`]); KV clients ignore it.
@@ -174,6 +175,8 @@ pub(crate) struct Store {
     denials: Denials,
     /// The JetStream API prefix (`$JS.API`, or a domain's or an import's).
     api_prefix: String,
+    /// The bucket's metrics, registered when it was opened.
+    meter: Arc<Meter>,
 }
 
 /// A boxed client error as the public error: a refused permission
@@ -192,6 +195,11 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> LockError {
 }
 
 impl Store {
+    /// The bucket's metrics (`crate::telemetry`).
+    pub(crate) fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
+
     /// What the server and bucket support.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.caps
@@ -231,7 +239,7 @@ impl Store {
                 format!("{}s", ttl.as_secs()).as_str(),
             );
         }
-        self.publish(key, headers, value).await
+        self.publish(key, headers, value, "write").await
     }
 
     /// Writes a delete marker on `key` if its last revision is `expected`. Returns the
@@ -259,7 +267,7 @@ impl Store {
             async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
             expected.to_string().as_str(),
         );
-        self.publish(key, headers, payload).await
+        self.publish(key, headers, payload, "delete").await
     }
 
     async fn publish(
@@ -267,6 +275,7 @@ impl Store {
         key: &str,
         headers: async_nats::HeaderMap,
         payload: Bytes,
+        op: &'static str,
     ) -> Result<u64, WriteError> {
         let subject = format!("{}{}", self.subject_prefix, key);
         let send = async {
@@ -284,7 +293,11 @@ impl Store {
             .refused(|s| s == subject, send)
             .await
             .map_err(|subject| WriteError::Denied { subject })?;
-        let revision = ack.map(|a| a.sequence).map_err(classify_publish)?;
+        let revision = ack.map(|a| a.sequence).map_err(classify_publish);
+        if let Err(WriteError::Unknown(_)) = &revision {
+            self.meter.unknown_outcome(op == "delete");
+        }
+        let revision = revision?;
         self.saw_revision(revision);
         Ok(revision)
     }

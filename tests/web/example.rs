@@ -19,7 +19,7 @@ const BUCKET: &str = "distributed_locks";
 
 /// The example's executable, built once per test process with the cargo running the tests
 /// (`cargo test --test web` does not build examples). Called from `spawn_blocking`.
-fn example_bin() -> &'static PathBuf {
+pub(crate) fn example_bin() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
@@ -31,7 +31,7 @@ fn example_bin() -> &'static PathBuf {
                 "--example",
                 "web",
                 "--features",
-                "actix-web",
+                "actix-web,metrics",
                 "--message-format=json-render-diagnostics",
             ])
             .stdin(Stdio::null())

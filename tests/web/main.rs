@@ -13,5 +13,8 @@ mod browser;
 mod errors;
 mod example;
 mod leader;
+// nlock's metrics are recorded only with its feature `metrics` (on by default).
+#[cfg(feature = "metrics")]
+mod metrics;
 mod request;
 mod shutdown;

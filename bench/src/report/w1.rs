@@ -35,6 +35,28 @@ pub(super) fn write(body: &mut String, summary: &mut Summary, r: &Results) -> Re
             fmt_ratio(r1),
             fmt_ratio(r2)
         );
+        // Metrics on (a Prometheus recorder) vs off, interleaved in the same iterations.
+        let on = s(w1::WITH_METRICS);
+        let r3 = on.and_then(|on| ratio(on.p50, nl.p50));
+        let _ = writeln!(
+            body,
+            "Metrics: {} p50 / nlock p50 = **{}** (goal under 1.02x): nlock's metrics recorded \
+             into metrics-exporter-prometheus's recorder, against the same cycle with the \
+             manager's handles no-ops (as with no recorder installed).\n",
+            w1::WITH_METRICS,
+            fmt_ratio(r3)
+        );
+        summary.push((
+            "1".into(),
+            "metrics on vs off: acquire + release p50 within 1.02x".into(),
+            format!(
+                "{} ({} vs {})",
+                fmt_ratio(r3),
+                on.map(|x| fmt_dur(x.p50)).unwrap_or_default(),
+                fmt_dur(nl.p50)
+            ),
+            verdict(r3.map(|v| v < 1.02)),
+        ));
         summary.push((
             "1".into(),
             "acquire + release p50 within 1.15x of the raw floor".into(),

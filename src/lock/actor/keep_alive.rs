@@ -99,6 +99,7 @@ impl LockActor {
         let _e = self.span.clone().entered();
         match result {
             Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
+                self.store.meter().refreshed();
                 // The compare-and-set moved the revision, whoever asked for it.
                 self.revision = c.revision;
                 // With keep-alive off, only the caller's `refresh()` extends the lease: a check

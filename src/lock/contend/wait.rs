@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::takeover::{until, Seen};
 use super::wakes::{next_change, Wakes};
-use super::{Cas, Contended, Contender, Settled};
+use super::{Cas, Contended, Contender, Grant, Settled};
 use crate::deadline::deadline_after;
 use crate::error::LockError;
 use crate::lock::line::{Ahead, Seat};
@@ -131,7 +131,7 @@ impl Contender<'_> {
                     // Our own write whose answer was lost: claim it rather than wait it out.
                     Some(c) if self.tenure.is_ours(&c.value) => {
                         match self.claim(c.revision).await {
-                            Cas::Won(g) => return Contended::Acquired(g),
+                            Cas::Won(g) => return Contended::Acquired(Grant { waited: true, ..g }),
                             Cas::Fatal(e) => return Contended::Failed(e),
                             _ => continue,
                         }
@@ -165,6 +165,7 @@ impl Contender<'_> {
             };
             match self.settle(expected).await {
                 Ok(mut g) => {
+                    g.waited = true;
                     if takeover && g.previous == Some(expected) {
                         // The previous tenure ended by its lease running out: a clean end,
                         // as an expiry is, whatever the key still showed.

@@ -112,7 +112,7 @@ impl LockManagerActor {
 
     fn on_contended(
         &mut self,
-        waiter: Waiter,
+        mut waiter: Waiter,
         mut tenure: Tenure,
         outcome: Contended,
         ctx: &mut Context<Self>,
@@ -120,6 +120,7 @@ impl LockManagerActor {
         self.contending -= 1;
         let key = tenure.key.clone();
         self.wakers.remove(&key);
+        waiter.waiting.end((&outcome).into());
         let won = match outcome {
             Contended::Acquired(grant) => {
                 let holder = grant.holder.clone();
