@@ -104,7 +104,7 @@ enum Asked {
 /// ```
 ///
 /// Small on purpose: the actor lives by value in its task for as long as the lock is held, so
-/// what is the same for every lock of a manager is shared ([`LockCommon`]), and the tenure
+/// what is the same for every lock of a manager is shared (`LockCommon`), and the tenure
 /// (key, value, holder) lives once, in the state shared with the lock's `Lease`s.
 pub struct LockActor {
     common: Arc<LockCommon>,
