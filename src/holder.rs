@@ -64,12 +64,17 @@ impl std::fmt::Display for Holder {
 impl Holder {
     /// Encodes the record as the lock value.
     pub(crate) fn encode(&self) -> bytes::Bytes {
+        self.encode_boxed().into()
+    }
+
+    /// Encodes the record, in a buffer of exactly its length.
+    pub(crate) fn encode_boxed(&self) -> Box<[u8]> {
         // Serialising a struct of strings and integers cannot fail; an empty value would
         // still be a valid lock, only without a readable holder.
         // Shrunk: the value lives as long as the tenure, and serde's buffer is twice its size.
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.shrink_to_fit();
-        v.into()
+        serde_json::to_vec(self)
+            .unwrap_or_default()
+            .into_boxed_slice()
     }
 
     /// Decodes a lock value: nlock's own record, or a [foreign](Holder::foreign) holder for

@@ -31,6 +31,7 @@ use crate::lock::state::{
     ended_error, GetState, LockState, LockStatus, Refresh, Release, Subscribe,
 };
 use crate::lock::tenure::{self, Confirmed, Released, Tenure};
+use crate::settings::Config;
 use crate::store::Store;
 
 /// Told to the manager when a lock actor ends, however it ends.
@@ -59,24 +60,38 @@ pub(crate) struct ForeignWrite {
     pub revision: u64,
 }
 
+/// What every lock actor of one manager shares: made once per manager, so that a held lock
+/// does not carry its own copy of the store, the manager's addresses and the settings.
+pub(crate) struct LockCommon {
+    pub store: Arc<Store>,
+    /// The manager's owner id, for the locks' log spans.
+    pub owner: String,
+    /// The manager's settings: keep-alive, refresh interval and lease margin (per TTL),
+    /// request timeout.
+    pub config: Config,
+    pub manager: Recipient<LockEnded>,
+    /// The manager's list: told of every lock's loss along with the lock's own subscribers.
+    pub manager_subscribers: Arc<Subscribers>,
+}
+
 /// Everything a lock actor is started with.
 pub(crate) struct LockSetup {
-    pub store: Arc<Store>,
+    pub common: Arc<LockCommon>,
     pub tenure: Tenure,
     pub token: u64,
     pub confirmed: Confirmed,
     /// The key's last revision before this tenure, when known (see `Grant::previous`).
     pub previous: Option<u64>,
-    pub keep_alive: bool,
-    pub refresh_interval: Duration,
-    pub margin: Duration,
-    pub request_timeout: Duration,
-    pub manager: Recipient<LockEnded>,
-    /// The manager's list: told of this lock's loss along with the lock's own subscribers.
-    pub manager_subscribers: Arc<Subscribers>,
 }
 
 type Reply = oneshot::Sender<Result<(), LockError>>;
+
+/// What a waiting caller asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Release,
+    Refresh,
+}
 
 /// The actor that holds one lock. Start it only through the manager; its address comes with the
 /// handle, for the messages of [`nlock::actor`](crate::actor).
@@ -87,10 +102,16 @@ type Reply = oneshot::Sender<Result<(), LockError>>;
 /// let state = addr.send(nlock::actor::GetState).await?;
 /// # Ok(()) }
 /// ```
+///
+/// Small on purpose: the actor lives by value in its task for as long as the lock is held, so
+/// what is the same for every lock of a manager is shared (`LockCommon`), and the tenure
+/// (key, value, holder) lives once, in the state shared with the lock's `Lease`s.
 pub struct LockActor {
-    store: Arc<Store>,
-    tenure: Tenure,
-    token: u64,
+    common: Arc<LockCommon>,
+    /// Shared with every `Lease` of this tenure: the tenure itself and its token, the
+    /// deadline (readable without a message, so `is_held()` turns false even if this actor's
+    /// thread is too busy to run its timer), how the tenure ended, and the lock's subscribers.
+    lease: Arc<LeaseState>,
     /// The revision every compare-and-set must expect.
     revision: u64,
     acquired_at: SystemTime,
@@ -98,15 +119,6 @@ pub struct LockActor {
     /// Send time of the last acknowledged write + TTL - margin, on the monotonic clock. Past
     /// it the server may have expired the key, so the lock counts as lost.
     deadline: Instant,
-    /// Shared with every `Lease` of this tenure: the deadline (readable without a message, so
-    /// `is_held()` turns false even if this actor's thread is too busy to run its timer), how
-    /// the tenure ended, and the lock's subscribers.
-    lease: Arc<LeaseState>,
-    manager_subscribers: Arc<Subscribers>,
-    keep_alive: bool,
-    refresh_interval: Duration,
-    margin: Duration,
-    request_timeout: Duration,
     status: LockStatus,
     /// A refresh is in flight; a release waits for it, since it changes the revision.
     refreshing: bool,
@@ -115,14 +127,14 @@ pub struct LockActor {
     /// A foreign write was seen while a refresh was in flight: check again after it, since
     /// that refresh may have been sent before the write landed.
     recheck: bool,
-    release_replies: Vec<Reply>,
-    refresh_replies: Vec<Reply>,
-    /// The one timer of this lock, due at the earlier of the next refresh and the lease
-    /// deadline (one timer rather than two: a held lock's memory is mostly fixed costs).
-    timer: Option<SpawnHandle>,
+    /// Callers waiting for a release or a refresh to end; empty (no buffer) most of the time.
+    replies: Vec<(Asked, Reply)>,
+    /// Whether the one timer of this lock is armed: due at (or before) the earlier of the
+    /// next refresh and the lease deadline (one timer rather than two: a held lock's memory
+    /// is mostly fixed costs).
+    timer_armed: bool,
     /// When keep-alive refreshes next; `None` with keep-alive off.
     next_refresh: Option<Instant>,
-    manager: Recipient<LockEnded>,
     span: tracing::Span,
 }
 
@@ -132,53 +144,83 @@ impl LockActor {
             "lock",
             key = %setup.tenure.key,
             token = setup.token,
-            owner = %setup.tenure.holder.owner,
+            owner = %setup.common.owner,
             ttl_s = setup.tenure.ttl.as_secs(),
         );
-        let deadline = crate::deadline::lease_deadline(
-            setup.confirmed.sent_at,
-            setup.tenure.ttl,
-            setup.margin,
-        );
-        let lease = LeaseState::new(
-            setup.tenure.key.clone(),
-            setup.token,
-            deadline,
-            setup.previous,
-        );
+        let margin = setup.common.config.lease_margin(setup.tenure.ttl);
+        let deadline =
+            crate::deadline::lease_deadline(setup.confirmed.sent_at, setup.tenure.ttl, margin);
+        let lease = LeaseState::new(setup.tenure, setup.token, deadline, setup.previous);
         let actor = LockActor {
-            store: setup.store,
-            token: setup.token,
+            common: setup.common,
             revision: setup.confirmed.revision,
             acquired_at: SystemTime::now(),
             last_refresh: None,
             deadline,
             lease: lease.clone(),
-            manager_subscribers: setup.manager_subscribers,
-            keep_alive: setup.keep_alive,
-            refresh_interval: setup.refresh_interval,
-            margin: setup.margin,
-            request_timeout: setup.request_timeout,
             status: LockStatus::Held,
             refreshing: false,
             expiring: false,
             recheck: false,
-            release_replies: Vec::new(),
-            refresh_replies: Vec::new(),
-            timer: None,
+            replies: Vec::new(),
+            timer_armed: false,
             next_refresh: None,
-            manager: setup.manager,
             span,
-            tenure: setup.tenure,
         };
         (actor, lease)
     }
 
+    fn tenure(&self) -> &Tenure {
+        self.lease.tenure()
+    }
+
+    fn key(&self) -> &str {
+        &self.lease.tenure().key
+    }
+
+    fn token(&self) -> u64 {
+        self.lease.token()
+    }
+
+    fn ttl(&self) -> Duration {
+        self.lease.tenure().ttl
+    }
+
+    fn margin(&self) -> Duration {
+        self.common.config.lease_margin(self.ttl())
+    }
+
+    fn refresh_interval(&self) -> Duration {
+        self.common.config.refresh_interval(self.ttl())
+    }
+
+    /// The store and the lease, for a request that outlives this call.
+    fn for_request(&self) -> (Arc<LockCommon>, Arc<LeaseState>) {
+        (self.common.clone(), self.lease.clone())
+    }
+
+    /// Whether a caller waits for a refresh to end.
+    fn refresh_asked(&self) -> bool {
+        self.replies.iter().any(|(a, _)| *a == Asked::Refresh)
+    }
+
+    /// Takes the callers waiting for `asked`, in the order they asked; the others stay.
+    fn take_replies(&mut self, asked: Asked) -> Vec<Reply> {
+        let (taken, kept) = std::mem::take(&mut self.replies)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(a, _)| *a == asked);
+        self.replies = kept;
+        taken.into_iter().map(|(_, r)| r).collect()
+    }
+
     fn start_release(&mut self, ctx: &mut Context<Self>) {
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        let (rev, deadline, timeout) = (self.revision, self.deadline, self.request_timeout);
-        let work = async move { tenure::release(&store, &tenure, rev, deadline, timeout).await }
-            .instrument(self.span.clone());
+        let (common, lease) = self.for_request();
+        let (rev, deadline) = (self.revision, self.deadline);
+        let timeout = common.config.request_timeout;
+        let work = async move {
+            tenure::release(&common.store, lease.tenure(), rev, deadline, timeout).await
+        }
+        .instrument(self.span.clone());
         ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
             let _e = act.span.clone().entered();
             match outcome {
@@ -191,7 +233,7 @@ impl LockActor {
                     // Never a release: nothing confirmed the delete. The lease ends lost
                     // (everyone watching it is told), the caller learns that the outcome is
                     // unknown, and the key is free now or when the server expires it.
-                    let err = e.into_lock_error(&act.tenure.key);
+                    let err = e.into_lock_error(act.key());
                     act.end_unconfirmed(err, ctx);
                 }
             }
@@ -207,17 +249,17 @@ impl LockActor {
                 // Not held from here on, for the code the lock protects: the delete may land
                 // and the key be granted elsewhere before its answer comes back.
                 self.lease.begin_release();
-                self.release_replies.push(reply);
+                self.replies.push((Asked::Release, reply));
                 if !self.refreshing {
                     self.start_release(ctx);
                 }
             }
-            LockStatus::Releasing => self.release_replies.push(reply),
+            LockStatus::Releasing => self.replies.push((Asked::Release, reply)),
             LockStatus::Lost { reason } => {
-                let _ = reply.send(Err(ended_error(&self.tenure.key, Some(reason))));
+                let _ = reply.send(Err(ended_error(self.key(), Some(reason))));
             }
             LockStatus::Released => {
-                let _ = reply.send(Err(ended_error(&self.tenure.key, None)));
+                let _ = reply.send(Err(ended_error(self.key(), None)));
             }
         }
     }
@@ -240,20 +282,20 @@ impl LockActor {
         self.status = status;
         // The first release caller gets the release's own result; later ones, and waiting
         // refreshes, learn that it was lost (and why), or that it is not held.
-        let key = self.tenure.key.clone();
+        let key = self.key().to_owned();
         let mut release_result = Some(release_result);
-        for r in std::mem::take(&mut self.release_replies) {
+        for r in self.take_replies(Asked::Release) {
             let result = release_result
                 .take()
                 .unwrap_or_else(|| Err(ended_error(&key, lost.as_ref())));
             let _ = r.send(result);
         }
-        for r in std::mem::take(&mut self.refresh_replies) {
+        for (_, r) in std::mem::take(&mut self.replies) {
             let _ = r.send(Err(ended_error(&key, lost.as_ref())));
         }
-        self.manager.do_send(LockEnded {
+        self.common.manager.do_send(LockEnded {
             key,
-            token: self.token,
+            token: self.token(),
             marker,
         });
         ctx.stop();
@@ -262,15 +304,15 @@ impl LockActor {
     /// Tells the lease, the lock's subscribers and the manager's, once per tenure.
     fn announce_loss(&mut self, reason: LossReason) {
         let lost = LockLost {
-            key: self.tenure.key.clone(),
-            token: self.token,
+            key: self.key().to_owned(),
+            token: self.token(),
             reason,
         };
         if self.lease.end_lost(&lost) {
-            self.store.meter().lost(&lost.reason);
+            self.common.store.meter().lost(&lost.reason);
             let _e = self.span.clone().entered();
             tracing::warn!(reason = %lost.reason, "lock lost");
-            self.manager_subscribers.tell(&lost);
+            self.common.manager_subscribers.tell(&lost);
         }
     }
 
@@ -283,10 +325,12 @@ impl LockActor {
         // this tenure's value, delete it rather than leave it to expire. Not for a lease let
         // run out on purpose: its key is left to the server's expiry.
         if !self.expiring {
-            let (store, tenure) = (self.store.clone(), self.tenure.clone());
-            actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+            let (common, lease) = self.for_request();
+            actix::spawn(
+                async move { tenure::release_if_ours(&common.store, lease.tenure()).await },
+            );
         }
-        let err = ended_error(&self.tenure.key, Some(&reason));
+        let err = ended_error(self.key(), Some(&reason));
         self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
     }
 
@@ -302,8 +346,8 @@ impl LockActor {
         };
         // The delete may still land; if the key shows this tenure's value when the server
         // answers again, clear it rather than leave it to expire.
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        actix::spawn(async move { tenure::release_if_ours(&store, &tenure).await });
+        let (common, lease) = self.for_request();
+        actix::spawn(async move { tenure::release_if_ours(&common.store, lease.tenure()).await });
         self.finish(LockStatus::Lost { reason }, None, Err(release_error), ctx);
     }
 
@@ -319,19 +363,19 @@ impl Actor for LockActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.store.meter().tenure_began();
+        self.common.store.meter().tenure_began();
         let _e = self.span.clone().entered();
         tracing::debug!(revision = self.revision, "acquired");
-        if self.keep_alive {
+        if self.common.config.keep_alive {
             // TTL/factor: with the default factor 3, two refreshes can fail before the lease
             // deadline is near.
-            self.next_refresh = Some(deadline_after(self.refresh_interval));
+            self.next_refresh = Some(deadline_after(self.refresh_interval()));
         }
         self.arm(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.store.meter().tenure_ended();
+        self.common.store.meter().tenure_ended();
         if matches!(self.status, LockStatus::Held | LockStatus::Releasing) {
             // The actor system is going away under a held lock: no delete can be sent any
             // more; the key expires after its TTL. Tell whoever still listens.
@@ -349,7 +393,7 @@ impl Handler<Release> for LockActor {
     fn handle(&mut self, _: Release, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.release(tx, ctx);
-        Self::reply_future(rx, self.tenure.key.clone())
+        Self::reply_future(rx, self.key().to_owned())
     }
 }
 
@@ -368,7 +412,7 @@ impl Handler<ReleaseForShutdown> for LockActor {
                 // Its holder asked not to hand the key over early: it expires on the server.
                 let _e = self.span.clone().entered();
                 tracing::warn!("manager shutdown: leaving the key to expire, not deleting it");
-                let key = self.tenure.key.clone();
+                let key = self.key().to_owned();
                 let err = ended_error(&key, Some(&LossReason::Shutdown));
                 let reason = LossReason::Shutdown;
                 self.finish(LockStatus::Lost { reason }, None, Err(err), ctx);
@@ -379,7 +423,7 @@ impl Handler<ReleaseForShutdown> for LockActor {
         }
         let (tx, rx) = oneshot::channel();
         self.release(tx, ctx);
-        Self::reply_future(rx, self.tenure.key.clone())
+        Self::reply_future(rx, self.key().to_owned())
     }
 }
 
@@ -391,17 +435,17 @@ impl Handler<Refresh> for LockActor {
         self.expire_if_due(ctx);
         match &self.status {
             LockStatus::Held => {
-                self.refresh_replies.push(tx);
+                self.replies.push((Asked::Refresh, tx));
                 self.start_refresh(ctx);
             }
             LockStatus::Lost { reason } => {
-                let _ = tx.send(Err(ended_error(&self.tenure.key, Some(reason))));
+                let _ = tx.send(Err(ended_error(self.key(), Some(reason))));
             }
             LockStatus::Releasing | LockStatus::Released => {
-                let _ = tx.send(Err(ended_error(&self.tenure.key, None)));
+                let _ = tx.send(Err(ended_error(self.key(), None)));
             }
         }
-        Self::reply_future(rx, self.tenure.key.clone())
+        Self::reply_future(rx, self.key().to_owned())
     }
 }
 
@@ -435,15 +479,15 @@ impl Handler<GetState> for LockActor {
         // Never report a lease past its deadline as held.
         self.expire_if_due(ctx);
         MessageResult(LockState {
-            key: self.tenure.key.clone(),
-            token: self.token,
+            key: self.key().to_owned(),
+            token: self.token(),
             revision: self.revision,
-            ttl: self.tenure.ttl,
+            ttl: self.ttl(),
             acquired_at: self.acquired_at,
             last_refresh: self.last_refresh,
             time_left: self.deadline.saturating_duration_since(Instant::now()),
             status: self.status.clone(),
-            holder: self.tenure.holder.clone(),
+            holder: self.tenure().holder(),
         })
     }
 }
@@ -452,6 +496,6 @@ impl Handler<Subscribe> for LockActor {
     type Result = MessageResult<Subscribe>;
 
     fn handle(&mut self, Subscribe(who): Subscribe, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.lease.subscribers().subscribe(who))
+        MessageResult(self.lease.subscribe(who))
     }
 }

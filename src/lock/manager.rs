@@ -14,14 +14,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
+use actix::WeakAddr;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{ConfigError, ErrorKind, Feature, LockError};
-use crate::holder::Holder;
 use crate::key::validate_key;
 use crate::limits::MAX_DESCRIPTION;
-use crate::lock::actor::{LockActor, LockEnded, ReleaseForShutdown};
+use crate::lock::actor::{LockActor, LockCommon, LockEnded, ReleaseForShutdown};
 use crate::lock::granted::{Granted, Pending};
+use crate::lock::lease::Lease;
 use crate::lock::line::{Entry, LineView};
 use crate::lock::loss::Subscribers;
 use crate::lock::queue::{Busy, KeyQueue, Next, Withdrawable};
@@ -60,10 +61,20 @@ impl Withdrawable for Waiter {
     }
 }
 
-/// A lock this process holds, as its key's queue keeps it.
+/// A lock this process holds, as its key's queue keeps it. The holder record is read from
+/// the lease's tenure, not kept twice; the actor's address is weak (a strong actix address
+/// costs two allocations; the caller's handle holds one, and the actor's own timer keeps it
+/// running until its tenure ends).
 struct HeldLock {
-    addr: Addr<LockActor>,
-    holder: Holder,
+    addr: WeakAddr<LockActor>,
+    lease: Lease,
+}
+
+impl HeldLock {
+    /// The lock actor's address, while it runs.
+    fn addr(&self) -> Option<Addr<LockActor>> {
+        self.addr.upgrade()
+    }
 }
 
 /// One key's queue, with this manager's waiters and held locks.
@@ -117,6 +128,8 @@ pub struct LockManagerActor {
     contending: usize,
     /// Told when `contending` drops to zero during shutdown.
     idle_waiters: Vec<oneshot::Sender<()>>,
+    /// What every lock actor of this manager shares; made with the first one (`grant.rs`).
+    lock_common: Option<Arc<LockCommon>>,
 }
 
 impl LockManagerActor {
@@ -156,6 +169,7 @@ impl LockManagerActor {
             stop_contenders: watch::channel(false).0,
             contending: 0,
             idle_waiters: Vec::new(),
+            lock_common: None,
         }
     }
 
@@ -220,7 +234,7 @@ impl LockManagerActor {
             // Local waiters go first; a try never jumps the queue.
             if let Some(busy) = queue.busy() {
                 let holder = match busy {
-                    Busy::Held(lock) => Some(Box::new(lock.holder.clone())),
+                    Busy::Held(lock) => Some(Box::new(lock.lease.tenure().holder())),
                     Busy::Contending | Busy::Queued => None,
                 };
                 return Err(LockError::Busy { key, holder });
@@ -270,7 +284,7 @@ impl LockManagerActor {
     fn held_addrs(&self) -> Vec<Addr<LockActor>> {
         self.queues
             .values()
-            .filter_map(|q| q.held().map(|lock| lock.addr.clone()))
+            .filter_map(|q| q.held().and_then(HeldLock::addr))
             .collect()
     }
 }
@@ -331,8 +345,8 @@ impl Handler<ListLocks> for LockManagerActor {
         let mut addrs = Vec::new();
         let mut waiting = Vec::new();
         for (key, q) in &self.queues {
-            if let Some(lock) = q.held() {
-                addrs.push(lock.addr.clone());
+            if let Some(addr) = q.held().and_then(HeldLock::addr) {
+                addrs.push(addr);
             }
             let live = q.waiting();
             if live > 0 {

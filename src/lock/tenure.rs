@@ -20,24 +20,66 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What one tenure writes: the value that won the key, again on every refresh.
+///
+/// The holder record is kept encoded only, as the value: a held lock keeps its tenure for as
+/// long as it is held, and the record's strings would be a second copy of what the value
+/// says. It is decoded when asked for ([`Tenure::holder`]: a lock's state, a busy error) and
+/// to stamp an acquire attempt.
+///
+/// The value is a plain buffer, and each write sends a copy of it ([`Tenure::payload`]): a
+/// shared `Bytes` would carry a reference count (24 bytes) per lock from its first write on,
+/// for as long as the lock is held, where a copy of about 170 bytes per write is freed when
+/// the write is sent.
 #[derive(Debug, Clone)]
 pub(crate) struct Tenure {
     pub key: String,
-    /// The holder record; its `tenure` field is unique to this tenure.
-    pub holder: Holder,
-    /// `holder`, encoded as written by the winning compare-and-set.
-    pub value: Bytes,
-    pub tenure_id: String,
+    /// The holder record, encoded: what the winning compare-and-set wrote.
+    pub value: Box<[u8]>,
+    /// The record's `tenure` field, unique to this tenure: how a holder recognises its own
+    /// writes.
+    pub id: TenureId,
     pub ttl: Duration,
     /// Whether writes carry `Nats-TTL` (servers 2.11+ with a per-message TTL bucket).
     pub send_ttl: bool,
 }
 
 impl Tenure {
+    /// The tenure that writes `holder`, whose `tenure` field must be `id`'s text.
+    pub(crate) fn new(
+        key: String,
+        holder: &Holder,
+        id: TenureId,
+        ttl: Duration,
+        send_ttl: bool,
+    ) -> Tenure {
+        Tenure {
+            key,
+            value: holder.encode_boxed(),
+            id,
+            ttl,
+            send_ttl,
+        }
+    }
+
+    /// The holder record this tenure writes.
+    pub(crate) fn holder(&self) -> Holder {
+        Holder::decode(&self.value).unwrap_or_else(|| Holder::foreign(&self.value))
+    }
+
+    /// Writes `holder` from now on (it must keep this tenure's id).
+    pub(crate) fn set_holder(&mut self, holder: &Holder) {
+        self.value = holder.encode_boxed();
+    }
+
+    /// The value, for one write.
+    pub(crate) fn payload(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.value)
+    }
+
     /// The holder record stamped with the current time, and its encoding: what an acquire
     /// attempt writes, so the record says when the lock was taken, not when waiting began.
     pub(crate) fn stamped(&self) -> (Holder, Bytes) {
-        let mut holder = self.holder.clone();
+        let mut holder = self.holder();
         holder.acquired_at_ms = crate::holder::unix_ms(std::time::SystemTime::now());
         let value = holder.encode();
         (holder, value)
@@ -50,7 +92,39 @@ impl Tenure {
     /// Whether a stored value was written by this tenure. A foreign value (one nlock did not
     /// write) never is, whatever it contains.
     pub(crate) fn is_ours(&self, value: &[u8]) -> bool {
-        Holder::decode(value).is_some_and(|h| !h.foreign && h.tenure == self.tenure_id)
+        Holder::decode(value).is_some_and(|h| !h.foreign && self.id.is(&h.tenure))
+    }
+}
+
+/// A tenure's id: 128 random bits, written in the holder record as 32 lowercase hex digits.
+/// Kept as the number (no string to allocate) and compared digit by digit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TenureId(u128);
+
+impl TenureId {
+    pub(crate) fn random() -> TenureId {
+        TenureId(rand::random())
+    }
+
+    /// The id a holder record (or a line entry's key) writes as text, read back.
+    pub(crate) fn parse(text: &str) -> Option<TenureId> {
+        let id = TenureId(u128::from_str_radix(text, 16).ok()?);
+        id.is(text).then_some(id)
+    }
+
+    /// The id as the holder record writes it.
+    pub(crate) fn text(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    /// Whether `text` is exactly this id as the holder record writes it.
+    pub(crate) fn is(self, text: &str) -> bool {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        text.len() == 32
+            && text.bytes().enumerate().all(|(i, b)| {
+                let nibble = (self.0 >> (4 * (31 - i))) & 0xf;
+                DIGITS[nibble as usize] == b
+            })
     }
 }
 
@@ -86,7 +160,7 @@ pub(crate) async fn explain(store: &Store, tenure: &Tenure) -> Option<Explained>
         Ok(Some(ev)) if ev.op == Op::Put => Some(Explained::Taken(Holder::decode(&ev.value))),
         // This tenure's own delete marker carries exactly its value. (An operator's break
         // names the tenure too, in other bytes: `operator::marker`.)
-        Ok(Some(ev)) if ev.value == tenure.value => Some(Explained::OwnMarker(ev.revision)),
+        Ok(Some(ev)) if ev.value[..] == tenure.value[..] => Some(Explained::OwnMarker(ev.revision)),
         Ok(Some(_)) | Ok(None) => Some(Explained::Gone),
         Err(_) => None,
     }
@@ -129,12 +203,7 @@ pub(crate) async fn refresh(
         if sent_at >= deadline {
             return Err(LossReason::Expired);
         }
-        let write = store.write(
-            &tenure.key,
-            tenure.value.clone(),
-            revision,
-            tenure.header_ttl(),
-        );
+        let write = store.write(&tenure.key, tenure.payload(), revision, tenure.header_ttl());
         match before_deadline(write, deadline, request_timeout).await {
             Ok(Ok(new)) => {
                 return Ok(Confirmed {
@@ -207,7 +276,7 @@ pub(crate) async fn release(
         if now >= deadline {
             return Released::Unknown(WriteError::Unknown(Box::new(DeadlinePassed)));
         }
-        let delete = store.delete(&tenure.key, revision, tenure.value.clone(), End::Released);
+        let delete = store.delete(&tenure.key, revision, tenure.payload(), End::Released);
         match before_deadline(delete, deadline, request_timeout).await {
             Ok(Ok(marker)) => return Released::Freed(Some(marker)),
             Ok(Err(WriteError::Conflict)) => match explain(store, tenure).await {
@@ -269,8 +338,55 @@ impl std::error::Error for DeadlinePassed {}
 pub(crate) async fn release_if_ours(store: &Store, tenure: &Tenure) {
     if let Some(Explained::Ours(revision)) = explain(store, tenure).await {
         let outcome = store
-            .delete(&tenure.key, revision, tenure.value.clone(), End::Lapsed)
+            .delete(&tenure.key, revision, tenure.payload(), End::Lapsed)
             .await;
         tracing::debug!(key = %tenure.key, revision, ok = outcome.is_ok(), "cleaned up own write");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenure_id_matches_exactly_its_own_text() {
+        let id = TenureId(0x0123_4567_89ab_cdef_0000_0000_0000_00ff);
+        let text = id.text();
+        assert_eq!(text, "0123456789abcdef00000000000000ff");
+        assert!(id.is(&text));
+        assert!(!id.is(&text.to_uppercase()));
+        assert!(!id.is(&text[1..]));
+        assert!(!id.is(&format!("{text}0")));
+        assert!(!TenureId(1).is(&id.text()));
+        let random = TenureId::random();
+        assert!(random.is(&random.text()));
+        assert_eq!(TenureId::parse(&random.text()), Some(random));
+        assert_eq!(TenureId::parse("not hex"), None);
+        assert_eq!(TenureId::parse("ff"), None, "only the full 32 digits");
+    }
+
+    #[test]
+    fn the_holder_record_is_read_back_from_the_value() {
+        let id = TenureId::random();
+        let mut holder = Holder::foreign(b"");
+        holder.foreign = false;
+        holder.owner = "o".into();
+        holder.tenure = id.text();
+        let mut tenure = Tenure::new("k".into(), &holder, id, Duration::from_secs(30), false);
+        assert_eq!(tenure.holder(), holder);
+        assert!(tenure.is_ours(&tenure.value));
+        holder.token = Some(9);
+        tenure.set_holder(&holder);
+        assert_eq!(tenure.holder(), holder);
+        assert!(tenure.is_ours(&tenure.value));
+        let (stamped, value) = tenure.stamped();
+        assert_eq!(
+            (stamped.tenure.as_str(), stamped.token),
+            (holder.tenure.as_str(), Some(9))
+        );
+        assert!(tenure.is_ours(&value));
+        let mut other = holder.clone();
+        other.tenure = TenureId(1).text();
+        assert!(!tenure.is_ours(&other.encode()));
     }
 }

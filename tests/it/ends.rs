@@ -84,6 +84,32 @@ async fn a_subscriber_that_arrives_after_the_loss_is_told_once() {
 }
 
 #[actix::test]
+async fn lost_and_ended_asked_only_after_the_loss_resolve_at_once() {
+    let env = Env::start().await;
+    let m = env.manager(env.config()).await;
+    let lock = m.acquire("k", Some(PATIENCE)).await.unwrap();
+    let lease = lock.lease().clone();
+    env.kv().await.delete("k").await.unwrap();
+    // Nobody waits on the lease before it ends: the first to ask comes after the end and is
+    // answered from the stored end, not from a wake-up that has already happened.
+    crate::harness::must_eventually(PATIENCE, "the lease ended", || async {
+        lease.end().is_some()
+    })
+    .await;
+    let lost = lock
+        .lost()
+        .now_or_never()
+        .expect("lost() asked after the loss resolves at once");
+    assert_eq!(lost.reason, LossReason::Deleted);
+    assert_eq!((lost.key.as_str(), lost.token), ("k", lock.token()));
+    let deleted = LeaseEnd::Lost {
+        reason: LossReason::Deleted,
+    };
+    assert_eq!(lease.clone().ended().now_or_never(), Some(deleted.clone()));
+    assert_eq!(lock.ended().now_or_never(), Some(deleted));
+}
+
+#[actix::test]
 async fn a_subscriber_racing_the_loss_is_told_once() {
     let env = Env::start().await;
     let m = env

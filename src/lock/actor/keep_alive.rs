@@ -8,7 +8,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::LockActor;
+use super::{Asked, LockActor};
 use crate::deadline::{after, lease_deadline};
 use crate::error::LossReason;
 use crate::lock::state::LockStatus;
@@ -43,20 +43,26 @@ impl Handler<LetExpire> for LockActor {
 }
 
 impl LockActor {
-    /// (Re)arms the timer for the earlier of the next refresh and the lease deadline.
+    /// Arms the timer for the earlier of the next refresh and the lease deadline, unless it
+    /// is armed already. An armed timer is never due later than that: the deadline only
+    /// moves later, and the next refresh only moves when the timer fires (or goes away when
+    /// refreshes stop), so a timer armed before fires in time, and `on_timer` arms the next.
+    /// (Not cancelled and armed anew: actix keeps cancelled handles in a small vector that
+    /// moves to the heap past two entries and stays there for the actor's life.)
     pub(super) fn arm(&mut self, ctx: &mut Context<Self>) {
-        if let Some(h) = self.timer.take() {
-            ctx.cancel_future(h);
+        if self.timer_armed {
+            return;
         }
         let wake = self
             .next_refresh
             .map_or(self.deadline, |r| r.min(self.deadline));
         let wait = wake.saturating_duration_since(Instant::now());
-        self.timer = Some(ctx.run_later(wait, |act, ctx| act.on_timer(ctx)));
+        ctx.run_later(wait, |act, ctx| act.on_timer(ctx));
+        self.timer_armed = true;
     }
 
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
-        self.timer = None;
+        self.timer_armed = false;
         let now = Instant::now();
         if now >= self.deadline {
             // Fires even if NATS never answers: the holder is told before the server could
@@ -64,7 +70,7 @@ impl LockActor {
             return self.declare_lost(LossReason::Expired, ctx);
         }
         if self.next_refresh.is_some_and(|r| now >= r) {
-            self.next_refresh = Some(after(now, self.refresh_interval));
+            self.next_refresh = Some(after(now, self.refresh_interval()));
             self.start_refresh(ctx);
         }
         self.arm(ctx);
@@ -85,10 +91,13 @@ impl LockActor {
             return;
         }
         self.refreshing = true;
-        let (store, tenure) = (self.store.clone(), self.tenure.clone());
-        let (rev, deadline, timeout) = (self.revision, self.deadline, self.request_timeout);
-        let work = async move { tenure::refresh(&store, &tenure, rev, deadline, timeout).await }
-            .instrument(self.span.clone());
+        let (common, lease) = self.for_request();
+        let (rev, deadline) = (self.revision, self.deadline);
+        let timeout = common.config.request_timeout;
+        let work = async move {
+            tenure::refresh(&common.store, lease.tenure(), rev, deadline, timeout).await
+        }
+        .instrument(self.span.clone());
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             act.refreshing = false;
             act.on_refreshed(result, ctx)
@@ -99,22 +108,22 @@ impl LockActor {
         let _e = self.span.clone().entered();
         match result {
             Ok(c) if matches!(self.status, LockStatus::Held | LockStatus::Releasing) => {
-                self.store.meter().refreshed();
+                self.common.store.meter().refreshed();
                 // The compare-and-set moved the revision, whoever asked for it.
                 self.revision = c.revision;
                 // With keep-alive off, only the caller's `refresh()` extends the lease: a check
                 // after someone else's write keeps the local deadline where it was (the key
                 // lives on at the server until this write's TTL; the holder clears it itself
                 // at its deadline, `release_if_ours`).
-                let extends = self.keep_alive || !self.refresh_replies.is_empty();
+                let extends = self.common.config.keep_alive || self.refresh_asked();
                 if extends {
-                    self.deadline = lease_deadline(c.sent_at, self.tenure.ttl, self.margin);
+                    self.deadline = lease_deadline(c.sent_at, self.ttl(), self.margin());
                     self.lease.set_deadline(self.deadline);
                     self.last_refresh = Some(SystemTime::now());
                 }
                 tracing::trace!(revision = c.revision, extends, "refreshed");
                 self.arm(ctx);
-                for r in self.refresh_replies.drain(..) {
+                for r in self.take_replies(Asked::Refresh) {
                     let _ = r.send(Ok(()));
                 }
                 if self.status == LockStatus::Releasing {

@@ -28,7 +28,8 @@ impl Contender<'_> {
         let mut first = hint.unwrap_or(0);
         // The holder's last write seen, for the takeover at the end of its lease.
         let mut seen: Option<Seen> = None;
-        let me = self.tenure.tenure_id.as_str();
+        let me = self.tenure.id.text();
+        let me = me.as_str();
         // A newcomer joins a line that has others in it rather than write to the key first.
         let joins_line = seat
             .as_ref()

@@ -39,8 +39,8 @@ impl StreamHandler<Change> for LockManagerActor {
         if change.op == ChangeOp::Put && change.value.starts_with(&self.own_value_prefix) {
             return;
         }
-        if let Some(lock) = self.queues.get(&change.key).and_then(|q| q.held()) {
-            lock.addr.do_send(ForeignWrite {
+        if let Some(addr) = self.queues.get(&change.key).and_then(|q| q.held()?.addr()) {
+            addr.do_send(ForeignWrite {
                 revision: change.revision,
             });
         }

@@ -2,7 +2,8 @@
 //! it, and when the contender ends, starts a `LockActor` and hands the waiter its
 //! `LockHandle` if the lock was won, or gives the waiter its answer.
 
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use actix::prelude::*;
 use tracing::Instrument;
@@ -10,13 +11,12 @@ use tracing::Instrument;
 use super::{HeldLock, LockManagerActor, Mode, Waiter};
 use crate::error::LockError;
 use crate::holder::{unix_ms, Holder};
-use crate::lock::actor::{LockActor, LockSetup};
+use crate::lock::actor::{LockActor, LockCommon, LockSetup};
 use crate::lock::contend::{Contended, Contender, Wakes};
 use crate::lock::granted::Granted;
 use crate::lock::lease::Lease;
 use crate::lock::line::Seat;
-use crate::lock::tenure::Tenure;
-use crate::settings::Config;
+use crate::lock::tenure::{Tenure, TenureId};
 
 impl LockManagerActor {
     pub(super) fn contend(&mut self, key: String, mut waiter: Waiter, ctx: &mut Context<Self>) {
@@ -24,32 +24,27 @@ impl LockManagerActor {
         let ttl = waiter.options.ttl.unwrap_or(self.config.ttl);
         // A request with a place in the line already writes under that place's id, so that
         // the line knows its own entry from the holder's.
-        let tenure_id = match &waiter.entry {
-            Some(entry) => entry.id().to_owned(),
-            None => crate::holder::random_id(),
-        };
+        let id = waiter
+            .entry
+            .as_ref()
+            .and_then(|entry| TenureId::parse(entry.id()))
+            .unwrap_or_else(TenureId::random);
         let holder = Holder {
             owner: self.owner.clone(),
             host: self.host.clone(),
             pid: self.pid,
             acquired_at_ms: unix_ms(SystemTime::now()),
             description: waiter.options.description.clone(),
-            tenure: tenure_id.clone(),
+            tenure: id.text(),
             token: None,
             permits: waiter.options.permits,
             foreign: false,
         };
-        let tenure = Tenure {
-            key: key.clone(),
-            value: holder.encode(),
-            holder,
-            tenure_id,
-            ttl,
-            // Only a TTL other than the bucket's needs the header: the bucket's max_age
-            // expires the key at the same moment, and the server then tracks no
-            // per-message TTL on every acquire and refresh.
-            send_ttl: self.store.capabilities().per_lock_ttl && ttl != self.config.ttl,
-        };
+        // Only a TTL other than the bucket's needs the header: the bucket's max_age expires
+        // the key at the same moment, and the server then tracks no per-message TTL on every
+        // acquire and refresh.
+        let send_ttl = self.store.capabilities().per_lock_ttl && ttl != self.config.ttl;
+        let tenure = Tenure::new(key.clone(), &holder, id, ttl, send_ttl);
         let hint = self.markers.remove(&key);
         let check_previous = waiter.options.lock_delay.is_some_and(|d| !d.is_zero());
         let takeover_after = self.config.takeover_after(self.store.max_age());
@@ -123,35 +118,28 @@ impl LockManagerActor {
         waiter.waiting.end((&outcome).into());
         let won = match outcome {
             Contended::Acquired(grant) => {
-                let holder = grant.holder.clone();
                 let unclean = grant.previous_unclean;
                 // From the first refresh on, the value names its token, so that observers
                 // (and `nlock ls`) see the fencing token of a lock they did not see taken.
-                tenure.holder = grant.holder;
-                tenure.holder.token = Some(grant.token);
-                tenure.value = tenure.holder.encode();
+                let mut holder = grant.holder;
+                holder.token = Some(grant.token);
+                tenure.set_holder(&holder);
                 let setup = LockSetup {
-                    store: self.store.clone(),
+                    common: self.lock_common(ctx),
                     tenure,
                     token: grant.token,
                     confirmed: grant.confirmed,
                     previous: grant.previous,
-                    keep_alive: self.config.keep_alive,
-                    refresh_interval: self
-                        .config
-                        .refresh_interval(holder_ttl(&self.config, &waiter)),
-                    margin: self.config.lease_margin(holder_ttl(&self.config, &waiter)),
-                    request_timeout: self.config.request_timeout,
-                    manager: ctx.address().recipient(),
-                    manager_subscribers: self.loss_subscribers.clone(),
                 };
                 let (actor, lease) = LockActor::new(setup);
+                let lease = Lease::new(lease);
                 let addr = actor.start();
+                let weak = addr.downgrade();
                 if self.shutting_down {
                     // Won while shutting down: kept as held so that shutdown releases it.
                     let _ = waiter.tx.send(Err(LockError::ManagerGone));
                 } else {
-                    let handle = Granted::new(Lease::new(lease), addr.clone());
+                    let handle = Granted::new(lease.clone(), addr);
                     match waiter.options.lock_delay.filter(|d| !d.is_zero()) {
                         Some(delay) => {
                             actix::spawn(crate::lock::delay::hand_over(
@@ -167,7 +155,7 @@ impl LockManagerActor {
                         }
                     }
                 }
-                Some((HeldLock { addr, holder }, grant.token))
+                Some((HeldLock { addr: weak, lease }, grant.token))
             }
             Contended::Busy(h) => {
                 let _ = waiter.tx.send(Err(LockError::Busy {
@@ -192,6 +180,22 @@ impl LockManagerActor {
         }
         self.pump(&key, ctx);
     }
+
+    /// What this manager's lock actors share, made with the first of them.
+    fn lock_common(&mut self, ctx: &mut Context<Self>) -> Arc<LockCommon> {
+        if let Some(common) = &self.lock_common {
+            return common.clone();
+        }
+        let common = Arc::new(LockCommon {
+            store: self.store.clone(),
+            owner: self.owner.clone(),
+            config: self.config.clone(),
+            manager: ctx.address().recipient(),
+            manager_subscribers: self.loss_subscribers.clone(),
+        });
+        self.lock_common = Some(common.clone());
+        common
+    }
 }
 
 /// How many of a key's changes may wait for its contender: frees, its own writes and the
@@ -199,7 +203,3 @@ impl LockManagerActor {
 /// dropped (the next round reads the key, and a takeover that expects an older write than the
 /// holder's last fails and reads it).
 const WAKE_BUFFER: usize = 16;
-
-fn holder_ttl(config: &Config, waiter: &Waiter) -> Duration {
-    waiter.options.ttl.unwrap_or(config.ttl)
-}
