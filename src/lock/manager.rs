@@ -8,6 +8,7 @@
 
 mod changes;
 mod grant;
+mod validate;
 mod withdraw;
 
 use std::collections::HashMap;
@@ -17,9 +18,7 @@ use actix::prelude::*;
 use actix::WeakAddr;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::error::{ConfigError, ErrorKind, Feature, LockError};
-use crate::key::validate_key;
-use crate::limits::MAX_DESCRIPTION;
+use crate::error::{ErrorKind, LockError};
 use crate::lock::actor::{LockActor, LockCommon, LockEnded, ReleaseForShutdown};
 use crate::lock::granted::{Granted, Pending};
 use crate::lock::lease::Lease;
@@ -30,7 +29,7 @@ use crate::lock::requests::{
     Acquire, ListLocks, LockOptions, LocksReport, Shutdown, SubscribeLosses, TryAcquire,
 };
 use crate::lock::state::{GetState, LockState};
-use crate::settings::{validate_ttl, Config};
+use crate::settings::Config;
 use crate::store::{Change, Changes, ChangesCloser, Store};
 use crate::telemetry::Waiting;
 
@@ -171,53 +170,6 @@ impl LockManagerActor {
             idle_waiters: Vec::new(),
             lock_common: None,
         }
-    }
-
-    /// Checks a request before anything is sent: key, TTL, description, server support.
-    fn validate(&self, key: &str, options: &LockOptions) -> Result<(), LockError> {
-        // A permit's or a read-write lock member's key is nlock's own; the name in it is the
-        // caller's.
-        match options.internal_key {
-            true => crate::key::validate_held_key(key)?,
-            false => validate_key(key)?,
-        }
-        if let Some(ttl) = options.ttl {
-            validate_ttl(ttl)?;
-            // The bucket's max_age removes a message whatever its own TTL says: a longer
-            // per-lock TTL would let the server free the key under a holder that thinks
-            // it still holds it.
-            if ttl > self.config.ttl {
-                return Err(ConfigError::LockTtlAboveBucketTtl {
-                    ttl,
-                    bucket_ttl: self.config.ttl,
-                }
-                .into());
-            }
-            // A lease shorter than one request could be over before its grant is answered.
-            if ttl <= self.config.request_timeout {
-                return Err(ConfigError::LockTtlNotAboveRequestTimeout {
-                    ttl,
-                    request_timeout: self.config.request_timeout,
-                }
-                .into());
-            }
-            let caps = self.store.capabilities();
-            if !caps.per_lock_ttl {
-                return Err(LockError::Unsupported {
-                    feature: Feature::PerLockTtl,
-                    server_version: caps.server_version.clone(),
-                });
-            }
-        }
-        if let Some(d) = &options.description {
-            if d.len() > MAX_DESCRIPTION {
-                return Err(ConfigError::DescriptionTooLong(d.len()).into());
-            }
-        }
-        if self.shutting_down {
-            return Err(LockError::ManagerGone);
-        }
-        Ok(())
     }
 
     fn enqueue(
