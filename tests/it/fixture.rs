@@ -74,6 +74,22 @@ impl Env {
         js.get_key_value(&self.bucket).await.expect("bucket exists")
     }
 
+    /// The bucket's keys that begin with `prefix` (deleted ones left out), read behind
+    /// nlock's back: line entries, permits, read-write lock members.
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        use futures::StreamExt;
+        let kv = self.kv().await;
+        let mut keys = kv.keys().await.expect("list keys");
+        let mut found = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.expect("a key");
+            if k.starts_with(prefix) {
+                found.push(k);
+            }
+        }
+        found
+    }
+
     /// How many messages the bucket's stream holds (0 if it does not exist).
     pub async fn stream_messages(&self) -> Option<u64> {
         let js = async_nats::jetstream::new(self.raw().await);
@@ -99,6 +115,19 @@ pub async fn spawn_waiter(
     })
     .await;
     task
+}
+
+/// Watches `lease.is_held()` every millisecond on a task of its own: the holder's own view.
+/// The task ends, when the lease stops holding, with the last moment it said "held".
+pub fn watch_last_held(lease: nlock::Lease) -> tokio::task::JoinHandle<tokio::time::Instant> {
+    tokio::spawn(async move {
+        let mut last_held = tokio::time::Instant::now();
+        while lease.is_held() {
+            last_held = tokio::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        last_held
+    })
 }
 
 /// How many local requests wait for `key` at `m`.

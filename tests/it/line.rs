@@ -18,17 +18,7 @@ const NEVER_POLL: Duration = Duration::from_secs(600);
 
 /// The entry keys in the line of `key`, read behind nlock's back.
 async fn entries(env: &Env, key: &str) -> Vec<String> {
-    let prefix = format!("_nlock.q.{key}.");
-    let kv = env.kv().await;
-    let mut keys = kv.keys().await.expect("list keys");
-    let mut found = Vec::new();
-    while let Some(k) = keys.next().await {
-        let k = k.expect("a key");
-        if k.starts_with(&prefix) {
-            found.push(k);
-        }
-    }
-    found
+    env.keys_with_prefix(&format!("_nlock.q.{key}.")).await
 }
 
 /// Starts a waiter at `m` that, once granted, records `name` in `order` and releases; returns

@@ -34,14 +34,7 @@ async fn readers_share_a_writer_waits_for_them_and_later_readers_wait_for_the_wr
     };
     // The writer is waiting once its key is there.
     must_eventually(PATIENCE, "the writer waits", || async {
-        env.kv()
-            .await
-            .keys()
-            .await
-            .unwrap()
-            .filter_map(|k| async move { k.ok() })
-            .any(|k| async move { k.starts_with("_nlock.rw.cache.w.") })
-            .await
+        !env.keys_with_prefix("_nlock.rw.cache.w.").await.is_empty()
     })
     .await;
     // A reader that comes after the waiting writer waits for it.
@@ -74,8 +67,6 @@ async fn readers_share_a_writer_waits_for_them_and_later_readers_wait_for_the_wr
         .expect("the reader after the writer");
     assert!(r.token() > wt);
 }
-
-use futures::StreamExt;
 
 /// Who is inside: readers, and whether a writer is.
 #[derive(Default)]
@@ -193,16 +184,7 @@ async fn a_timed_out_or_refused_request_leaves_no_key() {
         AcquireErrorKind::InvalidKey
     );
     must_eventually(PATIENCE, "only the writer's key is left", || async {
-        let keys: Vec<String> = env
-            .kv()
-            .await
-            .keys()
-            .await
-            .unwrap()
-            .filter_map(|k| async move { k.ok() })
-            .collect()
-            .await;
-        keys.iter().filter(|k| k.starts_with("_nlock.rw.")).count() == 1
+        env.keys_with_prefix("_nlock.rw.").await.len() == 1
     })
     .await;
 }
@@ -221,17 +203,7 @@ async fn a_cut_off_reader_holds_a_writer_off_until_its_lease_ended() {
     let writer = env.manager(env.config()).await;
     let reading = cut.rw_lock("cache").try_read().await.unwrap();
     let lease = reading.lease().clone();
-    let watch = {
-        let lease = lease.clone();
-        tokio::spawn(async move {
-            let mut last_held = tokio::time::Instant::now();
-            while lease.is_held() {
-                last_held = tokio::time::Instant::now();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            last_held
-        })
-    };
+    let watch = crate::fixture::watch_last_held(lease.clone());
     let pending = {
         let writer = writer.clone();
         actix::spawn(async move { writer.rw_lock("cache").timeout(PATIENCE * 2).write().await })

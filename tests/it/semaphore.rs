@@ -187,17 +187,7 @@ async fn a_cut_off_holders_permit_is_granted_only_after_it_stopped_holding() {
     let steady_permit = steady.semaphore("pool", 2).try_acquire().await.unwrap();
     let lease = cut_permit.lease().clone();
     // The cut-off holder's own view, every millisecond: the last moment it said "held".
-    let watch = {
-        let lease = lease.clone();
-        tokio::spawn(async move {
-            let mut last_held = tokio::time::Instant::now();
-            while lease.is_held() {
-                last_held = tokio::time::Instant::now();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            last_held
-        })
-    };
+    let watch = crate::fixture::watch_last_held(lease.clone());
     let pending = {
         let waiter = waiter.clone();
         actix::spawn(async move {
@@ -251,17 +241,8 @@ async fn observers_see_permits_and_an_operator_can_break_one() {
 
 /// The entry keys in the lines of the permits of `name`, read behind nlock's back.
 async fn permit_line_entries(env: &Env, name: &str) -> usize {
-    use futures::StreamExt;
     let prefix = format!("_nlock.q._nlock.s.{name}.");
-    let kv = env.kv().await;
-    let mut keys = kv.keys().await.unwrap();
-    let mut n = 0;
-    while let Some(k) = keys.next().await {
-        if k.unwrap().starts_with(&prefix) {
-            n += 1;
-        }
-    }
-    n
+    env.keys_with_prefix(&prefix).await.len()
 }
 
 #[actix::test]

@@ -82,17 +82,7 @@ async fn a_blackholed_holder_is_taken_over_only_after_it_stopped_holding() {
     let held = holder.acquire("k", Some(PATIENCE)).await.unwrap();
     let lease = held.lease().clone();
     // The holder's own view, every millisecond: the last moment it said "held".
-    let watch = {
-        let lease = lease.clone();
-        tokio::spawn(async move {
-            let mut last_held = tokio::time::Instant::now();
-            while lease.is_held() {
-                last_held = tokio::time::Instant::now();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            last_held
-        })
-    };
+    let watch = crate::fixture::watch_last_held(lease.clone());
     let pending = spawn_waiter(&waiter, "k", PATIENCE * 2).await;
     proxy.set_mode(ProxyMode::Blackhole);
     let lock = pending.await.unwrap().expect("taken over");
