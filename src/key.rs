@@ -119,10 +119,13 @@ pub(crate) fn parse_permit_key(key: &str) -> Option<(&str, u32)> {
     Some((name, index.parse().ok()?))
 }
 
-/// Whether a key is an entry of a line across processes (`_nlock.q.`): nlock's bookkeeping,
-/// which observers do not list.
+/// Where the entries of the lines across processes live: `_nlock.q.<key>.<id>`.
+pub(crate) const LINE_PREFIX: &str = "_nlock.q.";
+
+/// Whether a key is an entry of a line across processes: nlock's bookkeeping, which
+/// observers do not list.
 pub(crate) fn is_line_entry(key: &str) -> bool {
-    key.starts_with("_nlock.q.")
+    key.starts_with(LINE_PREFIX)
 }
 
 /// Checks a bucket name: `[A-Za-z0-9_-]+`, at most [`MAX_BUCKET_LEN`] bytes.

@@ -238,7 +238,8 @@ impl RwLockRequest<'_> {
         let Some(timeout) = self.timeout else {
             return self.wait_untimed(writer).await;
         };
-        match tokio::time::timeout(timeout, self.wait_untimed(writer)).await {
+        let until = crate::deadline::deadline_after(timeout);
+        match tokio::time::timeout_at(until, self.wait_untimed(writer)).await {
             Ok(done) => done,
             // The wait is dropped with its key: released.
             Err(_) => Err(LockError::AcquireTimedOut {

@@ -154,8 +154,8 @@ impl SemaphoreRequest<'_> {
     /// anything is written; what [`LockRequest::try_acquire`](crate::LockRequest::try_acquire)
     /// returns otherwise.
     pub async fn try_acquire(self) -> Result<LockHandle, AcquireError> {
-        self.check().await?;
-        self.try_each().await
+        let held = self.check().await?;
+        self.try_each(&held).await
     }
 
     /// Waits for a permit until granted or the timeout passes. Waiting requests are served
@@ -173,8 +173,8 @@ impl SemaphoreRequest<'_> {
     /// [`try_acquire`](SemaphoreRequest::try_acquire); `AcquireTimedOut` after the timeout;
     /// what [`LockRequest::acquire`](crate::LockRequest::acquire) returns otherwise.
     pub async fn acquire(self) -> Result<LockHandle, AcquireError> {
-        self.check().await?;
-        match self.try_each().await {
+        let held = self.check().await?;
+        match self.try_each(&held).await {
             Err(e) if e.kind() == crate::AcquireErrorKind::Busy => {}
             done => return done,
         }
@@ -198,12 +198,18 @@ impl SemaphoreRequest<'_> {
         Ok(permit)
     }
 
-    /// Each permit in turn from a random one, until one is free now.
-    async fn try_each(&self) -> Result<LockHandle, AcquireError> {
+    /// Each permit in turn, from a random one, those `held` (as the check's snapshot saw
+    /// them) last, until one is free now. Only the compare-and-set decides: the snapshot only
+    /// saves the writes that would meet a permit seen held.
+    async fn try_each(&self, held: &[bool]) -> Result<LockHandle, AcquireError> {
         let start = rand::rng().random_range(0..self.permits);
-        for n in 0..self.permits {
+        let mut order: Vec<u32> = (0..self.permits)
+            .map(|n| (start + n) % self.permits)
+            .collect();
+        order.sort_by_key(|&i| held.get(i as usize).copied().unwrap_or(false));
+        for index in order {
             let msg = TryAcquire {
-                key: permit_key(&self.name, (start + n) % self.permits),
+                key: permit_key(&self.name, index),
                 options: self.options.clone(),
             };
             match granted(self.manager.actor().send(msg).await, None).await {
@@ -218,8 +224,9 @@ impl SemaphoreRequest<'_> {
         .into())
     }
 
-    /// The name and the count, then the permits held now: none with another count.
-    async fn check(&self) -> Result<(), LockError> {
+    /// The name and the count, then the permits held now: none with another count. Returns
+    /// which of the permits the snapshot saw held.
+    async fn check(&self) -> Result<Vec<bool>, LockError> {
         validate_key(&self.name)?;
         if self.permits == 0 || self.permits > MAX_PERMITS {
             return Err(ConfigError::Permits(self.permits).into());
@@ -229,10 +236,16 @@ impl SemaphoreRequest<'_> {
             .store
             .snapshot(&format!("{PERMIT_PREFIX}{}.>", self.name))
             .await?;
+        let mut seen_held = vec![false; self.permits as usize];
         for change in held.iter().filter(|c| c.op == ChangeOp::Put) {
             let Some((name, index)) = parse_permit_key(&change.key) else {
                 continue;
             };
+            if name == self.name {
+                if let Some(slot) = seen_held.get_mut(index as usize) {
+                    *slot = true;
+                }
+            }
             let found = Holder::decode(&change.value)
                 .filter(|h| !h.foreign)
                 .and_then(|h| h.permits);
@@ -251,6 +264,6 @@ impl SemaphoreRequest<'_> {
                 .into());
             }
         }
-        Ok(())
+        Ok(seen_held)
     }
 }

@@ -32,7 +32,7 @@ pub(crate) use view::{Ahead, LineView};
 use bytes::Bytes;
 
 /// Where entry keys live: reserved, so no lock key can be one (`validate_key`).
-pub(crate) const ENTRY_PREFIX: &str = "_nlock.q.";
+pub(crate) const ENTRY_PREFIX: &str = crate::key::LINE_PREFIX;
 
 /// The filter of every entry key, for a snapshot of all lines.
 pub(crate) const ENTRY_PREFIX_FILTER: &str = "_nlock.q.>";

@@ -181,6 +181,7 @@ impl LockManagerActor {
     ) -> Result<Pending, LockError> {
         self.validate(&key, &options)?;
         let (tx, rx) = oneshot::channel();
+        let (every, valid_for) = (self.entry_keep_alive(), self.entry_valid_for());
         let queue = self.queues.entry(key.clone()).or_insert_with(KeyQueue::new);
         if mode == Mode::Try {
             // Local waiters go first; a try never jumps the queue.
@@ -199,8 +200,8 @@ impl LockManagerActor {
                 self.store.clone(),
                 &key,
                 &crate::holder::random_id(),
-                self.config.entry_keep_alive(self.store.max_age()),
-                self.config.entry_valid_for(self.store.max_age()),
+                every,
+                valid_for,
             )),
             _ => None,
         };
@@ -233,6 +234,16 @@ impl LockManagerActor {
             }
         }
     }
+    /// How often this manager's line entries are rewritten (as often as a lock is refreshed).
+    fn entry_keep_alive(&self) -> std::time::Duration {
+        self.config.entry_keep_alive(self.store.max_age())
+    }
+
+    /// How long a write keeps one of this manager's line entries alive, by its clock.
+    fn entry_valid_for(&self) -> std::time::Duration {
+        self.config.entry_valid_for(self.store.max_age())
+    }
+
     fn held_addrs(&self) -> Vec<Addr<LockActor>> {
         self.queues
             .values()

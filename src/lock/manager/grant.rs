@@ -59,8 +59,8 @@ impl LockManagerActor {
                 view: view.clone(),
                 entry: waiter.entry.take(),
                 store: self.store.clone(),
-                every: self.config.entry_keep_alive(self.store.max_age()),
-                valid_for: self.config.entry_valid_for(self.store.max_age()),
+                every: self.entry_keep_alive(),
+                valid_for: self.entry_valid_for(),
             }),
             _ => None,
         };
